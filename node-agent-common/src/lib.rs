@@ -1,0 +1,323 @@
+//! Record layouts shared by the eBPF programs (`node-agent-ebpf`) and the agent (`node-agent`).
+//!
+//! Every record the kernel writes into the `EVENTS` ring buffer starts with an [`EventHeader`],
+//! followed by a fixed part that depends on the kind, followed by `header.data_len` bytes of
+//! variable data (paths, argv, environment) whose per-field lengths sit in the fixed part.
+//! All structs are `#[repr(C)]`, `Copy` and have no implicit padding; `tests/layout.rs` in the
+//! agent pins their sizes and offsets as seen from user space, and the same constants are
+//! asserted at compile time here so that the eBPF build checks them too.
+#![no_std]
+
+/// Event kinds, numbered in families so that a new kind never renumbers an old one.
+/// Never reuse a retired number.
+///
+/// | range | family |
+/// |---|---|
+/// | `0x0100..0x0200` | process |
+/// | `0x0200..0x0300` | file |
+/// | `0x0300..0x0400` | network |
+/// | `0x0400..0x0500` | kernel (reserved) |
+/// | `0x0f00..0x1000` | internal (agent-generated) |
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kind {
+    Exec = 0x0100,
+    Fork = 0x0101,
+    Exit = 0x0102,
+    Open = 0x0200,
+    Rename = 0x0201,
+    Link = 0x0202,
+    Symlink = 0x0203,
+    Unlink = 0x0204,
+    Chmod = 0x0205,
+    Connect = 0x0300,
+    /// Generated in user space from the drop counters; never written by the kernel.
+    Loss = 0x0f00,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 11] = [
+        Kind::Exec,
+        Kind::Fork,
+        Kind::Exit,
+        Kind::Open,
+        Kind::Rename,
+        Kind::Link,
+        Kind::Symlink,
+        Kind::Unlink,
+        Kind::Chmod,
+        Kind::Connect,
+        Kind::Loss,
+    ];
+
+    pub const fn from_u32(v: u32) -> Option<Kind> {
+        Some(match v {
+            0x0100 => Kind::Exec,
+            0x0101 => Kind::Fork,
+            0x0102 => Kind::Exit,
+            0x0200 => Kind::Open,
+            0x0201 => Kind::Rename,
+            0x0202 => Kind::Link,
+            0x0203 => Kind::Symlink,
+            0x0204 => Kind::Unlink,
+            0x0205 => Kind::Chmod,
+            0x0300 => Kind::Connect,
+            0x0f00 => Kind::Loss,
+            _ => return None,
+        })
+    }
+
+    /// The snake_case name used in JSON and metrics labels.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Kind::Exec => "exec",
+            Kind::Fork => "fork",
+            Kind::Exit => "exit",
+            Kind::Open => "open",
+            Kind::Rename => "rename",
+            Kind::Link => "link",
+            Kind::Symlink => "symlink",
+            Kind::Unlink => "unlink",
+            Kind::Chmod => "chmod",
+            Kind::Connect => "connect",
+            Kind::Loss => "loss",
+        }
+    }
+}
+
+/// Capacities of the variable-length fields. A field that hits its cap has its `TRUNC_*` flag set.
+pub const PATH_CAP: usize = 4096;
+pub const FILENAME_CAP: usize = 1024;
+pub const ARGV_CAP: usize = 8192;
+pub const ENV_CAP: usize = 8192;
+pub const SOCK_PATH_CAP: usize = 108;
+pub const COMM_LEN: usize = 16;
+
+/// Bits in [`EventHeader::flags`].
+pub const TRUNC_ARGV: u32 = 1 << 0;
+pub const TRUNC_ENV: u32 = 1 << 1;
+pub const TRUNC_EXE: u32 = 1 << 2;
+pub const TRUNC_CWD: u32 = 1 << 3;
+pub const TRUNC_FILENAME: u32 = 1 << 4;
+pub const TRUNC_PATH: u32 = 1 << 5;
+pub const TRUNC_NEW_PATH: u32 = 1 << 6;
+/// The executable (exec) or file (open) lives on overlayfs.
+pub const ON_OVERLAY: u32 = 1 << 8;
+/// ... and its overlayfs inode has an upper dentry: it was created or copied up (modified)
+/// after the overlay was mounted, i.e. after the container started.
+pub const IN_UPPER_LAYER: u32 = 1 << 9;
+/// `path` of a file event was resolved by the kernel from the opened file (absolute, symlinks
+/// followed) rather than copied from the syscall argument.
+pub const PATH_RESOLVED: u32 = 1 << 10;
+
+/// Common prefix of every kernel record. 88 bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EventHeader {
+    /// A [`Kind`] discriminant.
+    pub kind: u32,
+    pub flags: u32,
+    /// `bpf_ktime_get_boot_ns()` at capture.
+    pub ktime_ns: u64,
+    /// `start_boottime` of the thread-group leader, in ns since boot.
+    pub start_boottime_ns: u64,
+    /// `start_boottime` of the real parent's thread-group leader.
+    pub parent_start_boottime_ns: u64,
+    /// cgroup v2 id (the cgroup directory's inode number).
+    pub cgroup_id: u64,
+    pub tgid: u32,
+    pub tid: u32,
+    /// tgid of the real parent.
+    pub ppid: u32,
+    pub uid: u32,
+    pub euid: u32,
+    pub gid: u32,
+    /// Inode number of the mount namespace.
+    pub mnt_ns: u32,
+    /// Bytes of variable data after the fixed part of the record.
+    pub data_len: u32,
+    pub comm: [u8; COMM_LEN],
+}
+
+/// `Kind::Exec`. Data: filename (as passed to execve), exe path, cwd, argv (NUL-separated),
+/// environment (NUL-separated).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ExecRecord {
+    pub header: EventHeader,
+    pub exe_ino: u64,
+    pub exe_mtime_sec: i64,
+    pub exe_dev: u32,
+    pub exe_mtime_nsec: u32,
+    pub filename_len: u16,
+    pub exe_len: u16,
+    pub cwd_len: u16,
+    pub argv_len: u16,
+    pub env_len: u16,
+    pub _pad: [u16; 3],
+}
+
+/// `Kind::Fork`: a new process (not a thread). The header describes the parent.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ForkRecord {
+    pub header: EventHeader,
+    pub child_start_boottime_ns: u64,
+    pub child_tgid: u32,
+    pub _pad: u32,
+}
+
+/// `Kind::Exit`: the last thread of a process exited.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ExitRecord {
+    pub header: EventHeader,
+    /// `task_struct::exit_code`: a wait(2) status (`code << 8` or the signal number).
+    pub exit_code: u32,
+    pub _pad: u32,
+}
+
+/// Open, rename, link, symlink, unlink and chmod. Data: path, path base, new path, new path base.
+///
+/// A base is present when the matching path is relative: it is the directory the kernel resolved
+/// it against (the cwd or the `dirfd`). `path` is the old name for rename and link, the target for
+/// symlink; `new_path` the new name or the link's path.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct FileRecord {
+    pub header: EventHeader,
+    /// Syscall return value.
+    pub result: i64,
+    /// Inode of the opened file, when the open succeeded (else 0).
+    pub ino: u64,
+    pub dev: u32,
+    /// Open flags, rename flags or unlinkat flags.
+    pub flags: u32,
+    /// Open/create mode, or the chmod mode.
+    pub mode: u32,
+    /// The syscall number that produced it (arch-specific; diagnostic only).
+    pub syscall: u32,
+    pub path_len: u16,
+    pub path_base_len: u16,
+    pub new_path_len: u16,
+    pub new_path_base_len: u16,
+}
+
+/// `Kind::Connect`. Data: the unix socket path (`AF_UNIX` only; abstract names keep the leading NUL).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ConnectRecord {
+    pub header: EventHeader,
+    pub result: i64,
+    /// IPv4 in the first 4 bytes, or IPv6, in network order.
+    pub addr: [u8; 16],
+    pub family: u16,
+    /// Host byte order.
+    pub port: u16,
+    pub path_len: u16,
+    pub _pad: u16,
+}
+
+/// Struct-member offsets read from the running kernel's BTF at load time, so that one eBPF
+/// object runs on any kernel (rustc has no CO-RE `preserve_access_index`).
+/// Every field is a byte offset from the start of the containing struct.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelOffsets {
+    pub task_real_parent: u32,
+    pub task_group_leader: u32,
+    pub task_tgid: u32,
+    pub task_pid: u32,
+    pub task_start_boottime: u32,
+    pub task_real_cred: u32,
+    pub task_nsproxy: u32,
+    pub task_mm: u32,
+    pub task_fs: u32,
+    pub task_files: u32,
+    pub task_exit_code: u32,
+    pub task_signal: u32,
+    pub signal_live: u32,
+    pub cred_uid: u32,
+    pub cred_euid: u32,
+    pub cred_gid: u32,
+    pub nsproxy_mnt_ns: u32,
+    pub mnt_ns_inum: u32,
+    pub mm_arg_start: u32,
+    pub mm_arg_end: u32,
+    pub mm_env_start: u32,
+    pub mm_env_end: u32,
+    pub mm_exe_file: u32,
+    pub fs_root: u32,
+    pub fs_pwd: u32,
+    pub files_fdt: u32,
+    pub fdtable_max_fds: u32,
+    pub fdtable_fd: u32,
+    pub file_f_path: u32,
+    pub file_f_inode: u32,
+    pub path_mnt: u32,
+    pub path_dentry: u32,
+    pub dentry_d_parent: u32,
+    pub dentry_d_name: u32,
+    pub dentry_d_inode: u32,
+    pub qstr_len: u32,
+    pub qstr_name: u32,
+    pub mount_mnt: u32,
+    pub mount_mnt_parent: u32,
+    pub mount_mnt_mountpoint: u32,
+    pub vfsmount_mnt_root: u32,
+    pub inode_i_ino: u32,
+    pub inode_i_sb: u32,
+    pub inode_i_mtime_sec: u32,
+    pub inode_i_mtime_nsec: u32,
+    pub sb_s_dev: u32,
+    pub sb_s_magic: u32,
+    pub ovl_inode_vfs_inode: u32,
+    pub ovl_inode_upperdentry: u32,
+    /// 1 when the kernel has overlayfs in its BTF (the two fields above are valid).
+    pub has_ovl: u32,
+}
+
+/// Load-time settings for the probes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProbeConfig {
+    /// The agent's own tgid: its events are never captured, so its own I/O cannot feed back.
+    pub self_tgid: u32,
+    /// 1 captures every open, including read-only ones (benchmarks and debugging only).
+    pub capture_all_opens: u32,
+}
+
+/// Indexes of the per-CPU `DROPS` counters.
+pub const DROP_RINGBUF_FULL: u32 = 0;
+/// The per-CPU scratch area could not be looked up (should never happen; counted anyway).
+pub const DROP_NO_SCRATCH: u32 = 1;
+pub const DROP_SLOTS: u32 = 2;
+
+/// Size of the per-CPU scratch area an event is assembled in before it is copied to the ring
+/// buffer. Variable data is appended at masked offsets (`& DATA_MASK`), so the area must hold
+/// the fixed part, the largest masked offset and the largest single field.
+pub const DATA_MASK: usize = 0x7fff;
+pub const SCRATCH_SIZE: usize = 256 + DATA_MASK + 1 + ARGV_CAP;
+
+const _: () = {
+    assert!(core::mem::size_of::<EventHeader>() == 88);
+    assert!(core::mem::size_of::<ExecRecord>() == 88 + 40);
+    assert!(core::mem::size_of::<ForkRecord>() == 88 + 16);
+    assert!(core::mem::size_of::<ExitRecord>() == 88 + 8);
+    assert!(core::mem::size_of::<FileRecord>() == 88 + 40);
+    assert!(core::mem::size_of::<ConnectRecord>() == 88 + 32);
+    assert!(core::mem::size_of::<KernelOffsets>() == 50 * 4);
+    // The largest fixed part must fit in the 256 bytes reserved for it in the scratch area.
+    assert!(core::mem::size_of::<ExecRecord>() <= 256);
+    assert!(FILENAME_CAP + 2 * PATH_CAP + ARGV_CAP + ENV_CAP <= DATA_MASK + 1);
+};
+
+#[cfg(feature = "user")]
+mod pod {
+    use super::*;
+    // SAFETY: each type is repr(C), Copy, and every bit pattern is valid; no implicit padding
+    // (asserted above and in node-agent/tests/layout.rs).
+    unsafe impl aya::Pod for KernelOffsets {}
+    unsafe impl aya::Pod for ProbeConfig {}
+    unsafe impl aya::Pod for EventHeader {}
+}

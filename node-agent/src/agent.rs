@@ -1,0 +1,234 @@
+//! The agent's run loop: probes → ring-buffer reader → enrichment → sink, with loss accounting,
+//! metrics and graceful shutdown (probes detach first, then every buffered event is delivered
+//! and the sink flushed).
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use tokio::sync::{mpsc, watch};
+
+use crate::{
+    decode::RawEvent,
+    enrich::{EnrichConfig, Enricher},
+    loss::LossTracker,
+    metrics::{KindLabel, Metrics},
+    probes::{LoadOptions, ProbeError, ProbeStatus, Probes},
+    ringbuf,
+    sink::{EventSink, SinkError},
+};
+
+#[derive(Clone, Debug)]
+pub struct AgentConfig {
+    pub load: LoadOptions,
+    pub enrich: EnrichConfig,
+    /// Events buffered between the ring-buffer reader and enrichment.
+    pub queue_capacity: usize,
+    pub metrics_addr: Option<SocketAddr>,
+    /// How often drop counters are read (and Loss events emitted).
+    pub loss_interval: Duration,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        AgentConfig {
+            load: LoadOptions::default(),
+            enrich: EnrichConfig::default(),
+            queue_capacity: 65536,
+            metrics_addr: Some(SocketAddr::from(([127, 0, 0, 1], 9464))),
+            loss_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error(transparent)]
+    Probes(#[from] ProbeError),
+    #[error(transparent)]
+    Metrics(#[from] crate::metrics::ServeError),
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    #[error("ring-buffer reader failed: {0}")]
+    Reader(std::io::Error),
+}
+
+/// What a run did, for the caller's last log line.
+#[derive(Clone, Debug, Default)]
+pub struct RunSummary {
+    pub events: u64,
+    pub loss_events: u64,
+    pub probes: Vec<ProbeStatus>,
+}
+
+/// Runs until `shutdown` resolves or the sink's reader goes away.
+pub async fn run<S: EventSink>(
+    cfg: AgentConfig,
+    sink: &mut S,
+    shutdown: impl Future<Output = ()>,
+) -> Result<RunSummary, AgentError> {
+    let metrics = Metrics::default();
+    let (probes, ring, drops) = Probes::load(cfg.load)?;
+    metrics.record_probes(&probes.status);
+    let status = probes.status.clone();
+    tracing::info!(attached = probes.attached(), failed = probes.failed().count(), "probes loaded");
+
+    // Seed after attaching: a process that starts in between is seen by both, never by neither.
+    let mut enricher = Enricher::new(cfg.enrich.clone());
+
+    let _server = match cfg.metrics_addr {
+        Some(addr) => {
+            let health_status = status.clone();
+            let health_metrics = metrics.clone();
+            let health: Arc<dyn Fn() -> String + Send + Sync> =
+                Arc::new(move || health_json(&health_status, &health_metrics));
+            Some(AbortOnDrop(crate::metrics::serve(addr, metrics.clone(), health).await?))
+        }
+        None => None,
+    };
+
+    let (tx, mut rx) = mpsc::channel::<RawEvent>(cfg.queue_capacity.max(1));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let reader = tokio::spawn(ringbuf::run(ring, tx, metrics.clone(), stop_rx));
+    let mut loss = LossTracker::new(drops, metrics.clone());
+    let mut tick = tokio::time::interval(cfg.loss_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut summary = RunSummary { probes: status, ..RunSummary::default() };
+
+    tokio::pin!(shutdown);
+    let mut closed = false;
+    loop {
+        tokio::select! {
+            biased;
+            _ = &mut shutdown => break,
+            raw = rx.recv() => {
+                let Some(raw) = raw else { break };
+                if let Err(e) = deliver(&mut enricher, sink, &metrics, raw, &mut summary).await {
+                    if e.is_closed_pipe() { closed = true; break; }
+                    return Err(e.into());
+                }
+                if rx.is_empty() {
+                    flush(sink).await?;
+                }
+            }
+            _ = tick.tick() => {
+                if let Some(l) = loss.poll() {
+                    emit_loss(&enricher, sink, &metrics, l, &mut summary).await?;
+                }
+                metrics.queue_depth.set(rx.len() as i64);
+                enricher.procs.sweep();
+                update_cache_gauges(&enricher, &metrics);
+                flush(sink).await?;
+            }
+        }
+    }
+
+    // Shutdown: no new events, then deliver everything already captured.
+    tracing::info!("shutting down: detaching probes and draining buffers");
+    let t = std::time::Instant::now();
+    probes.detach();
+    tracing::debug!(took = ?t.elapsed(), "probes detached");
+    let _ = stop_tx.send(true);
+    if !closed {
+        while let Some(raw) = rx.recv().await {
+            deliver(&mut enricher, sink, &metrics, raw, &mut summary).await?;
+        }
+    }
+    drop(rx);
+    match reader.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(AgentError::Reader(e)),
+        Err(e) => return Err(AgentError::Reader(std::io::Error::other(e))),
+    }
+    if let Some(l) = loss.poll() {
+        emit_loss(&enricher, sink, &metrics, l, &mut summary).await?;
+    }
+    if !closed {
+        flush(sink).await?;
+    }
+    Ok(summary)
+}
+
+async fn deliver<S: EventSink>(
+    enricher: &mut Enricher,
+    sink: &mut S,
+    metrics: &Metrics,
+    raw: RawEvent,
+    summary: &mut RunSummary,
+) -> Result<(), SinkError> {
+    let ev = enricher.enrich(raw).await;
+    metrics.events.get_or_create(&KindLabel { kind: ev.kind.name() }).inc();
+    summary.events += 1;
+    sink.emit(ev).await
+}
+
+async fn emit_loss<S: EventSink>(
+    enricher: &Enricher,
+    sink: &mut S,
+    metrics: &Metrics,
+    loss: peregrine_event::LossInfo,
+    summary: &mut RunSummary,
+) -> Result<(), SinkError> {
+    tracing::warn!(
+        kernel_ringbuf_full = loss.kernel_ringbuf_full,
+        kernel_no_scratch = loss.kernel_no_scratch,
+        user_queue_full = loss.user_queue_full,
+        "events lost"
+    );
+    metrics.loss_events.inc();
+    metrics.events.get_or_create(&KindLabel { kind: "loss" }).inc();
+    summary.loss_events += 1;
+    sink.emit(enricher.loss_event(loss)).await
+}
+
+async fn flush<S: EventSink>(sink: &mut S) -> Result<(), SinkError> {
+    sink.flush().await
+}
+
+fn update_cache_gauges(e: &Enricher, m: &Metrics) {
+    let cfg = e.config();
+    m.set_cache("process_table", e.procs.len(), e.procs.capacity());
+    m.set_cache("container_cgroups", e.containers.cgroup_cache_len(), cfg.container_cache_size);
+    m.set_cache("container_metadata", e.containers.metadata_cache_len(), cfg.container_cache_size);
+    m.set_cache("exe_hashes", e.hashes.len(), cfg.hash_cache_size);
+    m.set_cache("new_binary_writes", e.newbin.len(), 2 * cfg.new_binary_cache_size);
+    let failed = e.containers.lookups_failed;
+    let seen = m.container_lookup_failures.get();
+    if failed > seen {
+        m.container_lookup_failures.inc_by(failed - seen);
+    }
+}
+
+fn health_json(status: &[ProbeStatus], m: &Metrics) -> String {
+    let probes: Vec<serde_json::Value> = status
+        .iter()
+        .map(|s| serde_json::json!({"program": s.program, "target": s.target, "state": s.state.name(), "error": s.error}))
+        .collect();
+    let failed = status.iter().filter(|s| s.state == crate::probes::AttachState::Failed).count();
+    serde_json::json!({
+        "status": if failed == 0 { "ok" } else { "degraded" },
+        "probes": probes,
+        "user_queue_drops": m.user_queue_drops.get(),
+        "loss_events": m.loss_events.get(),
+    })
+    .to_string()
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+        // Without signal handlers we can only run until killed.
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = int.recv() => {},
+        _ = term.recv() => {},
+    }
+}

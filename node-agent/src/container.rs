@@ -1,0 +1,397 @@
+//! Container and pod context: cgroup id → cgroup path → container id → containerd's labels.
+//!
+//! The kernel gives every event the cgroup v2 id of its task. We turn it into the cgroup path
+//! with `open_by_handle_at` on the cgroup2 mount (kernfs file handles are cgroup ids), falling
+//! back to `/proc/<pid>/cgroup`, then recognise the kubelet and containerd layouts. Labels and
+//! the image come from containerd's Containers API over its gRPC socket.
+//!
+//! Lookups never stop events: a healthy containerd answers inline within a short deadline; after
+//! a failure, events carry `metadata: unavailable` and the lookup is retried with backoff.
+//! Both caches are bounded by count.
+
+use std::{
+    ffi::CString,
+    fs,
+    num::NonZeroUsize,
+    os::fd::{AsRawFd, FromRawFd, OwnedFd},
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use containerd_client::{
+    services::v1::{GetContainerRequest, containers_client::ContainersClient},
+    tonic::{Code, Request, metadata::MetadataValue, transport::Channel},
+};
+use lru::LruCache;
+use peregrine_event::{Container, MetadataState};
+
+pub const DEFAULT_SOCKET: &str = "/run/containerd/containerd.sock";
+pub const LABEL_POD_NAME: &str = "io.kubernetes.pod.name";
+pub const LABEL_POD_NAMESPACE: &str = "io.kubernetes.pod.namespace";
+pub const LABEL_POD_UID: &str = "io.kubernetes.pod.uid";
+pub const LABEL_CONTAINER_NAME: &str = "io.kubernetes.container.name";
+
+/// What a cgroup path says about its container.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CgroupContainer {
+    pub id: String,
+    /// containerd namespace to ask in.
+    pub namespace: String,
+    pub pod_uid: Option<String>,
+    /// Kubelet layouts are containers whatever containerd says; a plain `/<ns>/<id>` path only
+    /// if containerd knows the id.
+    pub kubelet: bool,
+}
+
+fn is_hex_id(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// containerd's identifier rule: `^[A-Za-z0-9]+(?:[._-](?:[A-Za-z0-9]+))*$`.
+fn is_containerd_identifier(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 76
+        && s.split(['.', '_', '-']).all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphanumeric()))
+}
+
+/// Recognises the container in a cgroup path:
+/// - cgroupfs kubelet: `/kubepods[/<qos>]/pod<uid>/<id>`;
+/// - systemd kubelet: `/kubepods.slice/kubepods-<qos>.slice/kubepods-<qos>-pod<uid>.slice/cri-containerd-<id>.scope`;
+/// - plain containerd: `/<namespace>/<id>`.
+pub fn parse_cgroup_path(path: &str) -> Option<CgroupContainer> {
+    let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let last = *segs.last()?;
+    let kubelet = segs.iter().any(|s| *s == "kubepods" || s.starts_with("kubepods"));
+    let pod_uid = segs.iter().find_map(|s| pod_uid_of(s));
+    for prefix in ["cri-containerd-", "containerd-", "docker-", "crio-"] {
+        if let Some(id) = last.strip_prefix(prefix).and_then(|r| r.strip_suffix(".scope"))
+            && is_hex_id(id)
+        {
+            return Some(CgroupContainer { id: id.into(), namespace: "k8s.io".into(), pod_uid, kubelet: true });
+        }
+    }
+    if kubelet {
+        return is_hex_id(last).then(|| CgroupContainer {
+            id: last.into(),
+            namespace: "k8s.io".into(),
+            pod_uid,
+            kubelet: true,
+        });
+    }
+    const UNIT_SUFFIXES: [&str; 6] = [".slice", ".service", ".scope", ".mount", ".socket", ".swap"];
+    if segs.len() == 2
+        && is_containerd_identifier(segs[0])
+        && is_containerd_identifier(last)
+        && !segs.iter().any(|s| UNIT_SUFFIXES.iter().any(|u| s.ends_with(u)))
+    {
+        return Some(CgroupContainer { id: last.into(), namespace: segs[0].into(), pod_uid: None, kubelet: false });
+    }
+    None
+}
+
+/// `pod<uid>` (cgroupfs) or `kubepods-<qos>-pod<uid_with_underscores>.slice` (systemd).
+fn pod_uid_of(seg: &str) -> Option<String> {
+    let s = seg.strip_suffix(".slice").unwrap_or(seg);
+    let at = s.rfind("pod")?;
+    if at > 0 && !s[..at].ends_with('-') {
+        return None;
+    }
+    let uid = &s[at + 3..];
+    (!uid.is_empty() && uid.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-' || b == b'_'))
+        .then(|| uid.replace('_', "-"))
+}
+
+/// Finds the cgroup2 mount point in /proc/self/mountinfo.
+pub fn cgroup2_mount() -> Option<PathBuf> {
+    let info = fs::read_to_string("/proc/self/mountinfo").ok()?;
+    info.lines().find_map(|l| {
+        let (pre, post) = l.split_once(" - ")?;
+        if post.split_whitespace().next()? != "cgroup2" {
+            return None;
+        }
+        pre.split_whitespace().nth(4).map(PathBuf::from)
+    })
+}
+
+/// Resolves cgroup ids to paths (relative to the cgroup2 root).
+pub struct CgroupPaths {
+    mount: Option<(PathBuf, OwnedFd)>,
+}
+
+impl CgroupPaths {
+    pub fn open() -> Self {
+        let mount = cgroup2_mount().and_then(|p| {
+            let c = CString::new(p.as_os_str().as_encoded_bytes()).ok()?;
+            // SAFETY: valid C string; the returned fd is checked and owned.
+            let fd = unsafe { libc::open(c.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC) };
+            // SAFETY: fd is a fresh descriptor we own when non-negative.
+            (fd >= 0).then(|| (p, unsafe { OwnedFd::from_raw_fd(fd) }))
+        });
+        CgroupPaths { mount }
+    }
+
+    /// The path of cgroup `id`, via a kernfs file handle (`FILEID_KERNFS`); needs
+    /// CAP_DAC_READ_SEARCH. `None` if the cgroup is gone or the kernel refuses.
+    pub fn by_id(&self, id: u64) -> Option<String> {
+        let (mount, fd) = self.mount.as_ref()?;
+        #[repr(C)]
+        struct Handle {
+            bytes: u32,
+            kind: i32,
+            id: u64,
+        }
+        const FILEID_KERNFS: i32 = 0xfe;
+        let mut h = Handle { bytes: 8, kind: FILEID_KERNFS, id };
+        // SAFETY: Handle has the layout of `struct file_handle` with an 8-byte f_handle.
+        let cg = unsafe {
+            libc::open_by_handle_at(
+                fd.as_raw_fd(),
+                (&raw mut h).cast(),
+                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            )
+        };
+        if cg < 0 {
+            return None;
+        }
+        // SAFETY: fresh descriptor we own.
+        let cg = unsafe { OwnedFd::from_raw_fd(cg) };
+        let full = fs::read_link(format!("/proc/self/fd/{}", cg.as_raw_fd())).ok()?;
+        let rel = full.strip_prefix(mount).ok()?;
+        Some(format!("/{}", rel.to_string_lossy()))
+    }
+}
+
+/// `0::<path>` from `/proc/<pid>/cgroup`.
+pub fn cgroup_of_pid(proc_root: &Path, pid: u32) -> Option<String> {
+    let s = fs::read_to_string(proc_root.join(pid.to_string()).join("cgroup")).ok()?;
+    s.lines().find_map(|l| l.strip_prefix("0::").map(str::to_owned))
+}
+
+#[derive(Clone, Debug)]
+struct Meta {
+    container: Arc<Container>,
+    retry_at: Option<Instant>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LookupError {
+    #[error("containerd socket {path}: {source}")]
+    Connect { path: String, source: containerd_client::tonic::transport::Error },
+    #[error("containerd did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("containerd: {0}")]
+    Rpc(#[from] containerd_client::tonic::Status),
+    #[error("invalid containerd namespace {0:?}")]
+    Namespace(String),
+}
+
+pub struct ContainerResolver {
+    socket: PathBuf,
+    channel: Option<Channel>,
+    paths: CgroupPaths,
+    proc_root: PathBuf,
+    by_cgroup: LruCache<u64, Option<Arc<CgroupContainer>>>,
+    meta: LruCache<String, Meta>,
+    deadline: Duration,
+    healthy: bool,
+    backoff: Duration,
+    health_retry_at: Option<Instant>,
+    pub lookups_failed: u64,
+}
+
+const MIN_BACKOFF: Duration = Duration::from_millis(500);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+impl ContainerResolver {
+    pub fn new(socket: PathBuf, capacity: usize, deadline: Duration) -> Self {
+        let cap = NonZeroUsize::new(capacity.max(1)).unwrap_or(NonZeroUsize::MIN);
+        ContainerResolver {
+            socket,
+            channel: None,
+            paths: CgroupPaths::open(),
+            proc_root: PathBuf::from("/proc"),
+            by_cgroup: LruCache::new(cap),
+            meta: LruCache::new(cap),
+            deadline,
+            healthy: true,
+            backoff: MIN_BACKOFF,
+            health_retry_at: None,
+            lookups_failed: 0,
+        }
+    }
+
+    pub fn cgroup_cache_len(&self) -> usize {
+        self.by_cgroup.len()
+    }
+
+    pub fn metadata_cache_len(&self) -> usize {
+        self.meta.len()
+    }
+
+    /// Container of cgroup `cgroup_id` (as seen by process `pid`), or `None` on the host.
+    pub async fn resolve(&mut self, cgroup_id: u64, pid: u32) -> Option<Arc<Container>> {
+        let cg = match self.by_cgroup.get(&cgroup_id) {
+            Some(c) => c.clone(),
+            None => {
+                let path = self.paths.by_id(cgroup_id).or_else(|| cgroup_of_pid(&self.proc_root, pid));
+                match path {
+                    Some(p) => {
+                        let c = parse_cgroup_path(&p).map(Arc::new);
+                        self.by_cgroup.put(cgroup_id, c.clone());
+                        c
+                    }
+                    // Unknown for now (the cgroup vanished): do not cache the miss.
+                    None => None,
+                }
+            }
+        }?;
+        let container = self.metadata(&cg).await;
+        if container.metadata == MetadataState::NotFound && !cg.kubelet {
+            // A plain two-level path that containerd does not know is not a container.
+            return None;
+        }
+        Some(container)
+    }
+
+    async fn metadata(&mut self, cg: &CgroupContainer) -> Arc<Container> {
+        let now = Instant::now();
+        if let Some(m) = self.meta.get(&cg.id) {
+            match m.retry_at {
+                None => return m.container.clone(),
+                Some(t) if now < t => return m.container.clone(),
+                Some(_) => {}
+            }
+        }
+        if !self.healthy && self.health_retry_at.is_some_and(|t| now < t) {
+            return self.remember_unavailable(cg);
+        }
+        match self.lookup(cg).await {
+            Ok(c) => {
+                self.healthy = true;
+                self.backoff = MIN_BACKOFF;
+                let c = Arc::new(c);
+                self.meta.put(cg.id.clone(), Meta { container: c.clone(), retry_at: None });
+                c
+            }
+            Err(e) => {
+                self.lookups_failed += 1;
+                tracing::warn!(container = %cg.id, error = %e, retry_in = ?self.backoff, "container metadata unavailable");
+                self.healthy = false;
+                self.channel = None;
+                self.health_retry_at = Some(now + self.backoff);
+                self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+                self.remember_unavailable(cg)
+            }
+        }
+    }
+
+    fn remember_unavailable(&mut self, cg: &CgroupContainer) -> Arc<Container> {
+        let c = Arc::new(Container {
+            id: cg.id.clone(),
+            runtime: "containerd".into(),
+            pod_uid: cg.pod_uid.clone(),
+            namespace: Some(cg.namespace.clone()),
+            metadata: MetadataState::Unavailable,
+            ..Container::default()
+        });
+        self.meta.put(cg.id.clone(), Meta { container: c.clone(), retry_at: self.health_retry_at });
+        c
+    }
+
+    async fn lookup(&mut self, cg: &CgroupContainer) -> Result<Container, LookupError> {
+        let deadline = self.deadline;
+        let fut = async {
+            let channel = match &self.channel {
+                Some(c) => c.clone(),
+                None => {
+                    let c = containerd_client::connect(&self.socket)
+                        .await
+                        .map_err(|source| LookupError::Connect { path: self.socket.display().to_string(), source })?;
+                    self.channel = Some(c.clone());
+                    c
+                }
+            };
+            let mut req = Request::new(GetContainerRequest { id: cg.id.clone() });
+            let ns: MetadataValue<_> =
+                cg.namespace.parse().map_err(|_| LookupError::Namespace(cg.namespace.clone()))?;
+            req.metadata_mut().insert("containerd-namespace", ns);
+            match ContainersClient::new(channel).get(req).await {
+                Ok(resp) => Ok(Some(resp.into_inner().container)),
+                Err(s) if s.code() == Code::NotFound => Ok(None),
+                Err(s) => Err(LookupError::Rpc(s)),
+            }
+        };
+        let found = tokio::time::timeout(deadline, fut).await.map_err(|_| LookupError::Timeout(deadline))??;
+        let mut c = Container {
+            id: cg.id.clone(),
+            runtime: "containerd".into(),
+            pod_uid: cg.pod_uid.clone(),
+            namespace: Some(cg.namespace.clone()),
+            metadata: MetadataState::NotFound,
+            ..Container::default()
+        };
+        if let Some(Some(info)) = found {
+            let label = |k: &str| info.labels.get(k).filter(|v| !v.is_empty()).cloned();
+            c.name = label(LABEL_CONTAINER_NAME);
+            c.pod_name = label(LABEL_POD_NAME);
+            c.pod_namespace = label(LABEL_POD_NAMESPACE);
+            c.pod_uid = label(LABEL_POD_UID).or(c.pod_uid);
+            c.image = (!info.image.is_empty()).then_some(info.image);
+            c.metadata = MetadataState::Complete;
+        }
+        Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ID: &str = "c0ffee00000000000000000000000000000000000000000000000000000000aa";
+
+    #[test]
+    fn kubelet_cgroupfs_layout() {
+        let c = parse_cgroup_path(&format!("/kubepods/besteffort/pod1234-abcd/{ID}")).unwrap();
+        assert_eq!(c.id, ID);
+        assert_eq!(c.namespace, "k8s.io");
+        assert_eq!(c.pod_uid.as_deref(), Some("1234-abcd"));
+        assert!(c.kubelet);
+        // Guaranteed QoS has no QoS level.
+        let c = parse_cgroup_path(&format!("/kubepods/pod99/{ID}")).unwrap();
+        assert_eq!(c.pod_uid.as_deref(), Some("99"));
+    }
+
+    #[test]
+    fn kubelet_systemd_layout() {
+        let p = format!(
+            "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod12ab_34cd.slice/cri-containerd-{ID}.scope"
+        );
+        let c = parse_cgroup_path(&p).unwrap();
+        assert_eq!(c.id, ID);
+        assert_eq!(c.pod_uid.as_deref(), Some("12ab-34cd"));
+    }
+
+    #[test]
+    fn plain_containerd_layout() {
+        let c = parse_cgroup_path("/default/my-app").unwrap();
+        assert_eq!((c.namespace.as_str(), c.id.as_str(), c.kubelet), ("default", "my-app", false));
+    }
+
+    #[test]
+    fn host_paths_are_not_containers() {
+        for p in ["/", "/system.slice/ssh.service", "/user.slice/user-0.slice", "/kubepods/besteffort/pod1", "/a/b/c", "/init.scope"] {
+            assert_eq!(parse_cgroup_path(p), None, "{p}");
+        }
+    }
+
+    #[test]
+    fn resolves_our_own_cgroup_by_id() {
+        use std::os::unix::fs::MetadataExt;
+        let Some(mount) = cgroup2_mount() else { panic!("no cgroup2 mount on this host") };
+        let own = cgroup_of_pid(Path::new("/proc"), std::process::id()).unwrap();
+        let dir = mount.join(own.trim_start_matches('/'));
+        let id = fs::metadata(&dir).unwrap().ino();
+        assert_eq!(CgroupPaths::open().by_id(id).as_deref(), Some(own.as_str()));
+    }
+}

@@ -1,0 +1,190 @@
+//! Enrichment: a decoded kernel event becomes a [`peregrine_event::Event`] with its process
+//! (from the process table, with lineage and executable hash) and its container and pod.
+
+use std::{sync::Arc, time::Duration};
+
+use node_agent_common::{Kind, PATH_RESOLVED, TRUNC_ARGV, TRUNC_ENV, TRUNC_NEW_PATH, TRUNC_PATH};
+use peregrine_event::{
+    Container, Event, ExecInfo, ExitInfo, Family, FileInfo, ForkInfo, LossInfo, NetInfo, mode_octal,
+};
+
+use crate::{
+    container::ContainerResolver,
+    decode::{AF_INET, AF_INET6, RawBody, RawEvent},
+    exehash::HashCache,
+    newbin::NewBinaryTracker,
+    proctable::{ExeId, ProcessTable},
+};
+
+#[derive(Clone, Debug)]
+pub struct EnrichConfig {
+    pub process_table_size: usize,
+    pub lineage_depth: usize,
+    pub container_cache_size: usize,
+    pub containerd_socket: std::path::PathBuf,
+    pub containerd_timeout: Duration,
+    pub hash_cache_size: usize,
+    pub hash_max_bytes: u64,
+    pub hash_timeout: Duration,
+    pub new_binary_cache_size: usize,
+}
+
+impl Default for EnrichConfig {
+    fn default() -> Self {
+        EnrichConfig {
+            process_table_size: 32768,
+            lineage_depth: 8,
+            container_cache_size: 4096,
+            containerd_socket: crate::container::DEFAULT_SOCKET.into(),
+            containerd_timeout: Duration::from_millis(500),
+            hash_cache_size: 4096,
+            hash_max_bytes: 256 << 20,
+            hash_timeout: Duration::from_secs(2),
+            new_binary_cache_size: 16384,
+        }
+    }
+}
+
+pub struct Enricher {
+    pub procs: ProcessTable,
+    pub containers: ContainerResolver,
+    pub hashes: HashCache,
+    pub newbin: NewBinaryTracker,
+    /// A recently active process per mount namespace, to open a file as that namespace sees it.
+    ns_peers: lru::LruCache<u32, u32>,
+    own_mnt_ns: u32,
+    cfg: EnrichConfig,
+}
+
+impl Enricher {
+    pub fn new(cfg: EnrichConfig) -> Self {
+        let mut procs = ProcessTable::new(cfg.process_table_size, cfg.lineage_depth);
+        procs.seed();
+        Enricher {
+            procs,
+            containers: ContainerResolver::new(cfg.containerd_socket.clone(), cfg.container_cache_size, cfg.containerd_timeout),
+            hashes: HashCache::new(cfg.hash_cache_size, cfg.hash_max_bytes, cfg.hash_timeout),
+            newbin: NewBinaryTracker::new(cfg.new_binary_cache_size),
+            ns_peers: lru::LruCache::new(std::num::NonZeroUsize::new(1024).unwrap_or(std::num::NonZeroUsize::MIN)),
+            own_mnt_ns: crate::proctable::own_mnt_ns(),
+            cfg,
+        }
+    }
+
+    pub fn config(&self) -> &EnrichConfig {
+        &self.cfg
+    }
+
+    pub async fn enrich(&mut self, raw: RawEvent) -> Event {
+        let h = raw.header;
+        let kind = raw.kind();
+        let key = self.procs.observe(&h);
+        if kind != Kind::Exit {
+            self.ns_peers.put(h.mnt_ns, h.tgid);
+        }
+        let container: Option<Arc<Container>> = self.containers.resolve(h.cgroup_id, h.tgid).await;
+        let time = self.procs.clock.wall(h.ktime_ns);
+        let mut ev = Event {
+            kind,
+            time,
+            process: Default::default(),
+            container: None,
+            exec: None,
+            fork: None,
+            exit: None,
+            file: None,
+            net: None,
+            loss: None,
+        };
+        match raw.body {
+            RawBody::Exec(x) => {
+                self.procs.on_exec(key, &x, h.flags & TRUNC_ARGV != 0);
+                let id = ExeId { dev: x.exe_dev, ino: x.exe_ino, mtime_sec: x.exe_mtime_sec, mtime_nsec: x.exe_mtime_nsec };
+                let peer = self.ns_peers.get(&h.mnt_ns).copied();
+                let sha = self.hashes.get(id, h.tgid, &x.exe, peer, h.mnt_ns == self.own_mnt_ns).await;
+                self.procs.set_sha256(key, sha);
+                let new_binary = container
+                    .as_ref()
+                    .and_then(|c| self.newbin.check_exec(&c.id, h.mnt_ns, &x.exe, x.exe_dev, x.exe_ino, h.flags));
+                ev.exec = Some(ExecInfo {
+                    filename: x.filename,
+                    exe_dev: x.exe_dev,
+                    exe_ino: x.exe_ino,
+                    env_truncated: h.flags & TRUNC_ENV != 0,
+                    new_binary,
+                });
+            }
+            RawBody::Fork { child_tgid, child_start_boottime_ns } => {
+                let child = self.procs.on_fork(key, child_tgid, child_start_boottime_ns);
+                ev.fork = Some(ForkInfo { child_pid: child_tgid, child_uuid: self.procs.uuid(child) });
+            }
+            RawBody::Exit { exit_code } => {
+                self.procs.on_exit(key);
+                // A wait(2) status: low 7 bits the signal, else the exit code in bits 8-15.
+                let signal = (exit_code & 0x7f) as i32;
+                ev.exit = Some(if signal == 0 {
+                    ExitInfo { code: Some(((exit_code >> 8) & 0xff) as i32), signal: None }
+                } else {
+                    ExitInfo { code: None, signal: Some(signal) }
+                });
+            }
+            RawBody::File(f) => {
+                if let (Some(c), Some(e)) = (&container, self.procs.get(&key)) {
+                    let by = self.procs.ancestor(e);
+                    self.newbin.on_file(kind, &f, &c.id, h.mnt_ns, by, time);
+                }
+                let mode = if kind == Kind::Chmod || f.flags & 0o100 != 0 { f.mode } else { 0 };
+                ev.file = Some(FileInfo {
+                    path: f.path,
+                    new_path: f.new_path,
+                    flags: f.flags,
+                    mode,
+                    mode_octal: if mode != 0 || kind == Kind::Chmod { mode_octal(mode) } else { String::new() },
+                    result: f.result,
+                    resolved: h.flags & PATH_RESOLVED != 0,
+                    ino: f.ino,
+                    dev: f.dev,
+                    truncated: h.flags & (TRUNC_PATH | TRUNC_NEW_PATH) != 0,
+                });
+            }
+            RawBody::Connect(c) => {
+                let family = match c.family {
+                    AF_INET => Family::Inet,
+                    AF_INET6 => Family::Inet6,
+                    _ => Family::Unix,
+                };
+                ev.net = Some(NetInfo {
+                    family,
+                    address: c.addr,
+                    port: c.addr.map(|_| c.port),
+                    path: c.path,
+                    result: c.result,
+                });
+            }
+        }
+        ev.process = self.procs.process(&key, h.tid);
+        ev.container = container.map(Arc::unwrap_or_clone);
+        ev
+    }
+
+    /// A Loss event, attributed to the agent's own process.
+    pub fn loss_event(&self, loss: LossInfo) -> Event {
+        let me = std::process::id();
+        let key = self
+            .procs
+            .get_by_pid(me)
+            .unwrap_or(crate::proctable::ProcKey { tgid: me, start_ticks: 0 });
+        Event {
+            kind: Kind::Loss,
+            time: peregrine_event::Timestamp::now(),
+            process: self.procs.process(&key, me),
+            container: None,
+            exec: None,
+            fork: None,
+            exit: None,
+            file: None,
+            net: None,
+            loss: Some(loss),
+        }
+    }
+}

@@ -1,0 +1,16 @@
+//! Peregrine's node agent. Each module is one stage of the data path (see docs/architecture.md):
+//! probe loading → ring-buffer reader → enrichment (processes, containers, new binaries) → sink.
+
+pub mod agent;
+pub mod container;
+pub mod decode;
+pub mod enrich;
+pub mod exehash;
+pub mod loss;
+pub mod metrics;
+pub mod newbin;
+pub mod offsets;
+pub mod probes;
+pub mod proctable;
+pub mod ringbuf;
+pub mod sink;

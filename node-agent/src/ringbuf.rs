@@ -1,0 +1,78 @@
+//! The ring-buffer reader: waits on the ring buffer's fd, decodes each record and hands it to
+//! enrichment through a bounded queue. When the queue is full the event is dropped and counted
+//! (`user_queue_drops`), separately from the kernel's own drops, and reported as a Loss event.
+
+use aya::maps::{MapData, RingBuf};
+use tokio::{
+    io::{Interest, unix::AsyncFd},
+    sync::{mpsc, watch},
+};
+
+use crate::{
+    decode::{RawEvent, decode},
+    metrics::Metrics,
+};
+
+/// Reads until `stop` turns true, then drains what is left (waiting for queue space, so that
+/// nothing is dropped at shutdown) and returns. Returns early if the receiver is gone.
+pub async fn run(
+    ring: RingBuf<MapData>,
+    tx: mpsc::Sender<RawEvent>,
+    metrics: Metrics,
+    mut stop: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    // SAFETY: the RingBuf owns its map fd for as long as the AsyncFd owns the RingBuf, and its
+    // as_raw_fd() always returns that fd.
+    let mut afd = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }?;
+    loop {
+        tokio::select! {
+            r = afd.readable_mut() => {
+                let mut guard = r?;
+                if drain(guard.get_inner_mut(), &tx, &metrics) {
+                    return Ok(());
+                }
+                guard.clear_ready();
+            }
+            _ = stop.wait_for(|s| *s) => break,
+        }
+    }
+    let ring = afd.get_mut();
+    while let Some(item) = ring.next() {
+        let ev = decode(&item);
+        drop(item);
+        match ev {
+            Ok(ev) => {
+                if tx.send(ev).await.is_err() {
+                    break;
+                }
+            }
+            Err(e) => decode_error(&metrics, &e),
+        }
+    }
+    Ok(())
+}
+
+/// Drains the ring buffer without waiting. Returns true if the receiver is gone.
+fn drain(ring: &mut RingBuf<MapData>, tx: &mpsc::Sender<RawEvent>, metrics: &Metrics) -> bool {
+    while let Some(item) = ring.next() {
+        match decode(&item) {
+            Ok(ev) => match tx.try_send(ev) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    metrics.user_queue_drops.inc();
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => return true,
+            },
+            Err(e) => decode_error(metrics, &e),
+        }
+    }
+    false
+}
+
+fn decode_error(metrics: &Metrics, e: &crate::decode::DecodeError) {
+    // Logged once per power of two so a systematic fault is visible without flooding.
+    let n = metrics.decode_errors.inc() + 1;
+    if n.is_power_of_two() {
+        tracing::error!(error = %e, count = n, "undecodable ring-buffer record");
+    }
+}
