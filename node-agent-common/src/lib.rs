@@ -33,10 +33,15 @@ pub enum Kind {
     Connect = 0x0300,
     /// Generated in user space from the drop counters; never written by the kernel.
     Loss = 0x0f00,
+    /// Internal: a cgroup v2 directory was created or removed. Consumed by the agent to map
+    /// cgroup ids to paths (and prefetch container metadata) before the cgroup's first process
+    /// runs, so that even a container living a few milliseconds is attributed. Never emitted.
+    CgroupMkdir = 0x0f01,
+    CgroupRmdir = 0x0f02,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 11] = [
+    pub const ALL: [Kind; 13] = [
         Kind::Exec,
         Kind::Fork,
         Kind::Exit,
@@ -48,6 +53,8 @@ impl Kind {
         Kind::Chmod,
         Kind::Connect,
         Kind::Loss,
+        Kind::CgroupMkdir,
+        Kind::CgroupRmdir,
     ];
 
     pub const fn from_u32(v: u32) -> Option<Kind> {
@@ -63,6 +70,8 @@ impl Kind {
             0x0205 => Kind::Chmod,
             0x0300 => Kind::Connect,
             0x0f00 => Kind::Loss,
+            0x0f01 => Kind::CgroupMkdir,
+            0x0f02 => Kind::CgroupRmdir,
             _ => return None,
         })
     }
@@ -81,6 +90,8 @@ impl Kind {
             Kind::Chmod => "chmod",
             Kind::Connect => "connect",
             Kind::Loss => "loss",
+            Kind::CgroupMkdir => "cgroup_mkdir",
+            Kind::CgroupRmdir => "cgroup_rmdir",
         }
     }
 }
@@ -218,6 +229,17 @@ pub struct ConnectRecord {
     pub _pad: u16,
 }
 
+/// `Kind::CgroupMkdir` / `Kind::CgroupRmdir` (cgroup v2 only). Data: the cgroup's path.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct CgroupRecord {
+    pub header: EventHeader,
+    pub cgroup_id: u64,
+    pub level: u32,
+    pub path_len: u16,
+    pub _pad: u16,
+}
+
 /// Struct-member offsets read from the running kernel's BTF at load time, so that one eBPF
 /// object runs on any kernel (rustc has no CO-RE `preserve_access_index`).
 /// Every field is a byte offset from the start of the containing struct.
@@ -285,6 +307,11 @@ pub struct ProbeConfig {
     pub self_tgid: u32,
     /// 1 captures every open, including read-only ones (benchmarks and debugging only).
     pub capture_all_opens: u32,
+    /// Field offsets in the cgroup_mkdir/cgroup_rmdir tracepoint record, from tracefs.
+    pub cgroup_tp_root: u32,
+    pub cgroup_tp_level: u32,
+    pub cgroup_tp_id: u32,
+    pub cgroup_tp_path: u32,
 }
 
 /// Indexes of the per-CPU `DROPS` counters.
@@ -306,6 +333,8 @@ const _: () = {
     assert!(core::mem::size_of::<ExitRecord>() == 88 + 8);
     assert!(core::mem::size_of::<FileRecord>() == 88 + 40);
     assert!(core::mem::size_of::<ConnectRecord>() == 88 + 32);
+    assert!(core::mem::size_of::<CgroupRecord>() == 88 + 16);
+    assert!(core::mem::size_of::<ProbeConfig>() == 6 * 4);
     assert!(core::mem::size_of::<KernelOffsets>() == 50 * 4);
     // The largest fixed part must fit in the 256 bytes reserved for it in the scratch area.
     assert!(core::mem::size_of::<ExecRecord>() <= 256);

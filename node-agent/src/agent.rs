@@ -69,7 +69,11 @@ pub async fn run<S: EventSink>(
     let (probes, ring, drops) = Probes::load(cfg.load)?;
     metrics.record_probes(&probes.status);
     let status = probes.status.clone();
-    tracing::info!(attached = probes.attached(), failed = probes.failed().count(), "probes loaded");
+    tracing::info!(
+        attached = probes.attached(),
+        failed = probes.failed().count(),
+        "probes loaded"
+    );
 
     // Seed after attaching: a process that starts in between is seen by both, never by neither.
     let mut enricher = Enricher::new(cfg.enrich.clone());
@@ -80,18 +84,29 @@ pub async fn run<S: EventSink>(
             let health_metrics = metrics.clone();
             let health: Arc<dyn Fn() -> String + Send + Sync> =
                 Arc::new(move || health_json(&health_status, &health_metrics));
-            Some(AbortOnDrop(crate::metrics::serve(addr, metrics.clone(), health).await?))
+            Some(AbortOnDrop(
+                crate::metrics::serve(addr, metrics.clone(), health).await?,
+            ))
         }
         None => None,
     };
 
     let (tx, mut rx) = mpsc::channel::<RawEvent>(cfg.queue_capacity.max(1));
     let (stop_tx, stop_rx) = watch::channel(false);
-    let reader = tokio::spawn(ringbuf::run(ring, tx, metrics.clone(), stop_rx));
+    let reader = tokio::spawn(ringbuf::run(
+        ring,
+        tx,
+        metrics.clone(),
+        stop_rx,
+        enricher.containers.clone(),
+    ));
     let mut loss = LossTracker::new(drops, metrics.clone());
     let mut tick = tokio::time::interval(cfg.loss_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut summary = RunSummary { probes: status, ..RunSummary::default() };
+    let mut summary = RunSummary {
+        probes: status,
+        ..RunSummary::default()
+    };
 
     tokio::pin!(shutdown);
     let mut closed = false;
@@ -154,8 +169,15 @@ async fn deliver<S: EventSink>(
     raw: RawEvent,
     summary: &mut RunSummary,
 ) -> Result<(), SinkError> {
-    let ev = enricher.enrich(raw).await;
-    metrics.events.get_or_create(&KindLabel { kind: ev.kind.name() }).inc();
+    let Some(ev) = enricher.enrich(raw).await else {
+        return Ok(());
+    };
+    metrics
+        .events
+        .get_or_create(&KindLabel {
+            kind: ev.kind.name(),
+        })
+        .inc();
     summary.events += 1;
     sink.emit(ev).await
 }
@@ -174,7 +196,10 @@ async fn emit_loss<S: EventSink>(
         "events lost"
     );
     metrics.loss_events.inc();
-    metrics.events.get_or_create(&KindLabel { kind: "loss" }).inc();
+    metrics
+        .events
+        .get_or_create(&KindLabel { kind: "loss" })
+        .inc();
     summary.loss_events += 1;
     sink.emit(enricher.loss_event(loss)).await
 }
@@ -186,11 +211,23 @@ async fn flush<S: EventSink>(sink: &mut S) -> Result<(), SinkError> {
 fn update_cache_gauges(e: &Enricher, m: &Metrics) {
     let cfg = e.config();
     m.set_cache("process_table", e.procs.len(), e.procs.capacity());
-    m.set_cache("container_cgroups", e.containers.cgroup_cache_len(), cfg.container_cache_size);
-    m.set_cache("container_metadata", e.containers.metadata_cache_len(), cfg.container_cache_size);
-    m.set_cache("exe_hashes", e.hashes.len(), cfg.hash_cache_size);
-    m.set_cache("new_binary_writes", e.newbin.len(), 2 * cfg.new_binary_cache_size);
-    let failed = e.containers.lookups_failed;
+    m.set_cache(
+        "container_cgroups",
+        e.containers.cgroup_cache_len(),
+        e.containers.capacity(),
+    );
+    m.set_cache(
+        "container_metadata",
+        e.containers.metadata_cache_len(),
+        e.containers.capacity(),
+    );
+    m.set_cache("exe_hashes", e.hashes.len(), e.hashes.capacity());
+    m.set_cache(
+        "new_binary_writes",
+        e.newbin.len(),
+        2 * cfg.new_binary_cache_size,
+    );
+    let failed = e.containers.lookups_failed();
     let seen = m.container_lookup_failures.get();
     if failed > seen {
         m.container_lookup_failures.inc_by(failed - seen);
@@ -202,7 +239,10 @@ fn health_json(status: &[ProbeStatus], m: &Metrics) -> String {
         .iter()
         .map(|s| serde_json::json!({"program": s.program, "target": s.target, "state": s.state.name(), "error": s.error}))
         .collect();
-    let failed = status.iter().filter(|s| s.state == crate::probes::AttachState::Failed).count();
+    let failed = status
+        .iter()
+        .filter(|s| s.state == crate::probes::AttachState::Failed)
+        .count();
     serde_json::json!({
         "status": if failed == 0 { "ok" } else { "degraded" },
         "probes": probes,
@@ -223,7 +263,10 @@ impl Drop for AbortOnDrop {
 /// Resolves on SIGINT or SIGTERM.
 pub async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
         // Without signal handlers we can only run until killed.
         return std::future::pending().await;
     };

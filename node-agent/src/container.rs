@@ -10,12 +10,13 @@
 //! Both caches are bounded by count.
 
 use std::{
+    collections::HashMap,
     ffi::CString,
     fs,
     num::NonZeroUsize,
     os::fd::{AsRawFd, FromRawFd, OwnedFd},
     path::{Path, PathBuf},
-    sync::Arc,
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
@@ -25,6 +26,7 @@ use containerd_client::{
 };
 use lru::LruCache;
 use peregrine_event::{Container, MetadataState};
+use tokio::sync::watch;
 
 pub const DEFAULT_SOCKET: &str = "/run/containerd/containerd.sock";
 pub const LABEL_POD_NAME: &str = "io.kubernetes.pod.name";
@@ -52,7 +54,8 @@ fn is_hex_id(s: &str) -> bool {
 fn is_containerd_identifier(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 76
-        && s.split(['.', '_', '-']).all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphanumeric()))
+        && s.split(['.', '_', '-'])
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphanumeric()))
 }
 
 /// Recognises the container in a cgroup path:
@@ -62,13 +65,22 @@ fn is_containerd_identifier(s: &str) -> bool {
 pub fn parse_cgroup_path(path: &str) -> Option<CgroupContainer> {
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     let last = *segs.last()?;
-    let kubelet = segs.iter().any(|s| *s == "kubepods" || s.starts_with("kubepods"));
+    let kubelet = segs
+        .iter()
+        .any(|s| *s == "kubepods" || s.starts_with("kubepods"));
     let pod_uid = segs.iter().find_map(|s| pod_uid_of(s));
     for prefix in ["cri-containerd-", "containerd-", "docker-", "crio-"] {
-        if let Some(id) = last.strip_prefix(prefix).and_then(|r| r.strip_suffix(".scope"))
+        if let Some(id) = last
+            .strip_prefix(prefix)
+            .and_then(|r| r.strip_suffix(".scope"))
             && is_hex_id(id)
         {
-            return Some(CgroupContainer { id: id.into(), namespace: "k8s.io".into(), pod_uid, kubelet: true });
+            return Some(CgroupContainer {
+                id: id.into(),
+                namespace: "k8s.io".into(),
+                pod_uid,
+                kubelet: true,
+            });
         }
     }
     if kubelet {
@@ -83,9 +95,16 @@ pub fn parse_cgroup_path(path: &str) -> Option<CgroupContainer> {
     if segs.len() == 2
         && is_containerd_identifier(segs[0])
         && is_containerd_identifier(last)
-        && !segs.iter().any(|s| UNIT_SUFFIXES.iter().any(|u| s.ends_with(u)))
+        && !segs
+            .iter()
+            .any(|s| UNIT_SUFFIXES.iter().any(|u| s.ends_with(u)))
     {
-        return Some(CgroupContainer { id: last.into(), namespace: segs[0].into(), pod_uid: None, kubelet: false });
+        return Some(CgroupContainer {
+            id: last.into(),
+            namespace: segs[0].into(),
+            pod_uid: None,
+            kubelet: false,
+        });
     }
     None
 }
@@ -98,8 +117,11 @@ fn pod_uid_of(seg: &str) -> Option<String> {
         return None;
     }
     let uid = &s[at + 3..];
-    (!uid.is_empty() && uid.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-' || b == b'_'))
-        .then(|| uid.replace('_', "-"))
+    (!uid.is_empty()
+        && uid
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() || b == b'-' || b == b'_'))
+    .then(|| uid.replace('_', "-"))
 }
 
 /// Finds the cgroup2 mount point in /proc/self/mountinfo.
@@ -124,7 +146,12 @@ impl CgroupPaths {
         let mount = cgroup2_mount().and_then(|p| {
             let c = CString::new(p.as_os_str().as_encoded_bytes()).ok()?;
             // SAFETY: valid C string; the returned fd is checked and owned.
-            let fd = unsafe { libc::open(c.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC) };
+            let fd = unsafe {
+                libc::open(
+                    c.as_ptr(),
+                    libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+                )
+            };
             // SAFETY: fd is a fresh descriptor we own when non-negative.
             (fd >= 0).then(|| (p, unsafe { OwnedFd::from_raw_fd(fd) }))
         });
@@ -142,7 +169,11 @@ impl CgroupPaths {
             id: u64,
         }
         const FILEID_KERNFS: i32 = 0xfe;
-        let mut h = Handle { bytes: 8, kind: FILEID_KERNFS, id };
+        let mut h = Handle {
+            bytes: 8,
+            kind: FILEID_KERNFS,
+            id,
+        };
         // SAFETY: Handle has the layout of `struct file_handle` with an 8-byte f_handle.
         let cg = unsafe {
             libc::open_by_handle_at(
@@ -165,7 +196,8 @@ impl CgroupPaths {
 /// `0::<path>` from `/proc/<pid>/cgroup`.
 pub fn cgroup_of_pid(proc_root: &Path, pid: u32) -> Option<String> {
     let s = fs::read_to_string(proc_root.join(pid.to_string()).join("cgroup")).ok()?;
-    s.lines().find_map(|l| l.strip_prefix("0::").map(str::to_owned))
+    s.lines()
+        .find_map(|l| l.strip_prefix("0::").map(str::to_owned))
 }
 
 #[derive(Clone, Debug)]
@@ -177,7 +209,10 @@ struct Meta {
 #[derive(Debug, thiserror::Error)]
 pub enum LookupError {
     #[error("containerd socket {path}: {source}")]
-    Connect { path: String, source: containerd_client::tonic::transport::Error },
+    Connect {
+        path: String,
+        source: containerd_client::tonic::transport::Error,
+    },
     #[error("containerd did not answer within {0:?}")]
     Timeout(Duration),
     #[error("containerd: {0}")]
@@ -186,64 +221,122 @@ pub enum LookupError {
     Namespace(String),
 }
 
+const MIN_BACKOFF: Duration = Duration::from_millis(500);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// Resolves containers for events. Cheap to clone: clones share the caches, so the ring-buffer
+/// reader can start a lookup the moment a container's cgroup appears while enrichment, which
+/// runs behind it, waits for that same lookup instead of starting another.
+#[derive(Clone)]
 pub struct ContainerResolver {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
     socket: PathBuf,
-    channel: Option<Channel>,
+    deadline: Duration,
     paths: CgroupPaths,
     proc_root: PathBuf,
+    capacity: usize,
+    state: Mutex<State>,
+}
+
+struct State {
     by_cgroup: LruCache<u64, Option<Arc<CgroupContainer>>>,
     meta: LruCache<String, Meta>,
-    deadline: Duration,
+    /// Lookups under way, by container id; waiters watch for the answer.
+    inflight: HashMap<String, watch::Receiver<Option<Arc<Container>>>>,
+    channel: Option<Channel>,
     healthy: bool,
     backoff: Duration,
     health_retry_at: Option<Instant>,
-    pub lookups_failed: u64,
+    lookups_failed: u64,
 }
-
-const MIN_BACKOFF: Duration = Duration::from_millis(500);
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 impl ContainerResolver {
     pub fn new(socket: PathBuf, capacity: usize, deadline: Duration) -> Self {
         let cap = NonZeroUsize::new(capacity.max(1)).unwrap_or(NonZeroUsize::MIN);
         ContainerResolver {
-            socket,
-            channel: None,
-            paths: CgroupPaths::open(),
-            proc_root: PathBuf::from("/proc"),
-            by_cgroup: LruCache::new(cap),
-            meta: LruCache::new(cap),
-            deadline,
-            healthy: true,
-            backoff: MIN_BACKOFF,
-            health_retry_at: None,
-            lookups_failed: 0,
+            shared: Arc::new(Shared {
+                socket,
+                deadline,
+                paths: CgroupPaths::open(),
+                proc_root: PathBuf::from("/proc"),
+                capacity: cap.get(),
+                state: Mutex::new(State {
+                    by_cgroup: LruCache::new(cap),
+                    meta: LruCache::new(cap),
+                    inflight: HashMap::new(),
+                    channel: None,
+                    healthy: true,
+                    backoff: MIN_BACKOFF,
+                    health_retry_at: None,
+                    lookups_failed: 0,
+                }),
+            }),
         }
     }
 
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave the caches inconsistent (each update is a
+        // single insert), so a poisoned lock is still usable.
+        self.shared
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.shared.capacity
+    }
+
     pub fn cgroup_cache_len(&self) -> usize {
-        self.by_cgroup.len()
+        self.state().by_cgroup.len()
     }
 
     pub fn metadata_cache_len(&self) -> usize {
-        self.meta.len()
+        self.state().meta.len()
+    }
+
+    pub fn lookups_failed(&self) -> u64 {
+        self.state().lookups_failed
+    }
+
+    /// A cgroup was created: remember its path and, if it is a container's, start asking
+    /// containerd now, while the container certainly exists. Returns at once.
+    pub fn on_cgroup_created(&self, cgroup_id: u64, path: &str) {
+        let cg = parse_cgroup_path(path).map(Arc::new);
+        self.state().by_cgroup.put(cgroup_id, cg.clone());
+        if let Some(cg) = cg {
+            let me = self.clone();
+            tokio::spawn(async move {
+                me.metadata(&cg).await;
+            });
+        }
+    }
+
+    /// A cgroup was removed: its processes have all exited, so its entries can go.
+    pub fn on_cgroup_removed(&self, cgroup_id: u64) {
+        let mut st = self.state();
+        if let Some(Some(cg)) = st.by_cgroup.pop(&cgroup_id) {
+            st.meta.pop(&cg.id);
+        }
     }
 
     /// Container of cgroup `cgroup_id` (as seen by process `pid`), or `None` on the host.
-    pub async fn resolve(&mut self, cgroup_id: u64, pid: u32) -> Option<Arc<Container>> {
-        let cg = match self.by_cgroup.get(&cgroup_id) {
-            Some(c) => c.clone(),
+    pub async fn resolve(&self, cgroup_id: u64, pid: u32) -> Option<Arc<Container>> {
+        let cached = self.state().by_cgroup.get(&cgroup_id).cloned();
+        let cg = match cached {
+            Some(c) => c,
             None => {
-                let path = self.paths.by_id(cgroup_id).or_else(|| cgroup_of_pid(&self.proc_root, pid));
-                match path {
-                    Some(p) => {
-                        let c = parse_cgroup_path(&p).map(Arc::new);
-                        self.by_cgroup.put(cgroup_id, c.clone());
-                        c
-                    }
-                    // Unknown for now (the cgroup vanished): do not cache the miss.
-                    None => None,
-                }
+                let path = self
+                    .shared
+                    .paths
+                    .by_id(cgroup_id)
+                    .or_else(|| cgroup_of_pid(&self.shared.proc_root, pid))?;
+                let c = parse_cgroup_path(&path).map(Arc::new);
+                self.state().by_cgroup.put(cgroup_id, c.clone());
+                c
             }
         }?;
         let container = self.metadata(&cg).await;
@@ -254,67 +347,86 @@ impl ContainerResolver {
         Some(container)
     }
 
-    async fn metadata(&mut self, cg: &CgroupContainer) -> Arc<Container> {
+    async fn metadata(&self, cg: &CgroupContainer) -> Arc<Container> {
         let now = Instant::now();
-        if let Some(m) = self.meta.get(&cg.id) {
-            match m.retry_at {
-                None => return m.container.clone(),
-                Some(t) if now < t => return m.container.clone(),
-                Some(_) => {}
+        let (tx, wait) = {
+            let mut st = self.state();
+            if let Some(m) = st.meta.get(&cg.id)
+                && m.retry_at.is_none_or(|t| now < t)
+            {
+                return m.container.clone();
             }
+            if let Some(rx) = st.inflight.get(&cg.id) {
+                (None, Some(rx.clone()))
+            } else if !st.healthy && st.health_retry_at.is_some_and(|t| now < t) {
+                let retry_at = st.health_retry_at;
+                return remember(&mut st, cg, unavailable(cg), retry_at);
+            } else {
+                let (tx, rx) = watch::channel(None);
+                st.inflight.insert(cg.id.clone(), rx);
+                (Some(tx), None)
+            }
+        };
+        if let Some(mut rx) = wait {
+            // Someone else is asking: wait for their answer (they are bounded by the deadline).
+            let answered =
+                tokio::time::timeout(self.shared.deadline * 2, rx.wait_for(Option::is_some)).await;
+            if let Ok(Ok(c)) = answered
+                && let Some(c) = c.clone()
+            {
+                return c;
+            }
+            return Arc::new(unavailable(cg));
         }
-        if !self.healthy && self.health_retry_at.is_some_and(|t| now < t) {
-            return self.remember_unavailable(cg);
-        }
-        match self.lookup(cg).await {
+        let result = self.lookup(cg).await;
+        let mut st = self.state();
+        let c = match result {
             Ok(c) => {
-                self.healthy = true;
-                self.backoff = MIN_BACKOFF;
-                let c = Arc::new(c);
-                self.meta.put(cg.id.clone(), Meta { container: c.clone(), retry_at: None });
-                c
+                st.healthy = true;
+                st.backoff = MIN_BACKOFF;
+                remember(&mut st, cg, c, None)
             }
             Err(e) => {
-                self.lookups_failed += 1;
-                tracing::warn!(container = %cg.id, error = %e, retry_in = ?self.backoff, "container metadata unavailable");
-                self.healthy = false;
-                self.channel = None;
-                self.health_retry_at = Some(now + self.backoff);
-                self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
-                self.remember_unavailable(cg)
+                st.lookups_failed += 1;
+                tracing::warn!(container = %cg.id, error = %e, retry_in = ?st.backoff, "container metadata unavailable");
+                st.healthy = false;
+                st.channel = None;
+                st.health_retry_at = Some(now + st.backoff);
+                st.backoff = (st.backoff * 2).min(MAX_BACKOFF);
+                let retry_at = st.health_retry_at;
+                remember(&mut st, cg, unavailable(cg), retry_at)
             }
+        };
+        st.inflight.remove(&cg.id);
+        if let Some(tx) = tx {
+            let _ = tx.send(Some(c.clone()));
         }
-    }
-
-    fn remember_unavailable(&mut self, cg: &CgroupContainer) -> Arc<Container> {
-        let c = Arc::new(Container {
-            id: cg.id.clone(),
-            runtime: "containerd".into(),
-            pod_uid: cg.pod_uid.clone(),
-            namespace: Some(cg.namespace.clone()),
-            metadata: MetadataState::Unavailable,
-            ..Container::default()
-        });
-        self.meta.put(cg.id.clone(), Meta { container: c.clone(), retry_at: self.health_retry_at });
         c
     }
 
-    async fn lookup(&mut self, cg: &CgroupContainer) -> Result<Container, LookupError> {
-        let deadline = self.deadline;
+    async fn channel(&self) -> Result<Channel, LookupError> {
+        if let Some(c) = self.state().channel.clone() {
+            return Ok(c);
+        }
+        let c = containerd_client::connect(&self.shared.socket)
+            .await
+            .map_err(|source| LookupError::Connect {
+                path: self.shared.socket.display().to_string(),
+                source,
+            })?;
+        self.state().channel = Some(c.clone());
+        Ok(c)
+    }
+
+    async fn lookup(&self, cg: &CgroupContainer) -> Result<Container, LookupError> {
+        let deadline = self.shared.deadline;
         let fut = async {
-            let channel = match &self.channel {
-                Some(c) => c.clone(),
-                None => {
-                    let c = containerd_client::connect(&self.socket)
-                        .await
-                        .map_err(|source| LookupError::Connect { path: self.socket.display().to_string(), source })?;
-                    self.channel = Some(c.clone());
-                    c
-                }
-            };
+            let channel = self.channel().await?;
             let mut req = Request::new(GetContainerRequest { id: cg.id.clone() });
-            let ns: MetadataValue<_> =
-                cg.namespace.parse().map_err(|_| LookupError::Namespace(cg.namespace.clone()))?;
+            let ns: MetadataValue<_> = cg
+                .namespace
+                .parse()
+                .map_err(|_| LookupError::Namespace(cg.namespace.clone()))?;
             req.metadata_mut().insert("containerd-namespace", ns);
             match ContainersClient::new(channel).get(req).await {
                 Ok(resp) => Ok(Some(resp.into_inner().container)),
@@ -322,14 +434,12 @@ impl ContainerResolver {
                 Err(s) => Err(LookupError::Rpc(s)),
             }
         };
-        let found = tokio::time::timeout(deadline, fut).await.map_err(|_| LookupError::Timeout(deadline))??;
+        let found = tokio::time::timeout(deadline, fut)
+            .await
+            .map_err(|_| LookupError::Timeout(deadline))??;
         let mut c = Container {
-            id: cg.id.clone(),
-            runtime: "containerd".into(),
-            pod_uid: cg.pod_uid.clone(),
-            namespace: Some(cg.namespace.clone()),
             metadata: MetadataState::NotFound,
-            ..Container::default()
+            ..unavailable(cg)
         };
         if let Some(Some(info)) = found {
             let label = |k: &str| info.labels.get(k).filter(|v| !v.is_empty()).cloned();
@@ -342,6 +452,34 @@ impl ContainerResolver {
         }
         Ok(c)
     }
+}
+
+fn unavailable(cg: &CgroupContainer) -> Container {
+    Container {
+        id: cg.id.clone(),
+        runtime: "containerd".into(),
+        pod_uid: cg.pod_uid.clone(),
+        namespace: Some(cg.namespace.clone()),
+        metadata: MetadataState::Unavailable,
+        ..Container::default()
+    }
+}
+
+fn remember(
+    st: &mut State,
+    cg: &CgroupContainer,
+    c: Container,
+    retry_at: Option<Instant>,
+) -> Arc<Container> {
+    let c = Arc::new(c);
+    st.meta.put(
+        cg.id.clone(),
+        Meta {
+            container: c.clone(),
+            retry_at,
+        },
+    );
+    c
 }
 
 #[cfg(test)]
@@ -375,12 +513,22 @@ mod tests {
     #[test]
     fn plain_containerd_layout() {
         let c = parse_cgroup_path("/default/my-app").unwrap();
-        assert_eq!((c.namespace.as_str(), c.id.as_str(), c.kubelet), ("default", "my-app", false));
+        assert_eq!(
+            (c.namespace.as_str(), c.id.as_str(), c.kubelet),
+            ("default", "my-app", false)
+        );
     }
 
     #[test]
     fn host_paths_are_not_containers() {
-        for p in ["/", "/system.slice/ssh.service", "/user.slice/user-0.slice", "/kubepods/besteffort/pod1", "/a/b/c", "/init.scope"] {
+        for p in [
+            "/",
+            "/system.slice/ssh.service",
+            "/user.slice/user-0.slice",
+            "/kubepods/besteffort/pod1",
+            "/a/b/c",
+            "/init.scope",
+        ] {
             assert_eq!(parse_cgroup_path(p), None, "{p}");
         }
     }
@@ -388,7 +536,9 @@ mod tests {
     #[test]
     fn resolves_our_own_cgroup_by_id() {
         use std::os::unix::fs::MetadataExt;
-        let Some(mount) = cgroup2_mount() else { panic!("no cgroup2 mount on this host") };
+        let Some(mount) = cgroup2_mount() else {
+            panic!("no cgroup2 mount on this host")
+        };
         let own = cgroup_of_pid(Path::new("/proc"), std::process::id()).unwrap();
         let dir = mount.join(own.trim_start_matches('/'));
         let id = fs::metadata(&dir).unwrap().ino();

@@ -8,17 +8,25 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use node_agent_common::{
-    ConnectRecord, EventHeader, ExecRecord, ExitRecord, FileRecord, ForkRecord, Kind,
+    CgroupRecord, ConnectRecord, EventHeader, ExecRecord, ExitRecord, FileRecord, ForkRecord, Kind,
 };
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum DecodeError {
     #[error("record of {len} bytes is shorter than the {need}-byte {what}")]
-    Short { what: &'static str, len: usize, need: usize },
+    Short {
+        what: &'static str,
+        len: usize,
+        need: usize,
+    },
     #[error("unknown event kind {0:#x}")]
     UnknownKind(u32),
     #[error("{kind:?} record: field lengths ({fields}) exceed its {data} data bytes")]
-    Lengths { kind: Kind, fields: usize, data: usize },
+    Lengths {
+        kind: Kind,
+        fields: usize,
+        data: usize,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -30,10 +38,21 @@ pub struct RawEvent {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RawBody {
     Exec(RawExec),
-    Fork { child_tgid: u32, child_start_boottime_ns: u64 },
-    Exit { exit_code: u32 },
+    Fork {
+        child_tgid: u32,
+        child_start_boottime_ns: u64,
+    },
+    Exit {
+        exit_code: u32,
+    },
     File(RawFile),
     Connect(RawConnect),
+    /// Internal: a cgroup v2 directory appeared (`created`) or went away.
+    Cgroup {
+        id: u64,
+        path: String,
+        created: bool,
+    },
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -80,7 +99,11 @@ pub const AF_INET6: u16 = 10;
 fn read<T: Copy>(buf: &[u8], what: &'static str) -> Result<T, DecodeError> {
     let need = std::mem::size_of::<T>();
     if buf.len() < need {
-        return Err(DecodeError::Short { what, len: buf.len(), need });
+        return Err(DecodeError::Short {
+            what,
+            len: buf.len(),
+            need,
+        });
     }
     // SAFETY: length checked above; T is a repr(C) POD from node-agent-common for which every
     // bit pattern is valid; read_unaligned has no alignment requirement.
@@ -100,11 +123,20 @@ impl<'a> Fields<'a> {
     }
 }
 
-fn checked<'a>(kind: Kind, rec: &'a [u8], fixed: usize, lens: &[usize]) -> Result<Fields<'a>, DecodeError> {
+fn checked<'a>(
+    kind: Kind,
+    rec: &'a [u8],
+    fixed: usize,
+    lens: &[usize],
+) -> Result<Fields<'a>, DecodeError> {
     let data = rec.get(fixed..).unwrap_or_default();
     let fields: usize = lens.iter().sum();
     if fields > data.len() {
-        return Err(DecodeError::Lengths { kind, fields, data: data.len() });
+        return Err(DecodeError::Lengths {
+            kind,
+            fields,
+            data: data.len(),
+        });
     }
     Ok(Fields { data })
 }
@@ -139,7 +171,8 @@ pub fn decode(rec: &[u8]) -> Result<RawEvent, DecodeError> {
     let body = match kind {
         Kind::Exec => {
             let r: ExecRecord = read(rec, "exec record")?;
-            let lens = [r.filename_len, r.exe_len, r.cwd_len, r.argv_len, r.env_len].map(usize::from);
+            let lens =
+                [r.filename_len, r.exe_len, r.cwd_len, r.argv_len, r.env_len].map(usize::from);
             let mut f = checked(kind, rec, std::mem::size_of::<ExecRecord>(), &lens)?;
             let filename = text(f.take(lens[0]));
             let exe = text(f.take(lens[1]));
@@ -169,15 +202,26 @@ pub fn decode(rec: &[u8]) -> Result<RawEvent, DecodeError> {
         }
         Kind::Fork => {
             let r: ForkRecord = read(rec, "fork record")?;
-            RawBody::Fork { child_tgid: r.child_tgid, child_start_boottime_ns: r.child_start_boottime_ns }
+            RawBody::Fork {
+                child_tgid: r.child_tgid,
+                child_start_boottime_ns: r.child_start_boottime_ns,
+            }
         }
         Kind::Exit => {
             let r: ExitRecord = read(rec, "exit record")?;
-            RawBody::Exit { exit_code: r.exit_code }
+            RawBody::Exit {
+                exit_code: r.exit_code,
+            }
         }
         Kind::Open | Kind::Rename | Kind::Link | Kind::Symlink | Kind::Unlink | Kind::Chmod => {
             let r: FileRecord = read(rec, "file record")?;
-            let lens = [r.path_len, r.path_base_len, r.new_path_len, r.new_path_base_len].map(usize::from);
+            let lens = [
+                r.path_len,
+                r.path_base_len,
+                r.new_path_len,
+                r.new_path_base_len,
+            ]
+            .map(usize::from);
             let mut f = checked(kind, rec, std::mem::size_of::<FileRecord>(), &lens)?;
             let path = f.take(lens[0]);
             let base = f.take(lens[1]);
@@ -185,7 +229,8 @@ pub fn decode(rec: &[u8]) -> Result<RawEvent, DecodeError> {
             let new_base = f.take(lens[3]);
             RawBody::File(RawFile {
                 path: join(base, path),
-                new_path: (!new_path.is_empty() || !new_base.is_empty()).then(|| join(new_base, new_path)),
+                new_path: (!new_path.is_empty() || !new_base.is_empty())
+                    .then(|| join(new_base, new_path)),
                 result: r.result,
                 ino: r.ino,
                 dev: r.dev,
@@ -207,7 +252,23 @@ pub fn decode(rec: &[u8]) -> Result<RawEvent, DecodeError> {
                 AF_INET6 => (Some(IpAddr::V6(Ipv6Addr::from(r.addr))), None),
                 _ => (None, Some(unix_path(raw_path))),
             };
-            RawBody::Connect(RawConnect { family: r.family, addr, port: r.port, path, result: r.result })
+            RawBody::Connect(RawConnect {
+                family: r.family,
+                addr,
+                port: r.port,
+                path,
+                result: r.result,
+            })
+        }
+        Kind::CgroupMkdir | Kind::CgroupRmdir => {
+            let r: CgroupRecord = read(rec, "cgroup record")?;
+            let lens = [usize::from(r.path_len)];
+            let mut f = checked(kind, rec, std::mem::size_of::<CgroupRecord>(), &lens)?;
+            RawBody::Cgroup {
+                id: r.cgroup_id,
+                path: text(f.take(lens[0])),
+                created: kind == Kind::CgroupMkdir,
+            }
         }
         Kind::Loss => return Err(DecodeError::UnknownKind(header.kind)),
     };
@@ -261,7 +322,10 @@ mod tests {
 
     fn bytes<T>(v: &T) -> Vec<u8> {
         // SAFETY: test-only view of a POD struct's bytes.
-        unsafe { std::slice::from_raw_parts((v as *const T).cast::<u8>(), std::mem::size_of::<T>()).to_vec() }
+        unsafe {
+            std::slice::from_raw_parts((v as *const T).cast::<u8>(), std::mem::size_of::<T>())
+                .to_vec()
+        }
     }
 
     #[test]
@@ -283,7 +347,9 @@ mod tests {
         let mut buf = bytes(&rec);
         buf.extend_from_slice(data);
         let ev = decode(&buf).unwrap();
-        let RawBody::Exec(x) = ev.body else { panic!("not exec") };
+        let RawBody::Exec(x) = ev.body else {
+            panic!("not exec")
+        };
         assert_eq!(x.filename, "./x");
         assert_eq!(x.exe, "/bin/x");
         assert_eq!(x.cwd, "/home");
@@ -313,7 +379,9 @@ mod tests {
         let mut buf = bytes(&rec);
         buf.extend_from_slice(data);
         let ev = decode(&buf).unwrap();
-        let RawBody::File(f) = ev.body else { panic!("not file") };
+        let RawBody::File(f) = ev.body else {
+            panic!("not file")
+        };
         assert_eq!(f.path, "target");
         assert_eq!(f.new_path.as_deref(), Some("/tmp/pg-z"));
     }
@@ -345,12 +413,21 @@ mod tests {
         assert_eq!(decode(&h), Err(DecodeError::UnknownKind(0x77)));
         // A header that claims exec but has no exec body.
         let h = bytes(&header(Kind::Exec, 0));
-        assert!(matches!(decode(&h), Err(DecodeError::Short { what: "exec record", .. })));
+        assert!(matches!(
+            decode(&h),
+            Err(DecodeError::Short {
+                what: "exec record",
+                ..
+            })
+        ));
     }
 
     #[test]
     fn unix_paths() {
-        assert_eq!(unix_path(b"/run/containerd/containerd.sock\0junk"), "/run/containerd/containerd.sock");
+        assert_eq!(
+            unix_path(b"/run/containerd/containerd.sock\0junk"),
+            "/run/containerd/containerd.sock"
+        );
         assert_eq!(unix_path(b"\0abstract"), "@abstract");
     }
 }

@@ -25,7 +25,8 @@ pub struct EnrichConfig {
     pub containerd_timeout: Duration,
     pub hash_cache_size: usize,
     pub hash_max_bytes: u64,
-    pub hash_timeout: Duration,
+    /// How long an exec event waits for its executable's hash (it completes in the background).
+    pub hash_wait: Duration,
     pub new_binary_cache_size: usize,
 }
 
@@ -39,7 +40,7 @@ impl Default for EnrichConfig {
             containerd_timeout: Duration::from_millis(500),
             hash_cache_size: 4096,
             hash_max_bytes: 256 << 20,
-            hash_timeout: Duration::from_secs(2),
+            hash_wait: Duration::from_millis(250),
             new_binary_cache_size: 16384,
         }
     }
@@ -62,10 +63,16 @@ impl Enricher {
         procs.seed();
         Enricher {
             procs,
-            containers: ContainerResolver::new(cfg.containerd_socket.clone(), cfg.container_cache_size, cfg.containerd_timeout),
-            hashes: HashCache::new(cfg.hash_cache_size, cfg.hash_max_bytes, cfg.hash_timeout),
+            containers: ContainerResolver::new(
+                cfg.containerd_socket.clone(),
+                cfg.container_cache_size,
+                cfg.containerd_timeout,
+            ),
+            hashes: HashCache::new(cfg.hash_cache_size, cfg.hash_max_bytes, cfg.hash_wait),
             newbin: NewBinaryTracker::new(cfg.new_binary_cache_size),
-            ns_peers: lru::LruCache::new(std::num::NonZeroUsize::new(1024).unwrap_or(std::num::NonZeroUsize::MIN)),
+            ns_peers: lru::LruCache::new(
+                std::num::NonZeroUsize::new(1024).unwrap_or(std::num::NonZeroUsize::MIN),
+            ),
             own_mnt_ns: crate::proctable::own_mnt_ns(),
             cfg,
         }
@@ -75,9 +82,21 @@ impl Enricher {
         &self.cfg
     }
 
-    pub async fn enrich(&mut self, raw: RawEvent) -> Event {
+    /// The enriched event, or `None` for the agent's internal records (cgroup lifecycle).
+    pub async fn enrich(&mut self, raw: RawEvent) -> Option<Event> {
         let h = raw.header;
         let kind = raw.kind();
+        if let RawBody::Cgroup {
+            id, created: false, ..
+        } = &raw.body
+        {
+            self.containers.on_cgroup_removed(*id);
+            return None;
+        }
+        if let RawBody::Cgroup { .. } = &raw.body {
+            // Creation was handled by the ring-buffer reader, ahead of the queue.
+            return None;
+        }
         let key = self.procs.observe(&h);
         if kind != Kind::Exit {
             self.ns_peers.put(h.mnt_ns, h.tgid);
@@ -99,13 +118,22 @@ impl Enricher {
         match raw.body {
             RawBody::Exec(x) => {
                 self.procs.on_exec(key, &x, h.flags & TRUNC_ARGV != 0);
-                let id = ExeId { dev: x.exe_dev, ino: x.exe_ino, mtime_sec: x.exe_mtime_sec, mtime_nsec: x.exe_mtime_nsec };
+                let id = ExeId {
+                    dev: x.exe_dev,
+                    ino: x.exe_ino,
+                    mtime_sec: x.exe_mtime_sec,
+                    mtime_nsec: x.exe_mtime_nsec,
+                };
                 let peer = self.ns_peers.get(&h.mnt_ns).copied();
-                let sha = self.hashes.get(id, h.tgid, &x.exe, peer, h.mnt_ns == self.own_mnt_ns).await;
+                let sha = self
+                    .hashes
+                    .get(id, h.tgid, &x.exe, peer, h.mnt_ns == self.own_mnt_ns)
+                    .await;
                 self.procs.set_sha256(key, sha);
-                let new_binary = container
-                    .as_ref()
-                    .and_then(|c| self.newbin.check_exec(&c.id, h.mnt_ns, &x.exe, x.exe_dev, x.exe_ino, h.flags));
+                let new_binary = container.as_ref().and_then(|c| {
+                    self.newbin
+                        .check_exec(&c.id, h.mnt_ns, &x.exe, x.exe_dev, x.exe_ino, h.flags)
+                });
                 ev.exec = Some(ExecInfo {
                     filename: x.filename,
                     exe_dev: x.exe_dev,
@@ -114,18 +142,30 @@ impl Enricher {
                     new_binary,
                 });
             }
-            RawBody::Fork { child_tgid, child_start_boottime_ns } => {
+            RawBody::Fork {
+                child_tgid,
+                child_start_boottime_ns,
+            } => {
                 let child = self.procs.on_fork(key, child_tgid, child_start_boottime_ns);
-                ev.fork = Some(ForkInfo { child_pid: child_tgid, child_uuid: self.procs.uuid(child) });
+                ev.fork = Some(ForkInfo {
+                    child_pid: child_tgid,
+                    child_uuid: self.procs.uuid(child),
+                });
             }
             RawBody::Exit { exit_code } => {
                 self.procs.on_exit(key);
                 // A wait(2) status: low 7 bits the signal, else the exit code in bits 8-15.
                 let signal = (exit_code & 0x7f) as i32;
                 ev.exit = Some(if signal == 0 {
-                    ExitInfo { code: Some(((exit_code >> 8) & 0xff) as i32), signal: None }
+                    ExitInfo {
+                        code: Some(((exit_code >> 8) & 0xff) as i32),
+                        signal: None,
+                    }
                 } else {
-                    ExitInfo { code: None, signal: Some(signal) }
+                    ExitInfo {
+                        code: None,
+                        signal: Some(signal),
+                    }
                 });
             }
             RawBody::File(f) => {
@@ -133,13 +173,21 @@ impl Enricher {
                     let by = self.procs.ancestor(e);
                     self.newbin.on_file(kind, &f, &c.id, h.mnt_ns, by, time);
                 }
-                let mode = if kind == Kind::Chmod || f.flags & 0o100 != 0 { f.mode } else { 0 };
+                let mode = if kind == Kind::Chmod || f.flags & 0o100 != 0 {
+                    f.mode
+                } else {
+                    0
+                };
                 ev.file = Some(FileInfo {
                     path: f.path,
                     new_path: f.new_path,
                     flags: f.flags,
                     mode,
-                    mode_octal: if mode != 0 || kind == Kind::Chmod { mode_octal(mode) } else { String::new() },
+                    mode_octal: if mode != 0 || kind == Kind::Chmod {
+                        mode_octal(mode)
+                    } else {
+                        String::new()
+                    },
                     result: f.result,
                     resolved: h.flags & PATH_RESOLVED != 0,
                     ino: f.ino,
@@ -161,10 +209,18 @@ impl Enricher {
                     result: c.result,
                 });
             }
+            RawBody::Cgroup { .. } => return None,
+        }
+        if let Some(e) = self.procs.get(&key)
+            && e.sha256.is_none()
+            && let Some(id) = e.exe_id
+            && let Some(h) = self.hashes.cached(id)
+        {
+            self.procs.set_sha256(key, Some(h));
         }
         ev.process = self.procs.process(&key, h.tid);
         ev.container = container.map(Arc::unwrap_or_clone);
-        ev
+        Some(ev)
     }
 
     /// A Loss event, attributed to the agent's own process.
@@ -173,7 +229,10 @@ impl Enricher {
         let key = self
             .procs
             .get_by_pid(me)
-            .unwrap_or(crate::proctable::ProcKey { tgid: me, start_ticks: 0 });
+            .unwrap_or(crate::proctable::ProcKey {
+                tgid: me,
+                start_ticks: 0,
+            });
         Event {
             kind: Kind::Loss,
             time: peregrine_event::Timestamp::now(),

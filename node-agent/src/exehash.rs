@@ -2,76 +2,173 @@
 //! (device, inode, mtime), so that an exec storm of one binary hashes it once.
 
 use std::{
+    collections::HashMap,
     fs::File,
     io::Read,
     num::NonZeroUsize,
     path::PathBuf,
-    sync::Arc,
+    sync::{Arc, Mutex},
     time::Duration,
 };
 
 use lru::LruCache;
 use sha2::{Digest, Sha256};
+use tokio::sync::{Semaphore, watch};
 
 use crate::proctable::{ExeId, exe_id_of};
 
+/// Hashes run in the background on at most this many threads, so a burst of new binaries
+/// cannot monopolise the node's CPUs.
+const HASH_THREADS: usize = 2;
+
+type Answer = Option<Option<Arc<str>>>;
+
+/// Cheap to clone; clones share the cache.
+#[derive(Clone)]
 pub struct HashCache {
-    map: LruCache<ExeId, Arc<str>>,
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    state: Mutex<State>,
     max_bytes: u64,
-    deadline: Duration,
+    wait: Duration,
     proc_root: PathBuf,
+    permits: Semaphore,
+    capacity: usize,
+}
+
+struct State {
+    done: LruCache<ExeId, Arc<str>>,
+    inflight: HashMap<ExeId, watch::Receiver<Answer>>,
 }
 
 impl HashCache {
-    pub fn new(capacity: usize, max_bytes: u64, deadline: Duration) -> Self {
+    /// `wait` bounds how long an exec event waits for its hash; a slower hash still completes
+    /// and is picked up by the process's later events.
+    pub fn new(capacity: usize, max_bytes: u64, wait: Duration) -> Self {
+        let cap = NonZeroUsize::new(capacity.max(1)).unwrap_or(NonZeroUsize::MIN);
         HashCache {
-            map: LruCache::new(NonZeroUsize::new(capacity.max(1)).unwrap_or(NonZeroUsize::MIN)),
-            max_bytes,
-            deadline,
-            proc_root: PathBuf::from("/proc"),
+            shared: Arc::new(Shared {
+                state: Mutex::new(State {
+                    done: LruCache::new(cap),
+                    inflight: HashMap::new(),
+                }),
+                max_bytes,
+                wait,
+                proc_root: PathBuf::from("/proc"),
+                permits: Semaphore::new(HASH_THREADS),
+                capacity: cap.get(),
+            }),
         }
     }
 
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.shared
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.state().done.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.len() == 0
     }
 
-    /// The hash of the executable `id` that process `pid` runs as `exe`. `None` when the file is
-    /// gone, too large, or hashing overran the deadline.
+    pub fn capacity(&self) -> usize {
+        self.shared.capacity
+    }
+
+    /// The hash if it is already known; never waits.
+    pub fn cached(&self, id: ExeId) -> Option<Arc<str>> {
+        self.state().done.get(&id).cloned()
+    }
+
+    /// The hash of the executable `id` that process `pid` runs as `exe`, waiting at most the
+    /// configured budget. `None` when the file is gone, too large, or still being hashed.
     ///
     /// `/proc/<pid>/exe` is the very file the process runs. A short-lived process is often gone
     /// by now, so the same path is then tried inside the root of `peer` (a live process in the
     /// same mount namespace), or on the host when `on_host`, each checked against the identity
     /// the kernel reported.
-    pub async fn get(&mut self, id: ExeId, pid: u32, exe: &str, peer: Option<u32>, on_host: bool) -> Option<Arc<str>> {
-        if let Some(h) = self.map.get(&id) {
-            return Some(h.clone());
+    pub async fn get(
+        &self,
+        id: ExeId,
+        pid: u32,
+        exe: &str,
+        peer: Option<u32>,
+        on_host: bool,
+    ) -> Option<Arc<str>> {
+        let mut rx = {
+            let mut st = self.state();
+            if let Some(h) = st.done.get(&id) {
+                return Some(h.clone());
+            }
+            match st.inflight.get(&id) {
+                Some(rx) => rx.clone(),
+                None => {
+                    let (tx, rx) = watch::channel(None);
+                    st.inflight.insert(id, rx.clone());
+                    self.start(id, self.candidates(pid, exe, peer, on_host), tx);
+                    rx
+                }
+            }
+        };
+        match tokio::time::timeout(self.shared.wait, rx.wait_for(Option::is_some)).await {
+            Ok(Ok(answer)) => answer.clone().flatten(),
+            _ => None,
         }
+    }
+
+    fn candidates(
+        &self,
+        pid: u32,
+        exe: &str,
+        peer: Option<u32>,
+        on_host: bool,
+    ) -> Vec<(PathBuf, bool)> {
+        let root = &self.shared.proc_root;
         let rel = exe.trim_start_matches('/');
-        let mut candidates = vec![
-            (self.proc_root.join(format!("{pid}/exe")), false),
-            (self.proc_root.join(format!("{pid}/root")).join(rel), true),
+        let mut c = vec![
+            (root.join(format!("{pid}/exe")), false),
+            (root.join(format!("{pid}/root")).join(rel), true),
         ];
         if let Some(peer) = peer.filter(|p| *p != pid) {
-            candidates.push((self.proc_root.join(format!("{peer}/root")).join(rel), true));
+            c.push((root.join(format!("{peer}/root")).join(rel), true));
         }
         if on_host && exe.starts_with('/') {
-            candidates.push((PathBuf::from(exe), true));
+            c.push((PathBuf::from(exe), true));
         }
-        let max = self.max_bytes;
-        let job = tokio::task::spawn_blocking(move || {
-            candidates.into_iter().find_map(|(path, verify)| hash_file(&path, verify.then_some(id), max))
+        c
+    }
+
+    fn start(&self, id: ExeId, candidates: Vec<(PathBuf, bool)>, tx: watch::Sender<Answer>) {
+        let me = self.clone();
+        tokio::spawn(async move {
+            let max = me.shared.max_bytes;
+            let hash = match me.shared.permits.acquire().await {
+                Ok(_permit) => tokio::task::spawn_blocking(move || {
+                    candidates
+                        .into_iter()
+                        .find_map(|(path, verify)| hash_file(&path, verify.then_some(id), max))
+                })
+                .await
+                .ok()
+                .flatten()
+                .map(Arc::<str>::from),
+                Err(_) => None,
+            };
+            let mut st = me.state();
+            st.inflight.remove(&id);
+            if let Some(h) = &hash {
+                st.done.put(id, h.clone());
+            }
+            drop(st);
+            let _ = tx.send(Some(hash));
         });
-        let hash: Arc<str> = match tokio::time::timeout(self.deadline, job).await {
-            Ok(Ok(Some(h))) => h.into(),
-            _ => return None,
-        };
-        self.map.put(id, hash.clone());
-        Some(hash)
     }
 }
 
@@ -112,27 +209,46 @@ mod tests {
         let me = std::process::id();
         let meta = std::fs::metadata("/proc/self/exe").unwrap();
         let id = exe_id_of(&meta);
-        let mut c = HashCache::new(4, 1 << 30, Duration::from_secs(10));
+        let c = HashCache::new(4, 1 << 30, Duration::from_secs(10));
         let h = c.get(id, me, "/ignored", None, false).await.unwrap();
         let want = hex::encode(Sha256::digest(std::fs::read("/proc/self/exe").unwrap()));
         assert_eq!(&*h, want);
         assert_eq!(c.len(), 1);
         // Cached: a pid that does not exist still gets the answer.
-        assert_eq!(c.get(id, u32::MAX, "/nope", None, false).await.as_deref(), Some(want.as_str()));
+        assert_eq!(
+            c.get(id, u32::MAX, "/nope", None, false).await.as_deref(),
+            Some(want.as_str())
+        );
     }
 
     #[tokio::test]
     async fn falls_back_to_the_path_when_the_process_is_gone() {
         let exe = std::fs::read_link("/proc/self/exe").unwrap();
         let id = exe_id_of(&std::fs::metadata(&exe).unwrap());
-        let mut c = HashCache::new(4, 1 << 30, Duration::from_secs(10));
+        let c = HashCache::new(4, 1 << 30, Duration::from_secs(10));
         // No such pid, and no peer: only the host path can answer.
-        assert!(c.get(id, u32::MAX, exe.to_str().unwrap(), None, false).await.is_none());
-        let h = c.get(id, u32::MAX, exe.to_str().unwrap(), None, true).await.unwrap();
+        assert!(
+            c.get(id, u32::MAX, exe.to_str().unwrap(), None, false)
+                .await
+                .is_none()
+        );
+        let h = c
+            .get(id, u32::MAX, exe.to_str().unwrap(), None, true)
+            .await
+            .unwrap();
         assert_eq!(h.len(), 64);
         // A live peer in the same mount namespace works too.
-        let mut c = HashCache::new(4, 1 << 30, Duration::from_secs(10));
-        let h2 = c.get(id, u32::MAX, exe.to_str().unwrap(), Some(std::process::id()), false).await.unwrap();
+        let c = HashCache::new(4, 1 << 30, Duration::from_secs(10));
+        let h2 = c
+            .get(
+                id,
+                u32::MAX,
+                exe.to_str().unwrap(),
+                Some(std::process::id()),
+                false,
+            )
+            .await
+            .unwrap();
         assert_eq!(h, h2);
     }
 
@@ -142,7 +258,10 @@ mod tests {
         f.write_all(b"hello").unwrap();
         let id = exe_id_of(&f.as_file().metadata().unwrap());
         assert!(hash_file(f.path(), Some(id), 1024).is_some());
-        let stale = ExeId { mtime_sec: id.mtime_sec - 10, ..id };
+        let stale = ExeId {
+            mtime_sec: id.mtime_sec - 10,
+            ..id
+        };
         assert!(hash_file(f.path(), Some(stale), 1024).is_none());
         assert!(hash_file(f.path(), None, 2).is_none());
     }

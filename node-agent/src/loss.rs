@@ -16,7 +16,12 @@ pub struct LossTracker {
 
 impl LossTracker {
     pub fn new(drops: DropCounters, metrics: Metrics) -> Self {
-        LossTracker { drops, metrics, last_kernel: KernelDrops::default(), last_user: 0 }
+        LossTracker {
+            drops,
+            metrics,
+            last_kernel: KernelDrops::default(),
+            last_user: 0,
+        }
     }
 
     /// Reads the counters; returns what was lost since the previous call, if anything.
@@ -30,7 +35,10 @@ impl LossTracker {
         };
         if let Ok(per_cpu) = self.drops.per_cpu_ringbuf_full() {
             for (cpu, v) in per_cpu.into_iter().enumerate() {
-                self.metrics.kernel_drops_per_cpu.get_or_create(&CpuLabel { cpu: cpu as u32 }).set(v as i64);
+                self.metrics
+                    .kernel_drops_per_cpu
+                    .get_or_create(&CpuLabel { cpu: cpu as u32 })
+                    .set(v as i64);
             }
         }
         let user = self.metrics.user_queue_drops.get();
@@ -42,8 +50,18 @@ impl LossTracker {
         };
         self.last_kernel = k;
         self.last_user = user;
-        self.metrics.kernel_drops.get_or_create(&ReasonLabel { reason: "ringbuf_full" }).inc_by(loss.kernel_ringbuf_full);
-        self.metrics.kernel_drops.get_or_create(&ReasonLabel { reason: "no_scratch" }).inc_by(loss.kernel_no_scratch);
+        self.metrics
+            .kernel_drops
+            .get_or_create(&ReasonLabel {
+                reason: "ringbuf_full",
+            })
+            .inc_by(loss.kernel_ringbuf_full);
+        self.metrics
+            .kernel_drops
+            .get_or_create(&ReasonLabel {
+                reason: "no_scratch",
+            })
+            .inc_by(loss.kernel_no_scratch);
         (loss.total() > 0).then_some(loss)
     }
 }

@@ -12,7 +12,11 @@ use node_agent::{
 };
 
 #[derive(Parser)]
-#[command(name = "peregrine-agent", version, about = "Peregrine runtime threat detection: the node agent")]
+#[command(
+    name = "peregrine-agent",
+    version,
+    about = "Peregrine runtime threat detection: the node agent"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -68,10 +72,16 @@ impl Common {
     fn config(&self) -> anyhow::Result<AgentConfig> {
         let metrics_addr = match self.metrics_addr.as_str() {
             "off" | "" => None,
-            a => Some(a.parse::<SocketAddr>().with_context(|| format!("--metrics-addr {a:?}"))?),
+            a => Some(
+                a.parse::<SocketAddr>()
+                    .with_context(|| format!("--metrics-addr {a:?}"))?,
+            ),
         };
         Ok(AgentConfig {
-            load: LoadOptions { ring_buffer_bytes: self.ring_buffer_bytes, capture_all_opens: self.capture_all_opens },
+            load: LoadOptions {
+                ring_buffer_bytes: self.ring_buffer_bytes,
+                capture_all_opens: self.capture_all_opens,
+            },
             enrich: EnrichConfig {
                 process_table_size: self.process_table_size,
                 lineage_depth: self.lineage_depth,
@@ -102,16 +112,32 @@ fn main() -> anyhow::Result<()> {
         .context("starting the async runtime")?;
     rt.block_on(async {
         match cli.command {
-            Command::Standalone { events: _, output, common } => {
+            Command::Standalone {
+                events: _,
+                output,
+                common,
+            } => {
                 let cfg = common.config()?;
                 let summary = match output {
                     Some(path) => {
-                        let f = std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+                        let f = std::fs::File::create(&path)
+                            .with_context(|| format!("creating {}", path.display()))?;
                         agent::run(cfg, &mut JsonLines::new(f), agent::shutdown_signal()).await?
                     }
-                    None => agent::run(cfg, &mut JsonLines::new(std::io::stdout()), agent::shutdown_signal()).await?,
+                    None => {
+                        agent::run(
+                            cfg,
+                            &mut JsonLines::new(std::io::stdout()),
+                            agent::shutdown_signal(),
+                        )
+                        .await?
+                    }
                 };
-                tracing::info!(events = summary.events, loss_events = summary.loss_events, "stopped");
+                tracing::info!(
+                    events = summary.events,
+                    loss_events = summary.loss_events,
+                    "stopped"
+                );
                 Ok(())
             }
         }

@@ -78,14 +78,46 @@ impl Metrics {
             "Events dropped because the agent's internal queue was full",
             self.user_queue_drops.clone(),
         );
-        r.register("decode_errors", "Ring-buffer records that failed to decode", self.decode_errors.clone());
-        r.register("loss_events", "Loss events emitted", self.loss_events.clone());
-        r.register("cache_entries", "Entries in each bounded cache", self.cache_entries.clone());
-        r.register("cache_capacity", "Capacity of each bounded cache", self.cache_capacity.clone());
-        r.register("queue_depth", "Events waiting between the ring-buffer reader and enrichment", self.queue_depth.clone());
-        r.register("probe_attached", "1 per probe attachment, labelled with its state", self.probes.clone());
-        r.register("probes_attached", "Probe attachments that succeeded", self.probes_attached.clone());
-        r.register("probes_failed", "Probe attachments that failed (degraded coverage)", self.probes_failed.clone());
+        r.register(
+            "decode_errors",
+            "Ring-buffer records that failed to decode",
+            self.decode_errors.clone(),
+        );
+        r.register(
+            "loss_events",
+            "Loss events emitted",
+            self.loss_events.clone(),
+        );
+        r.register(
+            "cache_entries",
+            "Entries in each bounded cache",
+            self.cache_entries.clone(),
+        );
+        r.register(
+            "cache_capacity",
+            "Capacity of each bounded cache",
+            self.cache_capacity.clone(),
+        );
+        r.register(
+            "queue_depth",
+            "Events waiting between the ring-buffer reader and enrichment",
+            self.queue_depth.clone(),
+        );
+        r.register(
+            "probe_attached",
+            "1 per probe attachment, labelled with its state",
+            self.probes.clone(),
+        );
+        r.register(
+            "probes_attached",
+            "Probe attachments that succeeded",
+            self.probes_attached.clone(),
+        );
+        r.register(
+            "probes_failed",
+            "Probe attachments that failed (degraded coverage)",
+            self.probes_failed.clone(),
+        );
         r.register(
             "container_lookup_failures",
             "containerd lookups that failed or timed out",
@@ -104,7 +136,11 @@ impl Metrics {
                 crate::probes::AttachState::Absent => {}
             }
             self.probes
-                .get_or_create(&ProbeLabel { program: s.program.into(), target: s.target.clone(), state: s.state.name() })
+                .get_or_create(&ProbeLabel {
+                    program: s.program.into(),
+                    target: s.target.clone(),
+                    state: s.state.name(),
+                })
                 .set(1);
         }
         self.probes_attached.set(attached);
@@ -112,8 +148,12 @@ impl Metrics {
     }
 
     pub fn set_cache(&self, cache: &'static str, entries: usize, capacity: usize) {
-        self.cache_entries.get_or_create(&CacheLabel { cache }).set(entries as i64);
-        self.cache_capacity.get_or_create(&CacheLabel { cache }).set(capacity as i64);
+        self.cache_entries
+            .get_or_create(&CacheLabel { cache })
+            .set(entries as i64);
+        self.cache_capacity
+            .get_or_create(&CacheLabel { cache })
+            .set(capacity as i64);
     }
 
     pub fn render(&self, registry: &Registry) -> String {
@@ -132,31 +172,50 @@ pub struct ServeError {
 }
 
 /// Binds now (so a port conflict is reported at start) and serves until the task is dropped.
-pub async fn serve(addr: SocketAddr, metrics: Metrics, health: Arc<dyn Fn() -> String + Send + Sync>) -> Result<tokio::task::JoinHandle<()>, ServeError> {
-    let listener = TcpListener::bind(addr).await.map_err(|source| ServeError { addr, source })?;
+pub async fn serve(
+    addr: SocketAddr,
+    metrics: Metrics,
+    health: Arc<dyn Fn() -> String + Send + Sync>,
+) -> Result<tokio::task::JoinHandle<()>, ServeError> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError { addr, source })?;
     let registry = Arc::new(metrics.registry());
     Ok(tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { continue };
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
             let registry = registry.clone();
             let metrics = metrics.clone();
             let health = health.clone();
             tokio::spawn(async move {
                 let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
                     let body = match req.uri().path() {
-                        "/metrics" => Some(("application/openmetrics-text; version=1.0.0; charset=utf-8", metrics.render(&registry))),
+                        "/metrics" => Some((
+                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                            metrics.render(&registry),
+                        )),
                         "/healthz" => Some(("application/json", health())),
                         _ => None,
                     };
                     async move {
                         let resp = match body {
-                            Some((ct, b)) => Response::builder().header("content-type", ct).body(Full::new(Bytes::from(b))),
-                            None => Response::builder().status(StatusCode::NOT_FOUND).body(Full::new(Bytes::from_static(b"not found\n"))),
+                            Some((ct, b)) => Response::builder()
+                                .header("content-type", ct)
+                                .body(Full::new(Bytes::from(b))),
+                            None => Response::builder()
+                                .status(StatusCode::NOT_FOUND)
+                                .body(Full::new(Bytes::from_static(b"not found\n"))),
                         };
-                        Ok::<_, Infallible>(resp.unwrap_or_else(|_| Response::new(Full::new(Bytes::new()))))
+                        Ok::<_, Infallible>(
+                            resp.unwrap_or_else(|_| Response::new(Full::new(Bytes::new()))),
+                        )
                     }
                 });
-                let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
             });
         }
     }))

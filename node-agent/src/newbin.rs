@@ -42,7 +42,10 @@ pub fn opens_for_write(flags: u32) -> bool {
 impl NewBinaryTracker {
     pub fn new(capacity: usize) -> Self {
         let cap = NonZeroUsize::new(capacity.max(1)).unwrap_or(NonZeroUsize::MIN);
-        NewBinaryTracker { by_inode: LruCache::new(cap), by_path: LruCache::new(cap) }
+        NewBinaryTracker {
+            by_inode: LruCache::new(cap),
+            by_path: LruCache::new(cap),
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -54,11 +57,23 @@ impl NewBinaryTracker {
     }
 
     /// Records a successful write-like file event by a process inside `container_id`.
-    pub fn on_file(&mut self, kind: Kind, f: &RawFile, container_id: &str, mnt_ns: u32, by: Ancestor, at: Timestamp) {
+    pub fn on_file(
+        &mut self,
+        kind: Kind,
+        f: &RawFile,
+        container_id: &str,
+        mnt_ns: u32,
+        by: Ancestor,
+        at: Timestamp,
+    ) {
         if f.result < 0 {
             return;
         }
-        let w = Written { container_id: container_id.to_owned(), by, at };
+        let w = Written {
+            container_id: container_id.to_owned(),
+            by,
+            at,
+        };
         match kind {
             Kind::Open if opens_for_write(f.flags) => {
                 if f.ino != 0 {
@@ -89,7 +104,11 @@ impl NewBinaryTracker {
             .by_inode
             .get(&(dev, ino))
             .filter(|w| w.container_id == container_id)
-            .or_else(|| self.by_path.get(&(mnt_ns, exe.to_owned())).filter(|w| w.container_id == container_id))
+            .or_else(|| {
+                self.by_path
+                    .get(&(mnt_ns, exe.to_owned()))
+                    .filter(|w| w.container_id == container_id)
+            })
             .cloned();
         let evidence = if exec_flags & IN_UPPER_LAYER != 0 {
             NewBinaryEvidence::OverlayUpper
@@ -111,14 +130,32 @@ mod tests {
     use super::*;
 
     fn write(path: &str, ino: u64, flags: u32, result: i64) -> RawFile {
-        RawFile { path: path.into(), ino, dev: 7, flags, result, ..RawFile::default() }
+        RawFile {
+            path: path.into(),
+            ino,
+            dev: 7,
+            flags,
+            result,
+            ..RawFile::default()
+        }
     }
 
     #[test]
     fn written_then_executed_in_the_same_container_is_new() {
         let mut t = NewBinaryTracker::new(16);
-        let by = Ancestor { pid: 5, exe: "/bin/cp".into(), ..Ancestor::default() };
-        t.on_file(Kind::Open, &write("/tmp/x", 42, 0o1101, 3), "c1", 9, by.clone(), Timestamp::from_unix_nanos(1));
+        let by = Ancestor {
+            pid: 5,
+            exe: "/bin/cp".into(),
+            ..Ancestor::default()
+        };
+        t.on_file(
+            Kind::Open,
+            &write("/tmp/x", 42, 0o1101, 3),
+            "c1",
+            9,
+            by.clone(),
+            Timestamp::from_unix_nanos(1),
+        );
         let nb = t.check_exec("c1", 9, "/tmp/x", 7, 42, 0).unwrap();
         assert_eq!(nb.evidence, NewBinaryEvidence::ObservedWrite);
         assert_eq!(nb.modified_by.unwrap().exe, "/bin/cp");
@@ -130,8 +167,22 @@ mod tests {
     #[test]
     fn failed_and_read_only_opens_do_not_count() {
         let mut t = NewBinaryTracker::new(16);
-        t.on_file(Kind::Open, &write("/tmp/x", 42, 0o1101, -13), "c1", 9, Ancestor::default(), Timestamp::default());
-        t.on_file(Kind::Open, &write("/tmp/y", 43, 0, 3), "c1", 9, Ancestor::default(), Timestamp::default());
+        t.on_file(
+            Kind::Open,
+            &write("/tmp/x", 42, 0o1101, -13),
+            "c1",
+            9,
+            Ancestor::default(),
+            Timestamp::default(),
+        );
+        t.on_file(
+            Kind::Open,
+            &write("/tmp/y", 43, 0, 3),
+            "c1",
+            9,
+            Ancestor::default(),
+            Timestamp::default(),
+        );
         assert!(t.check_exec("c1", 9, "/tmp/x", 7, 42, 0).is_none());
         assert!(t.check_exec("c1", 9, "/tmp/y", 7, 43, 0).is_none());
     }
@@ -139,10 +190,28 @@ mod tests {
     #[test]
     fn renamed_into_place_counts_and_overlay_upper_wins() {
         let mut t = NewBinaryTracker::new(16);
-        let f = RawFile { path: "/tmp/a".into(), new_path: Some("/usr/bin/b".into()), ..RawFile::default() };
-        t.on_file(Kind::Rename, &f, "c1", 9, Ancestor::default(), Timestamp::default());
-        assert_eq!(t.check_exec("c1", 9, "/usr/bin/b", 7, 99, 0).unwrap().evidence, NewBinaryEvidence::ObservedWrite);
-        let nb = t.check_exec("c1", 9, "/usr/bin/zzz", 7, 100, IN_UPPER_LAYER).unwrap();
+        let f = RawFile {
+            path: "/tmp/a".into(),
+            new_path: Some("/usr/bin/b".into()),
+            ..RawFile::default()
+        };
+        t.on_file(
+            Kind::Rename,
+            &f,
+            "c1",
+            9,
+            Ancestor::default(),
+            Timestamp::default(),
+        );
+        assert_eq!(
+            t.check_exec("c1", 9, "/usr/bin/b", 7, 99, 0)
+                .unwrap()
+                .evidence,
+            NewBinaryEvidence::ObservedWrite
+        );
+        let nb = t
+            .check_exec("c1", 9, "/usr/bin/zzz", 7, 100, IN_UPPER_LAYER)
+            .unwrap();
         assert_eq!(nb.evidence, NewBinaryEvidence::OverlayUpper);
         assert!(nb.modified_by.is_none());
     }

@@ -62,6 +62,8 @@ pub enum ProbeError {
     Cpus(String),
     #[error("tracefs is not mounted at {TRACEFS} and mounting it failed: {0}")]
     Tracefs(std::io::Error),
+    #[error("tracepoint {0} format: {1}")]
+    TracepointFormat(String, String),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -137,7 +139,12 @@ impl DropCounters {
 
     /// Per-CPU ring-buffer-full counts.
     pub fn per_cpu_ringbuf_full(&self) -> Result<Vec<u64>, aya::maps::MapError> {
-        Ok(self.map.get(&DROP_RINGBUF_FULL, 0)?.iter().copied().collect())
+        Ok(self
+            .map
+            .get(&DROP_RINGBUF_FULL, 0)?
+            .iter()
+            .copied()
+            .collect())
     }
 }
 
@@ -166,16 +173,20 @@ pub fn ensure_tracefs() -> Result<(), ProbeError> {
 impl Probes {
     /// Loads the object for this kernel and attaches every program. Returns the ring buffer
     /// and the drop counters alongside.
-    pub fn load(
-        opts: LoadOptions,
-    ) -> Result<(Probes, RingBuf<MapData>, DropCounters), ProbeError> {
+    pub fn load(opts: LoadOptions) -> Result<(Probes, RingBuf<MapData>, DropCounters), ProbeError> {
         ensure_tracefs()?;
         let offsets = KernelBtf::open(Path::new(VMLINUX_BTF))?.kernel_offsets()?;
+        let cg = tracepoint_fields("cgroup", "cgroup_mkdir", &["root", "level", "id", "path"])?;
         let config = ProbeConfig {
             self_tgid: std::process::id(),
             capture_all_opens: u32::from(opts.capture_all_opens),
+            cgroup_tp_root: cg[0],
+            cgroup_tp_level: cg[1],
+            cgroup_tp_id: cg[2],
+            cgroup_tp_path: cg[3],
         };
-        let cpus = aya::util::nr_cpus().map_err(|(what, e)| ProbeError::Cpus(format!("{what}: {e}")))?;
+        let cpus =
+            aya::util::nr_cpus().map_err(|(what, e)| ProbeError::Cpus(format!("{what}: {e}")))?;
         let ring = opts.ring_buffer_bytes.max(4096).next_power_of_two();
         let mut ebpf = EbpfLoader::new()
             .override_global("OFFSETS", &offsets, true)
@@ -186,27 +197,91 @@ impl Probes {
             .map_err(ProbeError::Load)?;
 
         let mut status = Vec::new();
-        attach_tracepoint(&mut ebpf, "sched_process_exec", "sched", "sched_process_exec", true, &mut status);
-        attach_tracepoint(&mut ebpf, "sched_process_exit", "sched", "sched_process_exit", true, &mut status);
-        attach_raw(&mut ebpf, "sched_process_fork", "sched_process_fork", &mut status);
+        attach_tracepoint(
+            &mut ebpf,
+            "sched_process_exec",
+            "sched",
+            "sched_process_exec",
+            true,
+            &mut status,
+        );
+        attach_tracepoint(
+            &mut ebpf,
+            "sched_process_exit",
+            "sched",
+            "sched_process_exit",
+            true,
+            &mut status,
+        );
+        attach_raw(
+            &mut ebpf,
+            "sched_process_fork",
+            "sched_process_fork",
+            &mut status,
+        );
+        attach_tracepoint(
+            &mut ebpf,
+            "cgroup_mkdir",
+            "cgroup",
+            "cgroup_mkdir",
+            true,
+            &mut status,
+        );
+        attach_tracepoint(
+            &mut ebpf,
+            "cgroup_rmdir",
+            "cgroup",
+            "cgroup_rmdir",
+            true,
+            &mut status,
+        );
         for (name, required) in TRACKED_SYSCALLS {
-            attach_tracepoint(&mut ebpf, "sys_enter_tracked", "syscalls", &format!("sys_enter_{name}"), *required, &mut status);
-            attach_tracepoint(&mut ebpf, "sys_exit_tracked", "syscalls", &format!("sys_exit_{name}"), *required, &mut status);
+            attach_tracepoint(
+                &mut ebpf,
+                "sys_enter_tracked",
+                "syscalls",
+                &format!("sys_enter_{name}"),
+                *required,
+                &mut status,
+            );
+            attach_tracepoint(
+                &mut ebpf,
+                "sys_exit_tracked",
+                "syscalls",
+                &format!("sys_exit_{name}"),
+                *required,
+                &mut status,
+            );
         }
 
-        let events = ebpf.take_map("EVENTS").ok_or(ProbeError::MissingMap("EVENTS"))?;
-        let events = RingBuf::try_from(events).map_err(|source| ProbeError::Map { name: "EVENTS", source })?;
-        let drops = ebpf.take_map("DROPS").ok_or(ProbeError::MissingMap("DROPS"))?;
-        let drops = PerCpuArray::try_from(drops).map_err(|source| ProbeError::Map { name: "DROPS", source })?;
+        let events = ebpf
+            .take_map("EVENTS")
+            .ok_or(ProbeError::MissingMap("EVENTS"))?;
+        let events = RingBuf::try_from(events).map_err(|source| ProbeError::Map {
+            name: "EVENTS",
+            source,
+        })?;
+        let drops = ebpf
+            .take_map("DROPS")
+            .ok_or(ProbeError::MissingMap("DROPS"))?;
+        let drops = PerCpuArray::try_from(drops).map_err(|source| ProbeError::Map {
+            name: "DROPS",
+            source,
+        })?;
         Ok((Probes { ebpf, status }, events, DropCounters { map: drops }))
     }
 
     pub fn attached(&self) -> usize {
-        self.status.iter().filter(|s| s.state == AttachState::Attached).count()
+        self.status
+            .iter()
+            .filter(|s| s.state == AttachState::Attached)
+            .count()
     }
 
     pub fn failed(&self) -> impl Iterator<Item = &ProbeStatus> {
-        self.status.iter().filter(|s| s.state == AttachState::Failed)
+        self.status
+            .iter()
+            .filter(|s| s.state == AttachState::Failed)
     }
 
     /// Detaches every probe now (also done on drop).
@@ -215,8 +290,45 @@ impl Probes {
     }
 }
 
+/// Byte offsets of `fields` in a tracepoint's record, from its tracefs `format` file, so that
+/// the probe does not depend on one kernel's record layout.
+pub fn tracepoint_fields(
+    category: &str,
+    name: &str,
+    fields: &[&str],
+) -> Result<Vec<u32>, ProbeError> {
+    let tp = format!("{category}/{name}");
+    let path = Path::new(TRACEFS)
+        .join("events")
+        .join(category)
+        .join(name)
+        .join("format");
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| ProbeError::TracepointFormat(tp.clone(), e.to_string()))?;
+    fields
+        .iter()
+        .map(|f| {
+            text.lines()
+                .find_map(|l| {
+                    // "\tfield:u64 id;\toffset:16;\tsize:8;\tsigned:0;"
+                    let decl = l.trim().strip_prefix("field:")?.split(';').next()?;
+                    let field = decl.rsplit([' ', '*']).next()?.split('[').next()?;
+                    if field != *f {
+                        return None;
+                    }
+                    l.split("offset:").nth(1)?.split(';').next()?.parse().ok()
+                })
+                .ok_or_else(|| ProbeError::TracepointFormat(tp.clone(), format!("no field {f}")))
+        })
+        .collect()
+}
+
 fn tracepoint_exists(category: &str, name: &str) -> bool {
-    Path::new(TRACEFS).join("events").join(category).join(name).is_dir()
+    Path::new(TRACEFS)
+        .join("events")
+        .join(category)
+        .join(name)
+        .is_dir()
 }
 
 fn attach_tracepoint(
@@ -229,7 +341,12 @@ fn attach_tracepoint(
 ) {
     let target = format!("{category}/{name}");
     if !required && !tracepoint_exists(category, name) {
-        out.push(ProbeStatus { program, target, state: AttachState::Absent, error: None });
+        out.push(ProbeStatus {
+            program,
+            target,
+            state: AttachState::Absent,
+            error: None,
+        });
         return;
     }
     let result = (|| -> Result<(), String> {
@@ -262,12 +379,27 @@ fn attach_raw(ebpf: &mut Ebpf, program: &'static str, tp: &str, out: &mut Vec<Pr
     push_status(out, program, target, result);
 }
 
-fn push_status(out: &mut Vec<ProbeStatus>, program: &'static str, target: String, r: Result<(), String>) {
+fn push_status(
+    out: &mut Vec<ProbeStatus>,
+    program: &'static str,
+    target: String,
+    r: Result<(), String>,
+) {
     match r {
-        Ok(()) => out.push(ProbeStatus { program, target, state: AttachState::Attached, error: None }),
+        Ok(()) => out.push(ProbeStatus {
+            program,
+            target,
+            state: AttachState::Attached,
+            error: None,
+        }),
         Err(e) => {
             tracing::warn!(program, target = %target, error = %e, "probe not attached; coverage is degraded");
-            out.push(ProbeStatus { program, target, state: AttachState::Failed, error: Some(e) });
+            out.push(ProbeStatus {
+                program,
+                target,
+                state: AttachState::Failed,
+                error: Some(e),
+            });
         }
     }
 }
@@ -275,7 +407,10 @@ fn push_status(out: &mut Vec<ProbeStatus>, program: &'static str, target: String
 /// The verifier log's tail is the useful part of a load error.
 fn verifier_error(e: &aya::programs::ProgramError) -> String {
     match e {
-        aya::programs::ProgramError::LoadError { io_error, verifier_log } => {
+        aya::programs::ProgramError::LoadError {
+            io_error,
+            verifier_log,
+        } => {
             let log = verifier_log.to_string();
             let tail: Vec<&str> = log.lines().rev().take(12).collect();
             let tail: Vec<&str> = tail.into_iter().rev().collect();

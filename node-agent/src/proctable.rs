@@ -32,7 +32,10 @@ pub struct Clock {
 }
 
 fn clock_ns(id: libc::clockid_t) -> i64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: valid out-pointer.
     unsafe { libc::clock_gettime(id, &mut ts) };
     ts.tv_sec * 1_000_000_000 + ts.tv_nsec
@@ -119,7 +122,9 @@ pub struct ProcessTable {
 /// Reads the boot id, which makes process uuids unique across boots and nodes.
 pub fn boot_id() -> [u8; 16] {
     let s = fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
-    Uuid::parse_str(s.trim()).map(|u| *u.as_bytes()).unwrap_or([0; 16])
+    Uuid::parse_str(s.trim())
+        .map(|u| *u.as_bytes())
+        .unwrap_or([0; 16])
 }
 
 impl ProcessTable {
@@ -162,12 +167,17 @@ impl ProcessTable {
     }
 
     pub fn key(&self, tgid: u32, start_boottime_ns: u64) -> ProcKey {
-        ProcKey { tgid, start_ticks: self.clock.ticks(start_boottime_ns) }
+        ProcKey {
+            tgid,
+            start_ticks: self.clock.ticks(start_boottime_ns),
+        }
     }
 
     /// Loads every process in `/proc`. Returns how many were added.
     pub fn seed(&mut self) -> usize {
-        let Ok(dir) = fs::read_dir(&self.proc_root) else { return 0 };
+        let Ok(dir) = fs::read_dir(&self.proc_root) else {
+            return 0;
+        };
         let mut added = 0;
         for ent in dir.flatten() {
             let Some(pid) = ent.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
@@ -185,9 +195,14 @@ impl ProcessTable {
     fn read_proc(&self, pid: u32) -> Option<ProcEntry> {
         let dir = self.proc_root.join(pid.to_string());
         let stat = ProcStat::read(&dir)?;
-        let key = ProcKey { tgid: pid, start_ticks: stat.start_ticks };
-        let parent = ProcStat::read(&self.proc_root.join(stat.ppid.to_string()))
-            .map(|p| ProcKey { tgid: stat.ppid, start_ticks: p.start_ticks });
+        let key = ProcKey {
+            tgid: pid,
+            start_ticks: stat.start_ticks,
+        };
+        let parent = ProcStat::read(&self.proc_root.join(stat.ppid.to_string())).map(|p| ProcKey {
+            tgid: stat.ppid,
+            start_ticks: p.start_ticks,
+        });
         let (uid, euid) = status_ids(&dir, "Uid:").unwrap_or((0, 0));
         let (gid, _) = status_ids(&dir, "Gid:").unwrap_or((0, 0));
         let root = readlink(&dir.join("root"));
@@ -198,7 +213,9 @@ impl ProcessTable {
                 if b.is_empty() {
                     Vec::new()
                 } else {
-                    b.split(|&c| c == 0).map(|s| String::from_utf8_lossy(s).into_owned()).collect()
+                    b.split(|&c| c == 0)
+                        .map(|s| String::from_utf8_lossy(s).into_owned())
+                        .collect()
                 }
             })
             .unwrap_or_default();
@@ -234,29 +251,32 @@ impl ProcessTable {
         let key = self.key(h.tgid, h.start_boottime_ns);
         let parent = self.key(h.ppid, h.parent_start_boottime_ns);
         if !self.map.contains(&key) {
-            let e = self.read_proc(h.tgid).filter(|e| e.key == key).unwrap_or_else(|| ProcEntry {
-                key,
-                uuid: self.uuid(key),
-                parent: Some(parent),
-                parent_uuid: self.uuid(parent),
-                ppid: h.ppid,
-                start_ns: h.start_boottime_ns,
-                uid: h.uid,
-                euid: h.euid,
-                gid: h.gid,
-                comm: comm(h),
-                exe: String::new(),
-                argv: Arc::from(Vec::new()),
-                argv_truncated: false,
-                cwd: String::new(),
-                exe_id: None,
-                sha256: None,
-                ld_preload: None,
-                ld_library_path: None,
-                cgroup_id: h.cgroup_id,
-                mnt_ns: h.mnt_ns,
-                exited_at: None,
-            });
+            let e = self
+                .read_proc(h.tgid)
+                .filter(|e| e.key == key)
+                .unwrap_or_else(|| ProcEntry {
+                    key,
+                    uuid: self.uuid(key),
+                    parent: Some(parent),
+                    parent_uuid: self.uuid(parent),
+                    ppid: h.ppid,
+                    start_ns: h.start_boottime_ns,
+                    uid: h.uid,
+                    euid: h.euid,
+                    gid: h.gid,
+                    comm: comm(h),
+                    exe: String::new(),
+                    argv: Arc::from(Vec::new()),
+                    argv_truncated: false,
+                    cwd: String::new(),
+                    exe_id: None,
+                    sha256: None,
+                    ld_preload: None,
+                    ld_library_path: None,
+                    cgroup_id: h.cgroup_id,
+                    mnt_ns: h.mnt_ns,
+                    exited_at: None,
+                });
             self.map.put(key, e);
         }
         let parent_uuid = self.uuid(parent);
@@ -332,7 +352,12 @@ impl ProcessTable {
             e.cwd = x.cwd.clone();
             e.ld_preload = x.ld_preload.clone();
             e.ld_library_path = x.ld_library_path.clone();
-            let id = ExeId { dev: x.exe_dev, ino: x.exe_ino, mtime_sec: x.exe_mtime_sec, mtime_nsec: x.exe_mtime_nsec };
+            let id = ExeId {
+                dev: x.exe_dev,
+                ino: x.exe_ino,
+                mtime_sec: x.exe_mtime_sec,
+                mtime_nsec: x.exe_mtime_nsec,
+            };
             if e.exe_id != Some(id) {
                 e.sha256 = None;
             }
@@ -370,7 +395,10 @@ impl ProcessTable {
 
     /// The live process with this pid, if any (a linear scan: for rare callers only).
     pub fn get_by_pid(&self, pid: u32) -> Option<ProcKey> {
-        self.map.iter().find(|(k, e)| k.tgid == pid && e.exited_at.is_none()).map(|(k, _)| *k)
+        self.map
+            .iter()
+            .find(|(k, e)| k.tgid == pid && e.exited_at.is_none())
+            .map(|(k, _)| *k)
     }
 
     pub fn get(&self, key: &ProcKey) -> Option<&ProcEntry> {
@@ -411,7 +439,12 @@ impl ProcessTable {
     /// The event model's view of process `key`, with `tid` from the event.
     pub fn process(&self, key: &ProcKey, tid: u32) -> Process {
         let Some(e) = self.map.peek(key) else {
-            return Process { pid: key.tgid, tid, uuid: self.uuid(*key), ..Process::default() };
+            return Process {
+                pid: key.tgid,
+                tid,
+                uuid: self.uuid(*key),
+                ..Process::default()
+            };
         };
         Process {
             pid: e.key.tgid,
@@ -454,19 +487,27 @@ impl ProcStat {
         let comm = s.get(open + 1..close)?.to_owned();
         let rest: Vec<&str> = s.get(close + 1..)?.split_whitespace().collect();
         // rest[0] is field 3 (state): field N is rest[N - 3].
-        Some(ProcStat { comm, ppid: rest.get(1)?.parse().ok()?, start_ticks: rest.get(19)?.parse().ok()? })
+        Some(ProcStat {
+            comm,
+            ppid: rest.get(1)?.parse().ok()?,
+            start_ticks: rest.get(19)?.parse().ok()?,
+        })
     }
 }
 
 fn status_ids(dir: &Path, label: &str) -> Option<(u32, u32)> {
     let s = fs::read_to_string(dir.join("status")).ok()?;
     let line = s.lines().find(|l| l.starts_with(label))?;
-    let mut it = line[label.len()..].split_whitespace().filter_map(|v| v.parse().ok());
+    let mut it = line[label.len()..]
+        .split_whitespace()
+        .filter_map(|v| v.parse().ok());
     Some((it.next()?, it.next()?))
 }
 
 fn readlink(p: &Path) -> String {
-    fs::read_link(p).map(|p| p.to_string_lossy().into_owned()).unwrap_or_default()
+    fs::read_link(p)
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 /// `/proc/<pid>/{exe,cwd}` read from outside a container include the container's root; the
@@ -490,7 +531,10 @@ pub fn own_mnt_ns() -> u32 {
 /// `mnt:[4026531841]` → 4026531841.
 fn ns_inode(p: &Path) -> u32 {
     let s = readlink(p);
-    s.rsplit('[').next().and_then(|v| v.trim_end_matches(']').parse().ok()).unwrap_or(0)
+    s.rsplit('[')
+        .next()
+        .and_then(|v| v.trim_end_matches(']').parse().ok())
+        .unwrap_or(0)
 }
 
 /// The kernel's `dev_t` encoding (major << 20 | minor) of a userspace `st_dev`.
@@ -502,7 +546,12 @@ pub fn kernel_dev(st_dev: u64) -> u32 {
 
 pub fn exe_id_of(m: &fs::Metadata) -> ExeId {
     use std::os::unix::fs::MetadataExt;
-    ExeId { dev: kernel_dev(m.dev()), ino: m.ino(), mtime_sec: m.mtime(), mtime_nsec: m.mtime_nsec() as u32 }
+    ExeId {
+        dev: kernel_dev(m.dev()),
+        ino: m.ino(),
+        mtime_sec: m.mtime(),
+        mtime_nsec: m.mtime_nsec() as u32,
+    }
 }
 
 #[cfg(test)]
@@ -555,7 +604,15 @@ mod tests {
         for i in 0..6u32 {
             let start = 2_000_000_000 + u64::from(i) * 1_000_000_000;
             let child = t.on_fork(parent, 200 + i, start);
-            t.on_exec(child, &RawExec { exe: format!("/bin/p{i}"), argv: vec![format!("p{i}")], ..RawExec::default() }, false);
+            t.on_exec(
+                child,
+                &RawExec {
+                    exe: format!("/bin/p{i}"),
+                    argv: vec![format!("p{i}")],
+                    ..RawExec::default()
+                },
+                false,
+            );
             keys.push(child);
             parent = child;
         }
@@ -584,17 +641,31 @@ mod tests {
         let mut t = ProcessTable::new(65536, 8);
         assert!(t.seed() > 0);
         let me = std::process::id();
-        let e = t.map.iter().find(|(k, _)| k.tgid == me).map(|(_, e)| e.clone()).unwrap();
-        assert_eq!(e.exe, fs::read_link("/proc/self/exe").unwrap().to_string_lossy());
+        let e = t
+            .map
+            .iter()
+            .find(|(k, _)| k.tgid == me)
+            .map(|(_, e)| e.clone())
+            .unwrap();
+        assert_eq!(
+            e.exe,
+            fs::read_link("/proc/self/exe").unwrap().to_string_lossy()
+        );
         assert_eq!(e.ppid, std::os::unix::process::parent_id());
         assert!(!t.lineage(&e.key).is_empty());
     }
 
     #[test]
     fn strips_container_roots() {
-        assert_eq!(strip_root("/run/c/rootfs", "/run/c/rootfs/bin/sh".into()), "/bin/sh");
+        assert_eq!(
+            strip_root("/run/c/rootfs", "/run/c/rootfs/bin/sh".into()),
+            "/bin/sh"
+        );
         assert_eq!(strip_root("/run/c/rootfs", "/run/c/rootfs".into()), "/");
         assert_eq!(strip_root("/", "/bin/sh".into()), "/bin/sh");
-        assert_eq!(strip_root("/run/c/rootfs", "/run/c/rootfs2/x".into()), "/run/c/rootfs2/x");
+        assert_eq!(
+            strip_root("/run/c/rootfs", "/run/c/rootfs2/x".into()),
+            "/run/c/rootfs2/x"
+        );
     }
 }

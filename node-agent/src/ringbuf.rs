@@ -9,17 +9,22 @@ use tokio::{
 };
 
 use crate::{
-    decode::{RawEvent, decode},
+    container::ContainerResolver,
+    decode::{RawBody, RawEvent, decode},
     metrics::Metrics,
 };
 
 /// Reads until `stop` turns true, then drains what is left (waiting for queue space, so that
 /// nothing is dropped at shutdown) and returns. Returns early if the receiver is gone.
+///
+/// A new cgroup is handed to `containers` here, ahead of the queue: its metadata lookup then
+/// runs while the container certainly exists, even if enrichment is behind.
 pub async fn run(
     ring: RingBuf<MapData>,
     tx: mpsc::Sender<RawEvent>,
     metrics: Metrics,
     mut stop: watch::Receiver<bool>,
+    containers: ContainerResolver,
 ) -> std::io::Result<()> {
     // SAFETY: the RingBuf owns its map fd for as long as the AsyncFd owns the RingBuf, and its
     // as_raw_fd() always returns that fd.
@@ -28,7 +33,7 @@ pub async fn run(
         tokio::select! {
             r = afd.readable_mut() => {
                 let mut guard = r?;
-                if drain(guard.get_inner_mut(), &tx, &metrics) {
+                if drain(guard.get_inner_mut(), &tx, &metrics, &containers) {
                     return Ok(());
                 }
                 guard.clear_ready();
@@ -42,6 +47,7 @@ pub async fn run(
         drop(item);
         match ev {
             Ok(ev) => {
+                early(&ev, &containers);
                 if tx.send(ev).await.is_err() {
                     break;
                 }
@@ -53,20 +59,39 @@ pub async fn run(
 }
 
 /// Drains the ring buffer without waiting. Returns true if the receiver is gone.
-fn drain(ring: &mut RingBuf<MapData>, tx: &mpsc::Sender<RawEvent>, metrics: &Metrics) -> bool {
+fn drain(
+    ring: &mut RingBuf<MapData>,
+    tx: &mpsc::Sender<RawEvent>,
+    metrics: &Metrics,
+    containers: &ContainerResolver,
+) -> bool {
     while let Some(item) = ring.next() {
         match decode(&item) {
-            Ok(ev) => match tx.try_send(ev) {
-                Ok(()) => {}
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    metrics.user_queue_drops.inc();
+            Ok(ev) => {
+                early(&ev, containers);
+                match tx.try_send(ev) {
+                    Ok(()) => {}
+                    Err(mpsc::error::TrySendError::Full(_)) => {
+                        metrics.user_queue_drops.inc();
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => return true,
                 }
-                Err(mpsc::error::TrySendError::Closed(_)) => return true,
-            },
+            }
             Err(e) => decode_error(metrics, &e),
         }
     }
     false
+}
+
+fn early(ev: &RawEvent, containers: &ContainerResolver) {
+    if let RawBody::Cgroup {
+        id,
+        path,
+        created: true,
+    } = &ev.body
+    {
+        containers.on_cgroup_created(*id, path);
+    }
 }
 
 fn decode_error(metrics: &Metrics, e: &crate::decode::DecodeError) {

@@ -34,7 +34,9 @@ pub struct JsonLines<W: Write> {
 
 impl<W: Write> JsonLines<W> {
     pub fn new(w: W) -> Self {
-        JsonLines { out: std::io::BufWriter::with_capacity(64 * 1024, w) }
+        JsonLines {
+            out: std::io::BufWriter::with_capacity(64 * 1024, w),
+        }
     }
 }
 

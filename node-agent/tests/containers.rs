@@ -1,0 +1,306 @@
+//! Container and pod attribution with a real containerd and runc, and new-binary tracking.
+//! Needs root, containerd, runc and busybox-static (scripts/setup installs them).
+
+mod common;
+
+use std::{
+    ffi::CString,
+    os::unix::{net::UnixListener, process::CommandExt},
+    path::Path,
+    process::Command,
+    time::Duration,
+};
+
+use common::{
+    Agent, CgroupParents, Containerd, Overlay, busybox_rootfs, cgroup2_mount, random_hex, unique,
+};
+use peregrine_event::{Event, Kind, MetadataState, NewBinaryEvidence};
+
+struct Pod {
+    cid: String,
+    uid: String,
+    name: String,
+    namespace: String,
+    container: String,
+}
+
+fn pod() -> Pod {
+    let h = random_hex(32);
+    Pod {
+        cid: random_hex(64),
+        uid: format!(
+            "{}-{}-{}-{}-{}",
+            &h[..8],
+            &h[8..12],
+            &h[12..16],
+            &h[16..20],
+            &h[20..32]
+        ),
+        name: unique("web"),
+        namespace: "payments".into(),
+        container: "app".into(),
+    }
+}
+
+/// Runs `script` in a container (busybox rootfs at `rootfs`) with CRI labels, to completion.
+fn run_container(cd: &Containerd, rootfs: &Path, p: &Pod, cgroup: Option<&str>, script: &str) {
+    let mut args: Vec<String> = vec![
+        "-n".into(),
+        "k8s.io".into(),
+        "run".into(),
+        "--rm".into(),
+        "--rootfs".into(),
+    ];
+    if let Some(cg) = cgroup {
+        args.extend(["--cgroup".into(), cg.into()]);
+    }
+    for (k, v) in [
+        ("io.kubernetes.pod.name", &p.name),
+        ("io.kubernetes.pod.namespace", &p.namespace),
+        ("io.kubernetes.pod.uid", &p.uid),
+        ("io.kubernetes.container.name", &p.container),
+    ] {
+        args.extend(["--label".into(), format!("{k}={v}")]);
+    }
+    args.extend([
+        rootfs.to_string_lossy().into_owned(),
+        p.cid.clone(),
+        "/bin/sh".into(),
+        "-c".into(),
+        script.into(),
+    ]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = cd.ctr(&args);
+    assert!(
+        out.status.success(),
+        "ctr run failed: {}\n{}\ncontainerd log:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        cd.log()
+    );
+}
+
+fn exec_with(agent: &Agent, what: &str, arg: &str) -> Event {
+    agent.wait_for(what, |e| {
+        e.kind == Kind::Exec && e.process.argv.iter().any(|a| a == arg)
+    })
+}
+
+fn assert_pod(ev: &Event, p: &Pod) {
+    let c = ev
+        .container
+        .as_ref()
+        .unwrap_or_else(|| panic!("no container on {ev:?}"));
+    assert_eq!(c.id, p.cid);
+    assert_eq!(c.metadata, MetadataState::Complete, "{c:?}");
+    assert_eq!(c.pod_name.as_deref(), Some(p.name.as_str()));
+    assert_eq!(c.pod_namespace.as_deref(), Some(p.namespace.as_str()));
+    assert_eq!(c.pod_uid.as_deref(), Some(p.uid.as_str()));
+    assert_eq!(c.name.as_deref(), Some(p.container.as_str()));
+    assert_eq!(c.namespace.as_deref(), Some("k8s.io"));
+}
+
+#[test]
+fn kubelet_cgroup_container_is_attributed_and_a_copied_binary_is_new() {
+    let cd = Containerd::start();
+    let agent = Agent::start(&["--containerd-socket", cd.socket.to_str().unwrap()]);
+    let tmp = tempfile::tempdir().unwrap();
+    let rootfs = busybox_rootfs(tmp.path());
+    let p = pod();
+    let qos = "/kubepods/besteffort";
+    let pod_cg = format!("{qos}/pod{}", p.uid);
+    let _cleanup = CgroupParents(vec!["/kubepods".into(), qos.into(), pod_cg.clone()]);
+    let (new_marker, old_marker) = (unique("new"), unique("old"));
+    let script = format!(
+        "cp /bin/busybox /tmp/busybox && /tmp/busybox echo {new_marker} && /bin/busybox echo {old_marker}"
+    );
+    run_container(
+        &cd,
+        &rootfs,
+        &p,
+        Some(&format!("{pod_cg}/{}", p.cid)),
+        &script,
+    );
+
+    let new = exec_with(&agent, "exec of the copied binary", &new_marker);
+    assert_pod(&new, &p);
+    assert_eq!(new.process.exe, "/tmp/busybox");
+    let nb = new
+        .exec
+        .as_ref()
+        .unwrap()
+        .new_binary
+        .as_ref()
+        .expect("copied binary must be marked new");
+    assert_eq!(nb.evidence, NewBinaryEvidence::ObservedWrite);
+    let writer = nb.modified_by.as_ref().expect("the writer is known");
+    assert_eq!(writer.exe, "/bin/busybox");
+    assert!(nb.modified_at.is_some());
+
+    let old = exec_with(&agent, "exec of the rootfs busybox", &old_marker);
+    assert_pod(&old, &p);
+    assert_eq!(old.process.exe, "/bin/busybox");
+    assert!(
+        old.exec.as_ref().unwrap().new_binary.is_none(),
+        "the rootfs's own busybox is not new"
+    );
+    // The forked command's lineage reaches the container's shell, then the runtime's shim.
+    assert_eq!(
+        (
+            new.process.lineage[0].comm.as_str(),
+            new.process.lineage[0].exe.as_str()
+        ),
+        ("sh", "/bin/busybox")
+    );
+    assert!(
+        new.process.lineage[1].exe.contains("containerd-shim"),
+        "{:?}",
+        new.process.lineage
+    );
+
+    // The copy itself was seen as a write by the container.
+    let write = agent.wait_for("cp's write of /tmp/busybox", |e| {
+        e.kind == Kind::Open
+            && e.file.as_ref().is_some_and(|f| f.path == "/tmp/busybox")
+            && e.container.is_some()
+    });
+    assert_pod(&write, &p);
+
+    // Host processes (ctr on this host) carry no container.
+    let host = agent.wait_for("ctr exec on the host", |e| {
+        e.kind == Kind::Exec
+            && e.process.argv.iter().any(|a| a == &p.cid)
+            && e.process.exe.ends_with("/ctr")
+    });
+    assert!(host.container.is_none());
+}
+
+#[test]
+fn overlay_upper_layer_marks_new_binaries_under_plain_containerd_layout() {
+    let cd = Containerd::start();
+    let agent = Agent::start(&["--containerd-socket", cd.socket.to_str().unwrap()]);
+    let tmp = tempfile::tempdir().unwrap();
+    let lower = busybox_rootfs(tmp.path());
+    let overlay = Overlay::mount(&lower, tmp.path());
+    let p = pod();
+    let (new_marker, old_marker) = (unique("new"), unique("old"));
+    let script = format!(
+        "cp /bin/busybox /tmp/busybox && /tmp/busybox echo {new_marker} && /bin/busybox echo {old_marker}"
+    );
+    // No --cgroup: containerd's default /<namespace>/<id> layout.
+    run_container(&cd, &overlay.merged, &p, None, &script);
+
+    let new = exec_with(&agent, "exec of the copied binary", &new_marker);
+    assert_pod(&new, &p);
+    let nb = new
+        .exec
+        .as_ref()
+        .unwrap()
+        .new_binary
+        .as_ref()
+        .expect("copied binary must be marked new");
+    assert_eq!(
+        nb.evidence,
+        NewBinaryEvidence::OverlayUpper,
+        "the kernel saw it in the upper layer"
+    );
+    assert!(overlay.upper.join("tmp/busybox").exists());
+
+    let old = exec_with(&agent, "exec of the lower-layer busybox", &old_marker);
+    assert_pod(&old, &p);
+    assert!(old.exec.as_ref().unwrap().new_binary.is_none());
+}
+
+/// Runs `argv` inside cgroup `cg` (relative to the cgroup2 root), moving the child there
+/// before it execs.
+fn spawn_in_cgroup(cg: &Path, argv: &[&str]) -> std::process::Child {
+    let procs = CString::new(cg.join("cgroup.procs").to_str().unwrap()).unwrap();
+    let mut cmd = Command::new(argv[0]);
+    cmd.args(&argv[1..]);
+    // SAFETY: only async-signal-safe calls (open, write, close) between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            let fd = libc::open(procs.as_ptr(), libc::O_WRONLY);
+            if fd < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let ok = libc::write(fd, b"0".as_ptr().cast(), 1) == 1;
+            libc::close(fd);
+            if ok {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
+    cmd.spawn().unwrap()
+}
+
+#[test]
+fn events_flow_while_containerd_hangs_and_the_lookup_is_retried() {
+    common::require_root();
+    let tmp = tempfile::tempdir().unwrap();
+    let socket = tmp.path().join("containerd.sock");
+    // A "containerd" that accepts connections and never answers.
+    let hung = UnixListener::bind(&socket).unwrap();
+    let agent = Agent::start(&[
+        "--containerd-socket",
+        socket.to_str().unwrap(),
+        "--containerd-timeout-ms",
+        "300",
+    ]);
+
+    let mount = cgroup2_mount().expect("cgroup2 mount");
+    let p = pod();
+    let qos = "/kubepods/burstable";
+    let pod_cg = format!("{qos}/pod{}", p.uid);
+    let ctr_cg = format!("{pod_cg}/{}", p.cid);
+    let _cleanup = CgroupParents(vec![
+        "/kubepods".into(),
+        qos.into(),
+        pod_cg.clone(),
+        ctr_cg.clone(),
+    ]);
+    let dir = mount.join(ctr_cg.trim_start_matches('/'));
+    std::fs::create_dir_all(&dir).unwrap();
+
+    let first = unique("hung");
+    assert!(
+        spawn_in_cgroup(&dir, &["/bin/sh", "-c", "exit 0", &first])
+            .wait()
+            .unwrap()
+            .success()
+    );
+    let ev = exec_with(&agent, "exec while containerd hangs", &first);
+    let c = ev
+        .container
+        .as_ref()
+        .expect("attributed from the cgroup path alone");
+    assert_eq!(c.id, p.cid);
+    assert_eq!(c.pod_uid.as_deref(), Some(p.uid.as_str()));
+    assert_eq!(c.metadata, MetadataState::Unavailable);
+    agent.wait_metric("peregrine_container_lookup_failures_total", 1.0);
+
+    // containerd comes back on the same socket; after the backoff the lookup is retried and
+    // answered (this container is unknown to it: not_found, but still a kubelet container).
+    drop(hung);
+    std::fs::remove_file(&socket).unwrap();
+    let cd = Containerd::start_at(&socket);
+    std::thread::sleep(Duration::from_millis(1500));
+    let second = unique("back");
+    assert!(
+        spawn_in_cgroup(&dir, &["/bin/sh", "-c", "exit 0", &second])
+            .wait()
+            .unwrap()
+            .success()
+    );
+    let ev = exec_with(&agent, "exec after containerd returned", &second);
+    let c = ev.container.as_ref().unwrap();
+    assert_eq!(c.id, p.cid);
+    assert_eq!(
+        c.metadata,
+        MetadataState::NotFound,
+        "containerd answered this time"
+    );
+    drop(cd);
+}
