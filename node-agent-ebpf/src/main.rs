@@ -27,11 +27,11 @@ use aya_ebpf::{
     programs::{RawTracePointContext, TracePointContext},
 };
 use node_agent_common::{
-    ARGV_CAP, CgroupRecord, COMM_LEN, ConnectRecord, DATA_MASK, DROP_NO_SCRATCH, DROP_RINGBUF_FULL,
-    DROP_SLOTS, ENV_CAP, EventHeader, ExecRecord, ExitRecord, FILENAME_CAP, FileRecord,
-    ForkRecord, IN_UPPER_LAYER, KernelOffsets, Kind, ON_OVERLAY, PATH_CAP, PATH_RESOLVED,
-    ProbeConfig, SCRATCH_SIZE, SOCK_PATH_CAP, TRUNC_ARGV, TRUNC_CWD, TRUNC_ENV, TRUNC_EXE,
-    TRUNC_FILENAME, TRUNC_NEW_PATH, TRUNC_PATH,
+    ARGV_CAP, COMM_LEN, CgroupRecord, ConnectRecord, DATA_MASK, DROP_NO_SCRATCH, DROP_RINGBUF_FULL,
+    DROP_SLOTS, ENV_CAP, EventHeader, ExecRecord, ExitRecord, FILENAME_CAP, FileRecord, ForkRecord,
+    IN_UPPER_LAYER, KernelOffsets, Kind, ON_OVERLAY, PATH_CAP, PATH_RESOLVED, ProbeConfig,
+    SCRATCH_SIZE, SOCK_PATH_CAP, TRUNC_ARGV, TRUNC_CWD, TRUNC_ENV, TRUNC_EXE, TRUNC_FILENAME,
+    TRUNC_NEW_PATH, TRUNC_PATH,
 };
 use syscalls::{Args, NO_BASE, OP_FCHMOD, OP_OPENAT2};
 
@@ -51,6 +51,25 @@ static CONFIG: ProbeConfig = ProbeConfig {
     cgroup_tp_id: 0,
     cgroup_tp_path: 0,
 };
+
+/// Not used by any program: it anchors every record type in the object's BTF, so the agent's
+/// layout test can compare the eBPF side's sizes and offsets with user space's (the idea of
+/// Tetragon's pkg/alignchecker).
+#[repr(C)]
+pub struct RecordLayouts {
+    header: EventHeader,
+    exec: ExecRecord,
+    fork: ForkRecord,
+    exit: ExitRecord,
+    file: FileRecord,
+    connect: ConnectRecord,
+    cgroup: CgroupRecord,
+}
+
+#[unsafe(no_mangle)]
+#[used]
+// SAFETY: all-zero is valid for these plain-integer records.
+static RECORD_LAYOUTS: RecordLayouts = unsafe { core::mem::zeroed() };
 
 macro_rules! off {
     ($field:ident) => {
@@ -484,7 +503,10 @@ unsafe fn try_exec(ctx: &TracePointContext) -> Result<u32, u32> {
 
     // filename: __data_loc char[] at offset 8: low 16 bits = offset in the record.
     let loc: u32 = ctx.read_at(8).map_err(|_| 0u32)?;
-    let (len, t) = b.kernel_str(ctx.as_ptr() as usize + (loc & 0xffff) as usize, FILENAME_CAP);
+    let (len, t) = b.kernel_str(
+        ctx.as_ptr() as usize + (loc & 0xffff) as usize,
+        FILENAME_CAP,
+    );
     (*rec).filename_len = len;
     if t {
         flags |= TRUNC_FILENAME;
@@ -807,8 +829,14 @@ unsafe fn emit_file(base: *mut u8, task: usize, args: &Args, ret: i64) {
         (*rec).path_base_len = blen;
     }
     if args.ptr2 != 0 && args.op != OP_OPENAT2 {
-        let (len, blen) =
-            push_user_path(&mut b, task, args.dfd2, args.ptr2, &mut flags, TRUNC_NEW_PATH);
+        let (len, blen) = push_user_path(
+            &mut b,
+            task,
+            args.dfd2,
+            args.ptr2,
+            &mut flags,
+            TRUNC_NEW_PATH,
+        );
         (*rec).new_path_len = len;
         (*rec).new_path_base_len = blen;
     }

@@ -131,12 +131,28 @@ pub fn decode(n: i32, a: &[u64; 5]) -> Option<Args> {
             r.ptr2 = a[2] as usize;
         }
         nr::RENAME | nr::LINK => {
-            r = args(n, if n == nr::RENAME { Kind::Rename } else { Kind::Link }, OP_PATHS);
+            r = args(
+                n,
+                if n == nr::RENAME {
+                    Kind::Rename
+                } else {
+                    Kind::Link
+                },
+                OP_PATHS,
+            );
             r.ptr1 = a[0] as usize;
             r.ptr2 = a[1] as usize;
         }
         nr::RENAMEAT | nr::RENAMEAT2 | nr::LINKAT => {
-            r = args(n, if n == nr::LINKAT { Kind::Link } else { Kind::Rename }, OP_PATHS);
+            r = args(
+                n,
+                if n == nr::LINKAT {
+                    Kind::Link
+                } else {
+                    Kind::Rename
+                },
+                OP_PATHS,
+            );
             r.dfd = a[0] as i32 as i64;
             r.ptr1 = a[1] as usize;
             r.dfd2 = a[2] as i32 as i64;

@@ -14,7 +14,8 @@ use node_agent_common::{DROP_NO_SCRATCH, DROP_RINGBUF_FULL, ProbeConfig};
 
 use crate::offsets::{KernelBtf, OffsetError, VMLINUX_BTF};
 
-static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/peregrine"));
+/// The eBPF object built by build.rs (aya-build), embedded aligned for the loader.
+pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/peregrine"));
 
 pub const TRACEFS: &str = "/sys/kernel/tracing";
 

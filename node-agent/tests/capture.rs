@@ -1,6 +1,8 @@
 //! Kernel capture on this machine: exec, file changes and connects, checked field by field
 //! against what the test itself did. Needs root.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test crate: failing loudly is the point
+
 mod common;
 
 use std::{

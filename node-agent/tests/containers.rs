@@ -1,6 +1,8 @@
 //! Container and pod attribution with a real containerd and runc, and new-binary tracking.
 //! Needs root, containerd, runc and busybox-static (scripts/setup installs them).
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test crate: failing loudly is the point
+
 mod common;
 
 use std::{
