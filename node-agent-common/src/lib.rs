@@ -312,6 +312,9 @@ pub struct ProbeConfig {
     pub cgroup_tp_level: u32,
     pub cgroup_tp_id: u32,
     pub cgroup_tp_path: u32,
+    /// Records are submitted without waking the reader (a wakeup is an IPI, costly in a VM)
+    /// until this many bytes are waiting; the reader also drains on a short timer.
+    pub wakeup_bytes: u32,
 }
 
 /// Indexes of the per-CPU `DROPS` counters.
@@ -334,7 +337,7 @@ const _: () = {
     assert!(core::mem::size_of::<FileRecord>() == 88 + 40);
     assert!(core::mem::size_of::<ConnectRecord>() == 88 + 32);
     assert!(core::mem::size_of::<CgroupRecord>() == 88 + 16);
-    assert!(core::mem::size_of::<ProbeConfig>() == 6 * 4);
+    assert!(core::mem::size_of::<ProbeConfig>() == 7 * 4);
     assert!(core::mem::size_of::<KernelOffsets>() == 50 * 4);
     // The largest fixed part must fit in the 256 bytes reserved for it in the scratch area.
     assert!(core::mem::size_of::<ExecRecord>() <= 256);

@@ -16,6 +16,7 @@ use core::{ffi::c_void, ptr};
 
 use aya_ebpf::{
     EbpfContext,
+    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::generated::{
         bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
         bpf_get_current_task, bpf_get_current_uid_gid, bpf_get_smp_processor_id,
@@ -50,6 +51,7 @@ static CONFIG: ProbeConfig = ProbeConfig {
     cgroup_tp_level: 0,
     cgroup_tp_id: 0,
     cgroup_tp_path: 0,
+    wakeup_bytes: 0,
 };
 
 /// Not used by any program: it anchors every record type in the object's BTF, so the agent's
@@ -276,11 +278,16 @@ impl Builder {
         let hdr = self.base.cast::<EventHeader>();
         (*hdr).data_len = (self.cursor & DATA_MASK) as u32;
         let len = self.total();
+        let flags = if EVENTS.query(u64::from(BPF_RB_AVAIL_DATA)) >= u64::from(config!(wakeup_bytes)) {
+            u64::from(BPF_RB_FORCE_WAKEUP)
+        } else {
+            u64::from(BPF_RB_NO_WAKEUP)
+        };
         if bpf_ringbuf_output(
             (&raw const EVENTS).cast_mut().cast(),
             self.base.cast(),
             len as u64,
-            0,
+            flags,
         ) != 0
         {
             count_drop(DROP_RINGBUF_FULL);

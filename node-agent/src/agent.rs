@@ -25,6 +25,8 @@ pub struct AgentConfig {
     pub metrics_addr: Option<SocketAddr>,
     /// How often drop counters are read (and Loss events emitted).
     pub loss_interval: Duration,
+    /// How often the ring buffer is drained when the kernel has not woken the reader.
+    pub poll_interval: Duration,
 }
 
 impl Default for AgentConfig {
@@ -35,6 +37,7 @@ impl Default for AgentConfig {
             queue_capacity: 65536,
             metrics_addr: Some(SocketAddr::from(([127, 0, 0, 1], 9464))),
             loss_interval: Duration::from_secs(1),
+            poll_interval: Duration::from_millis(10),
         }
     }
 }
@@ -99,6 +102,7 @@ pub async fn run<S: EventSink>(
         metrics.clone(),
         stop_rx,
         enricher.containers.clone(),
+        cfg.poll_interval,
     ));
     let mut loss = LossTracker::new(drops, metrics.clone());
     let mut tick = tokio::time::interval(cfg.loss_interval);

@@ -51,6 +51,10 @@ struct Common {
     /// Events buffered between the ring-buffer reader and enrichment.
     #[arg(long, default_value_t = 65536)]
     queue_capacity: usize,
+    /// How often the ring buffer is drained when the kernel has not woken the reader, in ms
+    /// (the upper bound on capture latency at low event rates).
+    #[arg(long, default_value_t = 10)]
+    poll_interval_ms: u64,
     /// Processes kept in the process table.
     #[arg(long, default_value_t = 32768)]
     process_table_size: usize,
@@ -91,6 +95,7 @@ impl Common {
                 ..EnrichConfig::default()
             },
             queue_capacity: self.queue_capacity,
+            poll_interval: Duration::from_millis(self.poll_interval_ms.max(1)),
             metrics_addr,
             ..AgentConfig::default()
         })

@@ -185,6 +185,7 @@ impl Probes {
             cgroup_tp_level: cg[1],
             cgroup_tp_id: cg[2],
             cgroup_tp_path: cg[3],
+            wakeup_bytes: wakeup_bytes(opts.ring_buffer_bytes.max(4096).next_power_of_two()),
         };
         let cpus =
             aya::util::nr_cpus().map_err(|(what, e)| ProbeError::Cpus(format!("{what}: {e}")))?;
@@ -289,6 +290,12 @@ impl Probes {
     pub fn detach(self) {
         drop(self.ebpf);
     }
+}
+
+/// Wake the reader once a sixteenth of the ring is waiting (a quarter for tiny rings), at most
+/// 1 MiB: it drains on its own timer before that at ordinary rates.
+pub fn wakeup_bytes(ring: u32) -> u32 {
+    if ring < 64 * 1024 { ring / 4 } else { (ring / 16).min(1 << 20) }
 }
 
 /// Byte offsets of `fields` in a tracepoint's record, from its tracefs `format` file, so that

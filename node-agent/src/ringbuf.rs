@@ -19,18 +19,28 @@ use crate::{
 ///
 /// A new cgroup is handed to `containers` here, ahead of the queue: its metadata lookup then
 /// runs while the container certainly exists, even if enrichment is behind.
+/// The kernel wakes this reader only when a backlog builds up (see `ProbeConfig::wakeup_bytes`),
+/// so it also drains every `poll`: that bounds the latency of a quiet stream.
 pub async fn run(
     ring: RingBuf<MapData>,
     tx: mpsc::Sender<RawEvent>,
     metrics: Metrics,
     mut stop: watch::Receiver<bool>,
     containers: ContainerResolver,
+    poll: std::time::Duration,
 ) -> std::io::Result<()> {
     // SAFETY: the RingBuf owns its map fd for as long as the AsyncFd owns the RingBuf, and its
     // as_raw_fd() always returns that fd.
     let mut afd = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }?;
+    let mut tick = tokio::time::interval(poll);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
+            _ = tick.tick() => {
+                if drain(afd.get_mut(), &tx, &metrics, &containers) {
+                    return Ok(());
+                }
+            }
             r = afd.readable_mut() => {
                 let mut guard = r?;
                 if drain(guard.get_inner_mut(), &tx, &metrics, &containers) {
