@@ -176,6 +176,7 @@ fn records_have_the_same_layout_in_the_kernel_and_in_user_space() {
             cgroup_tp_level,
             cgroup_tp_id,
             cgroup_tp_path,
+            wakeup_bytes,
         }
     );
     let (size, members) = &k["KernelOffsets"];
