@@ -34,7 +34,7 @@ impl Default for AgentConfig {
         AgentConfig {
             load: LoadOptions::default(),
             enrich: EnrichConfig::default(),
-            queue_capacity: 65536,
+            queue_capacity: 16384,
             metrics_addr: Some(SocketAddr::from(([127, 0, 0, 1], 9464))),
             loss_interval: Duration::from_secs(1),
             poll_interval: Duration::from_millis(10),
@@ -80,6 +80,10 @@ pub async fn run<S: EventSink>(
 
     // Seed after attaching: a process that starts in between is seen by both, never by neither.
     let mut enricher = Enricher::new(cfg.enrich.clone());
+    // Loading parsed the kernel's BTF and the object: tens of MiB, all free now. Return them
+    // to the system so the agent's resident size reflects what it actually keeps.
+    // SAFETY: malloc_trim only releases free heap memory.
+    unsafe { libc::malloc_trim(0) };
 
     let _server = match cfg.metrics_addr {
         Some(addr) => {

@@ -43,13 +43,13 @@ struct Common {
     #[arg(long, default_value = "127.0.0.1:9464", env = "PEREGRINE_METRICS_ADDR")]
     metrics_addr: String,
     /// Kernel ring buffer size (rounded up to a power of two).
-    #[arg(long, default_value_t = 8 << 20)]
+    #[arg(long, default_value_t = 4 << 20)]
     ring_buffer_bytes: u32,
     /// Capture read-only opens too (benchmarks and debugging; very noisy).
     #[arg(long)]
     capture_all_opens: bool,
     /// Events buffered between the ring-buffer reader and enrichment.
-    #[arg(long, default_value_t = 65536)]
+    #[arg(long, default_value_t = 16384)]
     queue_capacity: usize,
     /// How often the ring buffer is drained when the kernel has not woken the reader, in ms
     /// (the upper bound on capture latency at low event rates).

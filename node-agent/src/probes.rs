@@ -103,7 +103,7 @@ pub struct LoadOptions {
 impl Default for LoadOptions {
     fn default() -> Self {
         LoadOptions {
-            ring_buffer_bytes: 8 << 20,
+            ring_buffer_bytes: 4 << 20,
             capture_all_opens: false,
         }
     }
@@ -191,6 +191,9 @@ impl Probes {
             aya::util::nr_cpus().map_err(|(what, e)| ProbeError::Cpus(format!("{what}: {e}")))?;
         let ring = opts.ring_buffer_bytes.max(4096).next_power_of_two();
         let mut ebpf = EbpfLoader::new()
+            // The object has no CO-RE relocations (offsets come in OFFSETS), so aya need not
+            // parse the kernel's BTF a second time.
+            .btf(None)
             .override_global("OFFSETS", &offsets, true)
             .override_global("CONFIG", &config, true)
             .map_max_entries("EVENTS", ring)
