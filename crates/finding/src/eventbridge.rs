@@ -40,7 +40,10 @@ pub fn entry(finding: &Finding) -> Result<PutEventsEntry, FindingError> {
     let detail = detail(finding)?;
     let bytes = SOURCE.len() + DETAIL_TYPE.len() + detail.len();
     if bytes > MAX_ENTRY_BYTES {
-        return Err(FindingError::TooLarge { bytes, limit: MAX_ENTRY_BYTES });
+        return Err(FindingError::TooLarge {
+            bytes,
+            limit: MAX_ENTRY_BYTES,
+        });
     }
     Ok(PutEventsEntry {
         source: SOURCE.to_owned(),

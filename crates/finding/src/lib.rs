@@ -46,7 +46,11 @@ pub enum FindingError {
     #[error(
         "cannot aggregate: {field} differs ({ours:?} vs {theirs:?}); occurrences of one finding share id, type and account"
     )]
-    NotSameFinding { field: &'static str, ours: String, theirs: String },
+    NotSameFinding {
+        field: &'static str,
+        ours: String,
+        theirs: String,
+    },
     #[error("finding does not serialise to JSON: {0}")]
     Json(#[from] serde_json::Error),
     /// EventBridge rejects PutEvents entries over 256 KiB.
@@ -80,9 +84,20 @@ pub struct FindingEnv {
 ///
 /// Each part is length-prefixed before hashing, so attacker-controlled text in the aggregation
 /// key cannot shift a boundary and collide with another finding's parts.
-pub fn finding_id(account_id: &str, region: &str, finding_type: &str, aggregation_key: &str) -> String {
+pub fn finding_id(
+    account_id: &str,
+    region: &str,
+    finding_type: &str,
+    aggregation_key: &str,
+) -> String {
     let mut h = Sha256::new();
-    for part in ["peregrine-finding-id-v1", account_id, region, finding_type, aggregation_key] {
+    for part in [
+        "peregrine-finding-id-v1",
+        account_id,
+        region,
+        finding_type,
+        aggregation_key,
+    ] {
         h.update((part.len() as u64).to_le_bytes());
         h.update(part.as_bytes());
     }
@@ -96,7 +111,13 @@ pub fn finding_id(account_id: &str, region: &str, finding_type: &str, aggregatio
 }
 
 /// `arn:{partition}:peregrine:{region}:{account}:detector/{detectorId}/finding/{id}`.
-pub fn finding_arn(partition: &str, region: &str, account_id: &str, detector_id: &str, id: &str) -> String {
+pub fn finding_arn(
+    partition: &str,
+    region: &str,
+    account_id: &str,
+    detector_id: &str,
+    id: &str,
+) -> String {
     format!("arn:{partition}:peregrine:{region}:{account_id}:detector/{detector_id}/finding/{id}")
 }
 
@@ -118,7 +139,11 @@ pub fn severity_label(severity: f64) -> &'static str {
 /// Clamps a severity into GuardDuty's 1.0–10.0 range; NaN becomes the minimum so the finding
 /// still serialises as a number.
 pub fn clamp_severity(severity: f64) -> f64 {
-    if severity.is_nan() { SEVERITY_MIN } else { severity.clamp(SEVERITY_MIN, SEVERITY_MAX) }
+    if severity.is_nan() {
+        SEVERITY_MIN
+    } else {
+        severity.clamp(SEVERITY_MIN, SEVERITY_MAX)
+    }
 }
 
 /// The last path segment: `python3.8` for `/usr/bin/python3.8`.
@@ -199,7 +224,10 @@ impl LineageObject {
 /// The image name before its last `/`, as GuardDuty's `imagePrefix`:
 /// `public.ecr.aws/nginx` for `public.ecr.aws/nginx/nginx:1.27`, none for `nginx:1.27`.
 pub fn image_prefix(image: &str) -> Option<&str> {
-    image.rsplit_once('/').map(|(prefix, _)| prefix).filter(|p| !p.is_empty())
+    image
+        .rsplit_once('/')
+        .map(|(prefix, _)| prefix)
+        .filter(|p| !p.is_empty())
 }
 
 impl Container {
@@ -289,11 +317,25 @@ struct AgentDetails<'a> {
 impl Finding {
     /// A new finding with `count` 1.
     pub fn new(env: &FindingEnv, n: NewFinding) -> Finding {
-        let id = finding_id(&env.account_id, &env.region, &n.finding_type, &n.aggregation_key);
-        let arn = finding_arn(&env.partition, &env.region, &env.account_id, &env.detector_id, &id);
+        let id = finding_id(
+            &env.account_id,
+            &env.region,
+            &n.finding_type,
+            &n.aggregation_key,
+        );
+        let arn = finding_arn(
+            &env.partition,
+            &env.region,
+            &env.account_id,
+            &env.detector_id,
+            &id,
+        );
         let info = AdditionalInfoValue {
             rule_id: &n.rule.id,
-            agent_details: AgentDetails { agent_id: &env.agent_id, agent_version: &env.agent_version },
+            agent_details: AgentDetails {
+                agent_id: &env.agent_id,
+                agent_version: &env.agent_version,
+            },
         };
         // A struct of strings always serialises; the fallback only keeps this infallible.
         let info = serde_json::to_string(&info).unwrap_or_else(|_| String::from("{}"));
@@ -322,8 +364,14 @@ impl Finding {
                 event_last_seen: Some(n.event_time.into()),
                 resource_role: Some(RESOURCE_ROLE_TARGET.to_owned()),
                 user_feedback: None,
-                additional_info: Some(AdditionalInfo { value: info, info_type: ADDITIONAL_INFO_TYPE.to_owned() }),
-                runtime_details: Some(RuntimeDetails { process: n.process, context: Some(n.context) }),
+                additional_info: Some(AdditionalInfo {
+                    value: info,
+                    info_type: ADDITIONAL_INFO_TYPE.to_owned(),
+                }),
+                runtime_details: Some(RuntimeDetails {
+                    process: n.process,
+                    context: Some(n.context),
+                }),
                 detection: Some(Detection { rule: Some(n.rule) }),
             },
         }
@@ -349,7 +397,11 @@ impl Finding {
             ("region", &self.region, &newer.region),
         ] {
             if ours != theirs {
-                return Err(FindingError::NotSameFinding { field, ours: ours.clone(), theirs: theirs.clone() });
+                return Err(FindingError::NotSameFinding {
+                    field,
+                    ours: ours.clone(),
+                    theirs: theirs.clone(),
+                });
             }
         }
         let s = &mut self.service;

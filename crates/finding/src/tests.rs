@@ -37,7 +37,10 @@ fn process() -> Process {
         ..Ancestor::default()
     };
     set(&mut parent.uuid, "00000000-0000-0000-0000-00000000000a");
-    set(&mut parent.parent_uuid, "00000000-0000-0000-0000-000000000001");
+    set(
+        &mut parent.parent_uuid,
+        "00000000-0000-0000-0000-000000000001",
+    );
     let mut grandparent = Ancestor {
         pid: 1,
         exe: String::new(),
@@ -45,7 +48,10 @@ fn process() -> Process {
         start_time: Timestamp::from_unix_nanos(T0 - 9_000_000_000),
         ..Ancestor::default()
     };
-    set(&mut grandparent.uuid, "00000000-0000-0000-0000-000000000001");
+    set(
+        &mut grandparent.uuid,
+        "00000000-0000-0000-0000-000000000001",
+    );
     let mut p = Process {
         pid: 42,
         tid: 42,
@@ -87,7 +93,8 @@ fn new_finding(container: Option<&EvContainer>, key: &str, event_ns: i64, now_ns
         NewFinding {
             finding_type: "PrivilegeEscalation:Runtime/CGroupsReleaseAgentModified".into(),
             severity: 8.0,
-            title: "Container escape via cgroups release_agent was attempted in pod default/web-1.".into(),
+            title: "Container escape via cgroups release_agent was attempted in pod default/web-1."
+                .into(),
             description: "desc".into(),
             aggregation_key: key.into(),
             rule: RuleExplanation {
@@ -122,7 +129,12 @@ fn golden_container_finding_has_guardduty_shape() {
     let c = container();
     let f = new_finding(Some(&c), "k", T0, T0 + 2_000_000_000);
     let got = serde_json::to_value(&f).unwrap();
-    let id = finding_id("111122223333", "eu-west-1", "PrivilegeEscalation:Runtime/CGroupsReleaseAgentModified", "k");
+    let id = finding_id(
+        "111122223333",
+        "eu-west-1",
+        "PrivilegeEscalation:Runtime/CGroupsReleaseAgentModified",
+        "k",
+    );
     let container_json = json!({
         "containerRuntime": "containerd",
         "id": c.id,
@@ -131,58 +143,58 @@ fn golden_container_finding_has_guardduty_shape() {
         "imagePrefix": "public.ecr.aws/nginx"
     });
     let resource = json!({
-            "resourceType": "EKSCluster",
-            "eksClusterDetails": {"name": "prod", "arn": "arn:aws:eks:eu-west-1:111122223333:cluster/prod"},
-            "kubernetesDetails": {"kubernetesWorkloadDetails": {
-                "name": "web-1", "type": "pods", "uid": "pod-uid-1", "namespace": "default",
-                "containers": [container_json.clone()]
-            }},
-            "containerDetails": container_json,
-            "instanceDetails": {"instanceId": "i-0abc", "nodeName": "ip-10-0-1-2.eu-west-1.compute.internal"}
-        });
+        "resourceType": "EKSCluster",
+        "eksClusterDetails": {"name": "prod", "arn": "arn:aws:eks:eu-west-1:111122223333:cluster/prod"},
+        "kubernetesDetails": {"kubernetesWorkloadDetails": {
+            "name": "web-1", "type": "pods", "uid": "pod-uid-1", "namespace": "default",
+            "containers": [container_json.clone()]
+        }},
+        "containerDetails": container_json,
+        "instanceDetails": {"instanceId": "i-0abc", "nodeName": "ip-10-0-1-2.eu-west-1.compute.internal"}
+    });
     let service = json!({
-            "serviceName": "peregrine",
-            "featureName": "RuntimeMonitoring",
-            "detectorId": "det-1",
-            "archived": false,
-            "count": 1,
-            "eventFirstSeen": "2025-11-24T16:00:00.123Z",
-            "eventLastSeen": "2025-11-24T16:00:00.123Z",
-            "resourceRole": "TARGET",
-            "additionalInfo": {
-                "value": "{\"ruleId\":\"cgroups-release-agent-modified\",\"agentDetails\":{\"agentId\":\"agent-7\",\"agentVersion\":\"0.1.0\"}}",
-                "type": "default"
+        "serviceName": "peregrine",
+        "featureName": "RuntimeMonitoring",
+        "detectorId": "det-1",
+        "archived": false,
+        "count": 1,
+        "eventFirstSeen": "2025-11-24T16:00:00.123Z",
+        "eventLastSeen": "2025-11-24T16:00:00.123Z",
+        "resourceRole": "TARGET",
+        "additionalInfo": {
+            "value": "{\"ruleId\":\"cgroups-release-agent-modified\",\"agentDetails\":{\"agentId\":\"agent-7\",\"agentVersion\":\"0.1.0\"}}",
+            "type": "default"
+        },
+        "runtimeDetails": {
+            "process": {
+                "name": "tee",
+                "executablePath": "/usr/bin/tee",
+                "executableSha256": "ab".repeat(32),
+                "pwd": "/tmp",
+                "pid": 42,
+                "startTime": "2025-11-24T15:59:59.123Z",
+                "uuid": "00000000-0000-0000-0000-00000000002a",
+                "parentUuid": "00000000-0000-0000-0000-00000000000a",
+                "userId": 1000,
+                "euid": 0,
+                "lineage": [
+                    {"startTime": "2025-11-24T15:59:55.123Z", "userId": 1000, "name": "bash", "pid": 10,
+                     "uuid": "00000000-0000-0000-0000-00000000000a", "executablePath": "/usr/bin/bash",
+                     "euid": 1000, "parentUuid": "00000000-0000-0000-0000-000000000001"},
+                    {"startTime": "2025-11-24T15:59:51.123Z", "userId": 0, "name": "containerd-shim", "pid": 1,
+                     "uuid": "00000000-0000-0000-0000-000000000001",
+                     "euid": 0, "parentUuid": "00000000-0000-0000-0000-000000000000"}
+                ]
             },
-            "runtimeDetails": {
-                "process": {
-                    "name": "tee",
-                    "executablePath": "/usr/bin/tee",
-                    "executableSha256": "ab".repeat(32),
-                    "pwd": "/tmp",
-                    "pid": 42,
-                    "startTime": "2025-11-24T15:59:59.123Z",
-                    "uuid": "00000000-0000-0000-0000-00000000002a",
-                    "parentUuid": "00000000-0000-0000-0000-00000000000a",
-                    "userId": 1000,
-                    "euid": 0,
-                    "lineage": [
-                        {"startTime": "2025-11-24T15:59:55.123Z", "userId": 1000, "name": "bash", "pid": 10,
-                         "uuid": "00000000-0000-0000-0000-00000000000a", "executablePath": "/usr/bin/bash",
-                         "euid": 1000, "parentUuid": "00000000-0000-0000-0000-000000000001"},
-                        {"startTime": "2025-11-24T15:59:51.123Z", "userId": 0, "name": "containerd-shim", "pid": 1,
-                         "uuid": "00000000-0000-0000-0000-000000000001",
-                         "euid": 0, "parentUuid": "00000000-0000-0000-0000-000000000000"}
-                    ]
-                },
-                "context": {"releaseAgentPath": "/sys/fs/cgroup/release_agent"}
-            },
-            "detection": {"rule": {
-                "id": "cgroups-release-agent-modified",
-                "title": "Container escape via cgroups release_agent was attempted",
-                "mitre": [{"tactic": "Privilege Escalation", "technique": "T1611", "name": "Escape to Host"}],
-                "evidence": [{"field": "file.basename", "operator": "eq", "expected": "release_agent", "actual": "release_agent"}]
-            }}
-        });
+            "context": {"releaseAgentPath": "/sys/fs/cgroup/release_agent"}
+        },
+        "detection": {"rule": {
+            "id": "cgroups-release-agent-modified",
+            "title": "Container escape via cgroups release_agent was attempted",
+            "mitre": [{"tactic": "Privilege Escalation", "technique": "T1611", "name": "Escape to Host"}],
+            "evidence": [{"field": "file.basename", "operator": "eq", "expected": "release_agent", "actual": "release_agent"}]
+        }}
+    });
     let want = json!({
         "schemaVersion": "2.0",
         "accountId": "111122223333",
@@ -199,9 +211,15 @@ fn golden_container_finding_has_guardduty_shape() {
         "resource": resource,
         "service": service,
     });
-    assert_eq!(got, want, "got:\n{}", serde_json::to_string_pretty(&got).unwrap());
+    assert_eq!(
+        got,
+        want,
+        "got:\n{}",
+        serde_json::to_string_pretty(&got).unwrap()
+    );
     // The value of additionalInfo is itself JSON, as GuardDuty's is.
-    let info: Value = serde_json::from_str(&f.service.additional_info.as_ref().unwrap().value).unwrap();
+    let info: Value =
+        serde_json::from_str(&f.service.additional_info.as_ref().unwrap().value).unwrap();
     assert_eq!(info["agentDetails"]["agentVersion"], "0.1.0");
 }
 
@@ -213,14 +231,21 @@ fn host_process_resource_has_cluster_and_node_but_no_workload() {
     assert_eq!(r["resourceType"], "EKSCluster");
     assert_eq!(r["eksClusterDetails"]["name"], "prod");
     assert_eq!(r["instanceDetails"]["instanceId"], "i-0abc");
-    assert_eq!(r["instanceDetails"]["nodeName"], "ip-10-0-1-2.eu-west-1.compute.internal");
+    assert_eq!(
+        r["instanceDetails"]["nodeName"],
+        "ip-10-0-1-2.eu-west-1.compute.internal"
+    );
     assert!(r.get("containerDetails").is_none());
     assert!(r.get("kubernetesDetails").is_none());
 }
 
 #[test]
 fn container_without_pod_metadata_has_container_but_no_workload() {
-    let c = EvContainer { id: "abc".into(), runtime: "containerd".into(), ..EvContainer::default() };
+    let c = EvContainer {
+        id: "abc".into(),
+        runtime: "containerd".into(),
+        ..EvContainer::default()
+    };
     let r = Resource::for_workload(Some(&c), &env());
     assert!(r.kubernetes_details.is_none());
     let cd = r.container_details.unwrap();
@@ -250,7 +275,10 @@ fn serde_round_trip_and_unknown_fields_are_tolerated() {
     assert_eq!(g.confidence, Some(5.5));
     let p = g.service.runtime_details.unwrap().process.unwrap();
     assert_eq!(p.namespace_pid, Some(7));
-    assert_eq!(p.start_time.unwrap().unix_nanos(), 1_764_000_000_500_000_000);
+    assert_eq!(
+        p.start_time.unwrap().unix_nanos(),
+        1_764_000_000_500_000_000
+    );
     assert_eq!(g.service.detection.unwrap().rule, None);
 }
 
@@ -270,7 +298,10 @@ fn finding_id_is_stable_and_distinguishes_its_parts() {
     let a = finding_id("1", "r", "T", "key");
     assert_eq!(a, finding_id("1", "r", "T", "key"));
     assert_eq!(a.len(), 32);
-    assert!(a.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
+    assert!(
+        a.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    );
     // Pinned: a change of the id scheme would split every open finding in two.
     assert_eq!(a, "7f41ca4191367f37ed32f6a35d9f3179");
     assert_ne!(a, finding_id("1", "r", "T", "key2"));
@@ -318,8 +349,15 @@ fn aggregation_counts_moves_times_and_takes_latest_details() {
     let mut first = new_finding(Some(&c), "k", T0, T0 + 1_000);
     let mut second = new_finding(Some(&c), "k", T0 + 60_000_000_000, T0 + 61_000_000_000);
     second.title = "second".into();
-    second.service.runtime_details.as_mut().unwrap().context.as_mut().unwrap().release_agent_path =
-        Some("/x/release_agent".into());
+    second
+        .service
+        .runtime_details
+        .as_mut()
+        .unwrap()
+        .context
+        .as_mut()
+        .unwrap()
+        .release_agent_path = Some("/x/release_agent".into());
     second.service.count = 3;
     first.service.archived = true;
     first.record_occurrence(&second).unwrap();
@@ -330,11 +368,24 @@ fn aggregation_counts_moves_times_and_takes_latest_details() {
     assert_eq!(first.created_at.unix_nanos(), ms(T0 + 1_000));
     assert_eq!(first.updated_at.unix_nanos(), ms(T0 + 61_000_000_000));
     assert_eq!(first.service.event_first_seen.unwrap().unix_nanos(), ms(T0));
-    assert_eq!(first.service.event_last_seen.unwrap().unix_nanos(), ms(T0 + 60_000_000_000));
+    assert_eq!(
+        first.service.event_last_seen.unwrap().unix_nanos(),
+        ms(T0 + 60_000_000_000)
+    );
     assert_eq!(first.title, "second");
-    let ctx = first.service.runtime_details.as_ref().unwrap().context.as_ref().unwrap();
+    let ctx = first
+        .service
+        .runtime_details
+        .as_ref()
+        .unwrap()
+        .context
+        .as_ref()
+        .unwrap();
     assert_eq!(ctx.release_agent_path.as_deref(), Some("/x/release_agent"));
-    assert!(first.service.archived, "the analyst's archive flag survives new occurrences");
+    assert!(
+        first.service.archived,
+        "the analyst's archive flag survives new occurrences"
+    );
 
     // A late, older occurrence adds to the count and the first-seen time, but neither moves
     // the last-seen time back nor replaces newer details.
@@ -342,8 +393,14 @@ fn aggregation_counts_moves_times_and_takes_latest_details() {
     late.title = "late".into();
     first.record_occurrence(&late).unwrap();
     assert_eq!(first.service.count, 5);
-    assert_eq!(first.service.event_first_seen.unwrap().unix_nanos(), ms(T0 - 5_000_000_000));
-    assert_eq!(first.service.event_last_seen.unwrap().unix_nanos(), ms(T0 + 60_000_000_000));
+    assert_eq!(
+        first.service.event_first_seen.unwrap().unix_nanos(),
+        ms(T0 - 5_000_000_000)
+    );
+    assert_eq!(
+        first.service.event_last_seen.unwrap().unix_nanos(),
+        ms(T0 + 60_000_000_000)
+    );
     assert_eq!(first.updated_at.unix_nanos(), ms(T0 + 61_000_000_000));
     assert_eq!(first.title, "second");
 }
@@ -353,7 +410,10 @@ fn aggregation_refuses_a_different_finding() {
     let mut a = new_finding(None, "k1", T0, T0);
     let b = new_finding(None, "k2", T0, T0);
     let err = a.record_occurrence(&b).unwrap_err();
-    assert!(matches!(err, FindingError::NotSameFinding { field: "id", .. }), "{err}");
+    assert!(
+        matches!(err, FindingError::NotSameFinding { field: "id", .. }),
+        "{err}"
+    );
     assert_eq!(a.service.count, 1);
 }
 
@@ -370,7 +430,10 @@ fn related_file_paths_are_capped_and_deduplicated() {
 
 #[test]
 fn image_prefix_is_everything_before_the_last_slash() {
-    assert_eq!(image_prefix("public.ecr.aws/amazonlinux/amazonlinux:latest"), Some("public.ecr.aws/amazonlinux"));
+    assert_eq!(
+        image_prefix("public.ecr.aws/amazonlinux/amazonlinux:latest"),
+        Some("public.ecr.aws/amazonlinux")
+    );
     assert_eq!(image_prefix("nginx:1.27"), None);
     assert_eq!(image_prefix("/x"), None);
 }
@@ -394,5 +457,8 @@ fn eventbridge_detail_is_the_finding_and_checks_size() {
 
     let mut big = f.clone();
     big.description = "x".repeat(eventbridge::MAX_ENTRY_BYTES);
-    assert!(matches!(eventbridge::entry(&big), Err(FindingError::TooLarge { .. })));
+    assert!(matches!(
+        eventbridge::entry(&big),
+        Err(FindingError::TooLarge { .. })
+    ));
 }

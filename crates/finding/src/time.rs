@@ -22,7 +22,9 @@ impl IsoTime {
     /// Rounds down to the millisecond.
     pub const fn new(t: Timestamp) -> Self {
         let ns = t.unix_nanos();
-        IsoTime(Timestamp::from_unix_nanos(ns - ns.rem_euclid(NANOS_PER_MILLI)))
+        IsoTime(Timestamp::from_unix_nanos(
+            ns - ns.rem_euclid(NANOS_PER_MILLI),
+        ))
     }
 
     pub const fn timestamp(self) -> Timestamp {

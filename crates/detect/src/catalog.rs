@@ -1,0 +1,49 @@
+//! The built-in rules, embedded from `rules/*.yaml` at build time.
+
+use crate::error::RuleError;
+use crate::rule::RuleSet;
+
+/// Peregrine's built-in detections.
+pub struct Catalog;
+
+impl Catalog {
+    /// The embedded rule files: (name, YAML).
+    pub const SOURCES: &'static [(&'static str, &'static str)] = &[
+        (
+            "builtin/container-escape.yaml",
+            include_str!("../rules/container-escape.yaml"),
+        ),
+        (
+            "builtin/execution.yaml",
+            include_str!("../rules/execution.yaml"),
+        ),
+        (
+            "builtin/privilege-escalation.yaml",
+            include_str!("../rules/privilege-escalation.yaml"),
+        ),
+        (
+            "builtin/sensitive-files.yaml",
+            include_str!("../rules/sensitive-files.yaml"),
+        ),
+    ];
+
+    /// Every built-in rule, as one set named `builtin`. The files are tested to load, so an
+    /// error here means a broken build, reported rather than panicked on.
+    pub fn builtin() -> Result<RuleSet, RuleError> {
+        let mut all: Option<RuleSet> = None;
+        for (name, yaml) in Self::SOURCES {
+            let set = RuleSet::from_yaml(name, yaml)?;
+            match all.as_mut() {
+                Some(a) => a.extend(set)?,
+                None => all = Some(set),
+            }
+        }
+        let mut all = all.unwrap_or_else(|| RuleSet {
+            name: String::new(),
+            rules: Vec::new(),
+            overrides: Vec::new(),
+        });
+        all.name = "builtin".to_owned();
+        Ok(all)
+    }
+}

@@ -1,0 +1,248 @@
+//! The engine: rules indexed by event kind, evaluated per event.
+
+use std::fmt;
+
+use peregrine_event::{Event, Kind};
+use peregrine_finding::{Evidence, MitreTag, RuntimeContext};
+
+use crate::field::Subject;
+use crate::program::Program;
+use crate::rule::{Rule, RuleInfo, RuleSet};
+
+/// Kind discriminants are `family << 8 | index` (node-agent-common); a kind's slot in the index
+/// is `family * 16 + index`, so a kind added later gets a slot without renumbering anything.
+const FAMILIES: usize = 16;
+const PER_FAMILY: usize = 16;
+const SLOTS: usize = FAMILIES * PER_FAMILY;
+
+pub(crate) fn kind_slot(kind: Kind) -> Option<usize> {
+    let v = kind as u32 as usize;
+    let (family, index) = (v >> 8, v & 0xff);
+    (family < FAMILIES && index < PER_FAMILY).then_some(family * PER_FAMILY + index)
+}
+
+/// What makes a finding distinct: its type, the resource (the container, or the node for a
+/// host process) and the rule's `aggregate_by` values. Occurrences with the same key fold into
+/// one finding ([`peregrine_finding::Finding::record_occurrence`]).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct AggregationKey {
+    pub finding_type: String,
+    pub resource: AggregationResource,
+    pub values: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum AggregationResource {
+    /// The container id.
+    Container(String),
+    /// A process on the host: the node is named when the key is rendered, since events do not
+    /// carry the node name (the agent or the batch does).
+    Host,
+}
+
+impl AggregationKey {
+    /// The key as one string: type, then `container:<id>` or `host:<node>`, then each value.
+    /// Every part is length-prefixed, so attacker-controlled values (paths, names) cannot
+    /// shift a boundary and merge two distinct findings.
+    pub fn render(&self, node_name: &str) -> String {
+        let resource = match &self.resource {
+            AggregationResource::Container(id) => format!("container:{id}"),
+            AggregationResource::Host => format!("host:{node_name}"),
+        };
+        let mut out = String::new();
+        for part in std::iter::once(self.finding_type.as_str())
+            .chain(std::iter::once(resource.as_str()))
+            .chain(self.values.iter().map(String::as_str))
+        {
+            out.push_str(&part.len().to_string());
+            out.push(':');
+            out.push_str(part);
+            out.push('|');
+        }
+        out
+    }
+}
+
+/// A rule that fired on an event.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Match {
+    pub rule_id: String,
+    /// The rule's title, a clause such as "Container escape via cgroups release_agent was attempted".
+    pub title: String,
+    pub description: String,
+    pub finding_type: String,
+    pub severity: f64,
+    pub mitre: Vec<MitreTag>,
+    /// Every predicate that decided the match, with the event's actual value.
+    pub evidence: Vec<Evidence>,
+    pub context: RuntimeContext,
+    pub aggregation: AggregationKey,
+}
+
+impl Match {
+    /// The aggregation key string (see [`AggregationKey::render`]).
+    pub fn aggregation_key(&self, node_name: &str) -> String {
+        self.aggregation.render(node_name)
+    }
+}
+
+/// Something [`Engine::new`] set aside rather than fail on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EngineWarning {
+    /// A later set defined a rule id already taken; the first definition (built-in rules come
+    /// first) is kept, so a user file cannot replace a built-in rule by accident.
+    DuplicateRule {
+        id: String,
+        kept_from: String,
+        ignored_from: String,
+    },
+    /// An override names a rule no set defines.
+    UnknownOverrideTarget { set: String, rule: String },
+}
+
+impl fmt::Display for EngineWarning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EngineWarning::DuplicateRule {
+                id,
+                kept_from,
+                ignored_from,
+            } => write!(
+                f,
+                "rule {id:?} from rule set {ignored_from:?} ignored: already defined by {kept_from:?} (to change a rule, disable it with an override and add yours under a new id)"
+            ),
+            EngineWarning::UnknownOverrideTarget { set, rule } => {
+                write!(
+                    f,
+                    "rule set {set:?} overrides rule {rule:?}, which no rule set defines"
+                )
+            }
+        }
+    }
+}
+
+/// The detection engine. Build once, then call [`Engine::evaluate`] per event; it is `Sync`,
+/// so one engine serves many threads.
+#[derive(Debug)]
+pub struct Engine {
+    rules: Vec<Rule>,
+    /// Per kind slot, the enabled rules that declared the kind, each with its condition
+    /// specialised for that kind: an event visits only these.
+    by_kind: Vec<Box<[(usize, Program)]>>,
+    warnings: Vec<EngineWarning>,
+}
+
+impl Engine {
+    /// Combines rule sets in order (built-in first). Each set was validated when it was
+    /// compiled, so this cannot fail; clashes between sets become [`EngineWarning`]s.
+    pub fn new<I: IntoIterator<Item = RuleSet>>(sets: I) -> Engine {
+        let mut rules: Vec<Rule> = Vec::new();
+        let mut overrides = Vec::new();
+        let mut warnings = Vec::new();
+        for set in sets {
+            for r in set.rules {
+                if let Some(first) = rules.iter().find(|x| x.id == r.id) {
+                    warnings.push(EngineWarning::DuplicateRule {
+                        id: r.id.clone(),
+                        kept_from: first.set.clone(),
+                        ignored_from: set.name.clone(),
+                    });
+                    continue;
+                }
+                rules.push(r);
+            }
+            overrides.extend(set.overrides.into_iter().map(|o| (set.name.clone(), o)));
+        }
+        for (set, o) in overrides {
+            match rules.iter_mut().find(|r| r.id == o.rule) {
+                Some(r) => {
+                    if let Some(enabled) = o.enabled {
+                        r.enabled = enabled;
+                    }
+                    r.exceptions.extend(o.exceptions);
+                }
+                None => warnings.push(EngineWarning::UnknownOverrideTarget { set, rule: o.rule }),
+            }
+        }
+        let mut by_kind: Vec<Vec<(usize, Program)>> = (0..SLOTS).map(|_| Vec::new()).collect();
+        for (i, r) in rules.iter().enumerate().filter(|(_, r)| r.enabled) {
+            for k in &r.kinds {
+                // A condition no event of this kind can satisfy is not indexed for it.
+                let (Some(slot), Some(program)) = (
+                    kind_slot(*k).and_then(|s| by_kind.get_mut(s)),
+                    Program::for_kind(&r.condition, *k),
+                ) else {
+                    continue;
+                };
+                slot.push((i, program));
+            }
+        }
+        Engine {
+            rules,
+            by_kind: by_kind.into_iter().map(Vec::into_boxed_slice).collect(),
+            warnings,
+        }
+    }
+
+    /// Evaluates one event, appending a [`Match`] per rule that fires. Allocates nothing unless
+    /// a rule fires (or reads `process.cmdline`).
+    pub fn evaluate(&self, ev: &Event, out: &mut Vec<Match>) {
+        let Some(candidates) = kind_slot(ev.kind).and_then(|s| self.by_kind.get(s)) else {
+            return;
+        };
+        if candidates.is_empty() {
+            return;
+        }
+        let s = Subject::new(ev);
+        for (i, program) in candidates.iter() {
+            if program.eval(&s)
+                && let Some(rule) = self.rules.get(*i)
+                && !rule.excepted(&s)
+            {
+                out.push(make_match(rule, &s));
+            }
+        }
+    }
+
+    /// The ids of the rules an event of `kind` is shown to, in evaluation order.
+    pub fn candidates(&self, kind: Kind) -> impl Iterator<Item = &str> {
+        kind_slot(kind)
+            .and_then(|s| self.by_kind.get(s))
+            .into_iter()
+            .flat_map(|c| c.iter())
+            .filter_map(|(i, _)| self.rules.get(*i))
+            .map(|r| r.id.as_str())
+    }
+
+    /// Every loaded rule, enabled or not.
+    pub fn rules(&self) -> impl Iterator<Item = RuleInfo<'_>> {
+        self.rules.iter().map(RuleInfo::from)
+    }
+
+    pub fn warnings(&self) -> &[EngineWarning] {
+        &self.warnings
+    }
+}
+
+fn make_match(rule: &Rule, s: &Subject<'_>) -> Match {
+    let (evidence, context) = rule.explain(s);
+    let resource = match &s.ev.container {
+        Some(c) => AggregationResource::Container(c.id.clone()),
+        None => AggregationResource::Host,
+    };
+    Match {
+        rule_id: rule.id.clone(),
+        title: rule.title.clone(),
+        description: rule.description.clone(),
+        finding_type: rule.finding_type.clone(),
+        severity: rule.severity,
+        mitre: rule.mitre.clone(),
+        evidence,
+        context,
+        aggregation: AggregationKey {
+            finding_type: rule.finding_type.clone(),
+            resource,
+            values: rule.aggregation_values(s),
+        },
+    }
+}
