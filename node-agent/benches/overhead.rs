@@ -23,21 +23,40 @@ const OPENS: usize = 300_000;
 
 fn main() {
     // SAFETY: geteuid has no preconditions.
-    assert_eq!(unsafe { libc::geteuid() }, 0, "the overhead benchmark loads eBPF programs: run it as root");
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "the overhead benchmark loads eBPF programs: run it as root"
+    );
     let filter = std::env::args().nth(1).filter(|a| !a.starts_with('-'));
     let run = |name: &str| filter.as_deref().is_none_or(|f| name.contains(f));
     let tmp = tempfile::tempdir().unwrap();
 
     println!("machine: {} CPUs, kernel {}", num_cpus(), kernel());
     if run("exec") {
-        storm("exec storm (fork+exec+wait of /bin/true)", EXECS, &[], exec_storm);
+        storm(
+            "exec storm (fork+exec+wait of /bin/true)",
+            EXECS,
+            &[],
+            exec_storm,
+        );
     }
     if run("open") {
         let path = tmp.path().join("w");
-        storm("open storm (O_WRONLY open+close, captured)", OPENS, &[], |n| open_storm(&path, n, true));
+        storm(
+            "open storm (O_WRONLY open+close, captured)",
+            OPENS,
+            &[],
+            |n| open_storm(&path, n, true),
+        );
         let path = tmp.path().join("r");
         std::fs::write(&path, b"x").unwrap();
-        storm("open storm (O_RDONLY open+close, filtered in the kernel)", OPENS, &[], |n| open_storm(&path, n, false));
+        storm(
+            "open storm (O_RDONLY open+close, filtered in the kernel)",
+            OPENS,
+            &[],
+            |n| open_storm(&path, n, false),
+        );
     }
     if run("lossless") {
         lossless(tmp.path());
@@ -63,7 +82,12 @@ fn storm(name: &str, n: usize, agent_args: &[&str], work: impl Fn(usize) -> Dura
     let base = (rate(base1) + rate(base2)) / 2.0;
     let loaded = rate(with);
     println!("\n## {name}, n = {n}");
-    println!("without agent: {:>10.0} ops/s  (runs: {:.0}, {:.0})", base, rate(base1), rate(base2));
+    println!(
+        "without agent: {:>10.0} ops/s  (runs: {:.0}, {:.0})",
+        base,
+        rate(base1),
+        rate(base2)
+    );
     println!("with agent:    {:>10.0} ops/s", loaded);
     println!("slowdown:      {:>9.1} %", (base - loaded) / base * 100.0);
     println!(
@@ -86,7 +110,13 @@ fn exec_storm(n: usize) -> Duration {
 fn open_storm(path: &std::path::Path, n: usize, write: bool) -> Duration {
     let t = Instant::now();
     for _ in 0..n {
-        let f = OpenOptions::new().read(!write).write(write).create(write).truncate(false).open(path).unwrap();
+        let f = OpenOptions::new()
+            .read(!write)
+            .write(write)
+            .create(write)
+            .truncate(false)
+            .open(path)
+            .unwrap();
         drop(f);
     }
     t.elapsed()
@@ -109,7 +139,8 @@ fn lossless(dir: &std::path::Path) {
         std::thread::sleep(Duration::from_millis(1500));
         let delivered = agent.events_total() - before;
         let drops = agent.drops();
-        let cpu = (agent.cpu_ticks() - before_cpu) as f64 / clk_tck() / (took.as_secs_f64() + 1.5) * 100.0;
+        let cpu = (agent.cpu_ticks() - before_cpu) as f64 / clk_tck() / (took.as_secs_f64() + 1.5)
+            * 100.0;
         let (rss, hwm) = agent.rss_kib();
         let achieved = issued as f64 / took.as_secs_f64();
         println!(
@@ -151,9 +182,19 @@ struct Agent {
 
 impl Agent {
     fn start(extra: &[&str]) -> Agent {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let child = Command::new(env!("CARGO_BIN_EXE_peregrine-agent"))
-            .args(["standalone", "--events", "--output", "/dev/null", "--metrics-addr"])
+            .args([
+                "standalone",
+                "--events",
+                "--output",
+                "/dev/null",
+                "--metrics-addr",
+            ])
             .arg(format!("127.0.0.1:{port}"))
             .args(extra)
             .env("RUST_LOG", "warn")
@@ -171,7 +212,11 @@ impl Agent {
 
     fn get(&self, path: &str) -> Option<String> {
         let mut s = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
-        write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").ok()?;
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .ok()?;
         let mut r = String::new();
         s.read_to_string(&mut r).ok()?;
         r.split_once("\r\n\r\n").map(|(_, b)| b.to_string())
@@ -191,19 +236,28 @@ impl Agent {
     }
 
     fn drops(&self) -> u64 {
-        self.metric_sum("peregrine_kernel_drops_total{") + self.metric_sum("peregrine_user_queue_drops_total")
+        self.metric_sum("peregrine_kernel_drops_total{")
+            + self.metric_sum("peregrine_user_queue_drops_total")
     }
 
     fn cpu_ticks(&self) -> u64 {
         let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap();
-        let rest: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split_whitespace().collect();
+        let rest: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..]
+            .split_whitespace()
+            .collect();
         rest[11].parse::<u64>().unwrap() + rest[12].parse::<u64>().unwrap()
     }
 
     fn rss_kib(&self) -> (u64, u64) {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
         let field = |name: &str| -> u64 {
-            status.lines().find(|l| l.starts_with(name)).and_then(|l| l.split_whitespace().nth(1)).unwrap().parse().unwrap()
+            status
+                .lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .unwrap()
+                .parse()
+                .unwrap()
         };
         (field("VmRSS:"), field("VmHWM:"))
     }
@@ -223,9 +277,14 @@ fn clk_tck() -> f64 {
 }
 
 fn num_cpus() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
 }
 
 fn kernel() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string()
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .unwrap_or_default()
+        .trim()
+        .to_string()
 }

@@ -17,7 +17,9 @@ use node_agent_common::{EventHeader, Kind};
 fn header(kind: Kind) -> EventHeader {
     let me = std::process::id();
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
-    let rest: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split_whitespace().collect();
+    let rest: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..]
+        .split_whitespace()
+        .collect();
     // SAFETY: sysconf has no memory effects.
     let ns_per_tick = 1_000_000_000 / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
     let start: u64 = rest[19].parse::<u64>().unwrap() * ns_per_tick;
@@ -83,13 +85,24 @@ async fn run<S: EventSink>(name: &str, sink: &mut S) {
     }
     sink.flush().await.unwrap();
     let d: Duration = t.elapsed();
-    println!("{name:<28} {:>9.0} events/s  {:>6.0} ns/event", n as f64 / d.as_secs_f64(), d.as_nanos() as f64 / n as f64);
+    println!(
+        "{name:<28} {:>9.0} events/s  {:>6.0} ns/event",
+        n as f64 / d.as_secs_f64(),
+        d.as_nanos() as f64 / n as f64
+    );
 }
 
 fn main() {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         run("enrich only", &mut CountingSink::default()).await;
-        run("enrich + JSON to /dev/null", &mut JsonLines::new(std::fs::File::create("/dev/null").unwrap())).await;
+        run(
+            "enrich + JSON to /dev/null",
+            &mut JsonLines::new(std::fs::File::create("/dev/null").unwrap()),
+        )
+        .await;
     });
 }

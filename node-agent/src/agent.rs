@@ -165,7 +165,7 @@ pub async fn run<S: EventSink>(
         emit_loss(&enricher, sink, &metrics, l, &mut summary).await?;
     }
     if !closed {
-        flush(sink).await?;
+        sink.close().await?;
     }
     Ok(summary)
 }

@@ -7,9 +7,12 @@ use clap::{Args, Parser, Subcommand};
 use node_agent::{
     agent::{self, AgentConfig},
     enrich::EnrichConfig,
+    findings::FindingsSink,
     probes::LoadOptions,
     sink::JsonLines,
 };
+use peregrine_detect::{Catalog, Engine, RuleSet};
+use peregrine_finding::FindingEnv;
 
 #[derive(Parser)]
 #[command(
@@ -24,14 +27,24 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run on this host with no cloud: capture, enrich and print.
+    /// Run on this host with no cloud: capture, detect and print findings (GuardDuty's finding
+    /// format, one JSON object per line), or with --events every enriched event.
     Standalone {
-        /// Print every enriched event as one JSON object per line.
+        /// Print every enriched event instead of findings.
         #[arg(long)]
         events: bool,
         /// Write to this file instead of standard output.
         #[arg(long, short)]
         output: Option<PathBuf>,
+        /// Additional rule files (YAML), on top of the built-in catalog; repeatable.
+        #[arg(long = "rules", value_name = "FILE")]
+        rules: Vec<PathBuf>,
+        /// Cluster name written into findings.
+        #[arg(long, default_value = "standalone", env = "PEREGRINE_CLUSTER_NAME")]
+        cluster_name: String,
+        /// A finding that repeats is printed again, with its count, at most this often.
+        #[arg(long, default_value_t = 60)]
+        update_interval_s: u64,
         #[command(flatten)]
         common: Common,
     },
@@ -118,25 +131,31 @@ fn main() -> anyhow::Result<()> {
     rt.block_on(async {
         match cli.command {
             Command::Standalone {
-                events: _,
+                events,
                 output,
+                rules,
+                cluster_name,
+                update_interval_s,
                 common,
             } => {
                 let cfg = common.config()?;
-                let summary = match output {
-                    Some(path) => {
-                        let f = std::fs::File::create(&path)
-                            .with_context(|| format!("creating {}", path.display()))?;
-                        agent::run(cfg, &mut JsonLines::new(f), agent::shutdown_signal()).await?
-                    }
-                    None => {
-                        agent::run(
-                            cfg,
-                            &mut JsonLines::new(std::io::stdout()),
-                            agent::shutdown_signal(),
-                        )
-                        .await?
-                    }
+                let out: Box<dyn std::io::Write + Send> = match &output {
+                    Some(path) => Box::new(
+                        std::fs::File::create(path)
+                            .with_context(|| format!("creating {}", path.display()))?,
+                    ),
+                    None => Box::new(std::io::stdout()),
+                };
+                let summary = if events {
+                    agent::run(cfg, &mut JsonLines::new(out), agent::shutdown_signal()).await?
+                } else {
+                    let engine = load_rules(&rules)?;
+                    let env = standalone_env(cluster_name);
+                    let mut sink =
+                        FindingsSink::new(engine, env, out, Duration::from_secs(update_interval_s));
+                    let s = agent::run(cfg, &mut sink, agent::shutdown_signal()).await?;
+                    tracing::info!(findings = sink.findings, "detection summary");
+                    s
                 };
                 tracing::info!(
                     events = summary.events,
@@ -147,4 +166,40 @@ fn main() -> anyhow::Result<()> {
             }
         }
     })
+}
+
+/// The built-in catalog plus the user's rule files; any error names the file and rule.
+fn load_rules(files: &[PathBuf]) -> anyhow::Result<Engine> {
+    let mut sets = vec![Catalog::builtin().context("the built-in rule catalog")?];
+    for f in files {
+        let text = std::fs::read_to_string(f)
+            .with_context(|| format!("reading rules from {}", f.display()))?;
+        sets.push(
+            RuleSet::from_yaml(&f.display().to_string(), &text)
+                .with_context(|| format!("rules in {}", f.display()))?,
+        );
+    }
+    let engine = Engine::new(sets);
+    for w in engine.warnings() {
+        tracing::warn!(warning = %w, "rule set");
+    }
+    Ok(engine)
+}
+
+fn standalone_env(cluster_name: String) -> FindingEnv {
+    let node = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default();
+    FindingEnv {
+        account_id: "000000000000".into(),
+        region: "local".into(),
+        partition: "aws".into(),
+        detector_id: "standalone".into(),
+        cluster_name,
+        cluster_arn: None,
+        node_name: node.clone(),
+        instance_id: None,
+        agent_id: node,
+        agent_version: env!("CARGO_PKG_VERSION").into(),
+    }
 }

@@ -298,7 +298,11 @@ impl Probes {
 /// Wake the reader once a sixteenth of the ring is waiting (a quarter for tiny rings), at most
 /// 1 MiB: it drains on its own timer before that at ordinary rates.
 pub fn wakeup_bytes(ring: u32) -> u32 {
-    if ring < 64 * 1024 { ring / 4 } else { (ring / 16).min(1 << 20) }
+    if ring < 64 * 1024 {
+        ring / 4
+    } else {
+        (ring / 16).min(1 << 20)
+    }
 }
 
 /// Byte offsets of `fields` in a tracepoint's record, from its tracefs `format` file, so that

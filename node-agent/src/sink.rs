@@ -20,10 +20,15 @@ impl SinkError {
     }
 }
 
+#[allow(async_fn_in_trait)] // used generically, never as a trait object
 pub trait EventSink {
-    fn emit(&mut self, ev: Event) -> impl Future<Output = Result<(), SinkError>>;
-    /// Called when the input queue is empty, on each tick, and at shutdown.
-    fn flush(&mut self) -> impl Future<Output = Result<(), SinkError>>;
+    async fn emit(&mut self, ev: Event) -> Result<(), SinkError>;
+    /// Called when the input queue is empty and on each tick: write out what is due.
+    async fn flush(&mut self) -> Result<(), SinkError>;
+    /// Called once at shutdown, after the last event: write out everything.
+    async fn close(&mut self) -> Result<(), SinkError> {
+        self.flush().await
+    }
 }
 
 /// One JSON object per line. serde_json escapes every control character and quote, so a path
