@@ -278,11 +278,12 @@ impl Builder {
         let hdr = self.base.cast::<EventHeader>();
         (*hdr).data_len = (self.cursor & DATA_MASK) as u32;
         let len = self.total();
-        let flags = if EVENTS.query(u64::from(BPF_RB_AVAIL_DATA)) >= u64::from(config!(wakeup_bytes)) {
-            u64::from(BPF_RB_FORCE_WAKEUP)
-        } else {
-            u64::from(BPF_RB_NO_WAKEUP)
-        };
+        let flags =
+            if EVENTS.query(u64::from(BPF_RB_AVAIL_DATA)) >= u64::from(config!(wakeup_bytes)) {
+                u64::from(BPF_RB_FORCE_WAKEUP)
+            } else {
+                u64::from(BPF_RB_NO_WAKEUP)
+            };
         if bpf_ringbuf_output(
             (&raw const EVENTS).cast_mut().cast(),
             self.base.cast(),

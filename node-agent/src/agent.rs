@@ -13,7 +13,7 @@ use crate::{
     metrics::{KindLabel, Metrics},
     probes::{LoadOptions, ProbeError, ProbeStatus, Probes},
     ringbuf,
-    sink::{EventSink, SinkError},
+    sink::{AgentStatus, EventSink, SinkError},
 };
 
 #[derive(Clone, Debug)]
@@ -65,10 +65,10 @@ pub struct RunSummary {
 /// Runs until `shutdown` resolves or the sink's reader goes away.
 pub async fn run<S: EventSink>(
     cfg: AgentConfig,
+    metrics: Metrics,
     sink: &mut S,
     shutdown: impl Future<Output = ()>,
 ) -> Result<RunSummary, AgentError> {
-    let metrics = Metrics::default();
     let (probes, ring, drops) = Probes::load(cfg.load)?;
     metrics.record_probes(&probes.status);
     let status = probes.status.clone();
@@ -134,8 +134,10 @@ pub async fn run<S: EventSink>(
             }
             _ = tick.tick() => {
                 if let Some(l) = loss.poll() {
-                    emit_loss(&enricher, sink, &metrics, l, &mut summary).await?;
+                    emit_loss(&mut enricher, sink, &metrics, l, &mut summary).await?;
                 }
+                let (kernel_ringbuf_full, kernel_no_scratch, user_queue_full) = loss.totals();
+                sink.status(&AgentStatus { probes: &summary.probes, kernel_ringbuf_full, kernel_no_scratch, user_queue_full }).await?;
                 metrics.queue_depth.set(rx.len() as i64);
                 enricher.procs.sweep();
                 update_cache_gauges(&enricher, &metrics);
@@ -162,7 +164,7 @@ pub async fn run<S: EventSink>(
         Err(e) => return Err(AgentError::Reader(std::io::Error::other(e))),
     }
     if let Some(l) = loss.poll() {
-        emit_loss(&enricher, sink, &metrics, l, &mut summary).await?;
+        emit_loss(&mut enricher, sink, &metrics, l, &mut summary).await?;
     }
     if !closed {
         sink.close().await?;
@@ -191,7 +193,7 @@ async fn deliver<S: EventSink>(
 }
 
 async fn emit_loss<S: EventSink>(
-    enricher: &Enricher,
+    enricher: &mut Enricher,
     sink: &mut S,
     metrics: &Metrics,
     loss: peregrine_event::LossInfo,

@@ -106,6 +106,7 @@ impl Enricher {
         let mut ev = Event {
             kind,
             time,
+            tid: h.tid,
             process: Default::default(),
             container: None,
             exec: None,
@@ -218,13 +219,13 @@ impl Enricher {
         {
             self.procs.set_sha256(key, Some(h));
         }
-        ev.process = self.procs.process(&key, h.tid);
-        ev.container = container.map(Arc::unwrap_or_clone);
+        ev.process = self.procs.process(&key);
+        ev.container = container;
         Some(ev)
     }
 
     /// A Loss event, attributed to the agent's own process.
-    pub fn loss_event(&self, loss: LossInfo) -> Event {
+    pub fn loss_event(&mut self, loss: LossInfo) -> Event {
         let me = std::process::id();
         let key = self
             .procs
@@ -236,7 +237,8 @@ impl Enricher {
         Event {
             kind: Kind::Loss,
             time: peregrine_event::Timestamp::now(),
-            process: self.procs.process(&key, me),
+            tid: me,
+            process: self.procs.process(&key),
             container: None,
             exec: None,
             fork: None,

@@ -134,12 +134,13 @@ mod tests {
         Event {
             kind: Kind::Open,
             time: Timestamp::now(),
-            process: Process {
+            tid: 7,
+            process: std::sync::Arc::new(Process {
                 pid: 7,
                 exe: "/bin/sh".into(),
                 comm: "sh".into(),
                 ..Process::default()
-            },
+            }),
             container: None,
             exec: None,
             fork: None,

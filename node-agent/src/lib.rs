@@ -14,5 +14,6 @@ pub mod offsets;
 pub mod probes;
 pub mod proctable;
 pub mod ringbuf;
+pub mod ship;
 pub mod sink;
 pub mod spool;

@@ -12,6 +12,7 @@ pub struct LossTracker {
     metrics: Metrics,
     last_kernel: KernelDrops,
     last_user: u64,
+    last_downstream: u64,
 }
 
 impl LossTracker {
@@ -21,7 +22,17 @@ impl LossTracker {
             metrics,
             last_kernel: KernelDrops::default(),
             last_user: 0,
+            last_downstream: 0,
         }
+    }
+
+    /// Totals since start: (kernel ring buffer full, kernel no scratch, user queue full).
+    pub fn totals(&self) -> (u64, u64, u64) {
+        (
+            self.last_kernel.ringbuf_full,
+            self.last_kernel.no_scratch,
+            self.last_user,
+        )
     }
 
     /// Reads the counters; returns what was lost since the previous call, if anything.
@@ -42,14 +53,16 @@ impl LossTracker {
             }
         }
         let user = self.metrics.user_queue_drops.get();
+        let downstream = self.metrics.spool_dropped_events.get();
         let loss = LossInfo {
             kernel_ringbuf_full: k.ringbuf_full.saturating_sub(self.last_kernel.ringbuf_full),
             kernel_no_scratch: k.no_scratch.saturating_sub(self.last_kernel.no_scratch),
             user_queue_full: user.saturating_sub(self.last_user),
-            downstream: 0,
+            downstream: downstream.saturating_sub(self.last_downstream),
         };
         self.last_kernel = k;
         self.last_user = user;
+        self.last_downstream = downstream;
         self.metrics
             .kernel_drops
             .get_or_create(&ReasonLabel {

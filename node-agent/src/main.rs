@@ -8,8 +8,11 @@ use node_agent::{
     agent::{self, AgentConfig},
     enrich::EnrichConfig,
     findings::FindingsSink,
+    metrics::Metrics,
     probes::LoadOptions,
+    ship::{ShipConfig, ShippingSink},
     sink::JsonLines,
+    spool,
 };
 use peregrine_detect::{Catalog, Engine, RuleSet};
 use peregrine_finding::FindingEnv;
@@ -48,6 +51,78 @@ enum Command {
         #[command(flatten)]
         common: Common,
     },
+    /// Run on an EKS node: capture and enrich, then batch, spool and ship to the events queue.
+    /// Endpoint, region and credentials come from standard AWS configuration (IRSA or Pod
+    /// Identity on EKS; AWS_ENDPOINT_URL for a local stand-in).
+    Run {
+        #[command(flatten)]
+        ship: ShipArgs,
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+#[derive(Args, Clone)]
+struct ShipArgs {
+    /// URL of the events queue (the stack's EventsQueueUrl output).
+    #[arg(long, env = "PEREGRINE_QUEUE_URL")]
+    queue_url: String,
+    /// EKS cluster name.
+    #[arg(long, env = "PEREGRINE_CLUSTER_NAME")]
+    cluster_name: String,
+    /// Kubernetes node name (default: the host name).
+    #[arg(long, env = "NODE_NAME")]
+    node_name: Option<String>,
+    /// Where sealed batches wait for SQS; keep it on the node's disk (a hostPath).
+    #[arg(long, default_value = "/var/lib/peregrine/spool")]
+    spool_dir: PathBuf,
+    /// Spool bound, in bytes.
+    #[arg(long, default_value_t = 1 << 30)]
+    spool_max_bytes: u64,
+    /// Spool bound, in messages.
+    #[arg(long, default_value_t = 100_000)]
+    spool_max_messages: usize,
+    /// What a full spool drops.
+    #[arg(long, value_enum, default_value_t = spool::FullPolicy::DropOldest)]
+    spool_full_policy: spool::FullPolicy,
+    /// Seal a batch at this many events...
+    #[arg(long, default_value_t = 2000)]
+    batch_max_events: usize,
+    /// ... or when its oldest event is this old (ms).
+    #[arg(long, default_value_t = 1000)]
+    batch_max_delay_ms: u64,
+    /// Heartbeat period (s).
+    #[arg(long, default_value_t = 60)]
+    heartbeat_interval_s: u64,
+    /// At shutdown, wait this long (s) for the spool to drain; the rest is sent on next start.
+    #[arg(long, default_value_t = 5)]
+    drain_timeout_s: u64,
+}
+
+impl ShipArgs {
+    fn config(&self) -> ShipConfig {
+        ShipConfig {
+            queue_url: self.queue_url.clone(),
+            cluster_name: self.cluster_name.clone(),
+            node_name: self.node_name.clone().unwrap_or_else(hostname),
+            batch_max_events: self.batch_max_events.max(1),
+            batch_max_delay: Duration::from_millis(self.batch_max_delay_ms),
+            spool_dir: self.spool_dir.clone(),
+            spool: spool::Limits {
+                max_messages: self.spool_max_messages.max(1),
+                max_bytes: self.spool_max_bytes,
+                policy: self.spool_full_policy,
+            },
+            heartbeat_interval: Duration::from_secs(self.heartbeat_interval_s.max(1)),
+            drain_timeout: Duration::from_secs(self.drain_timeout_s),
+        }
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
 }
 
 #[derive(Args, Clone)]
@@ -146,17 +221,36 @@ fn main() -> anyhow::Result<()> {
                     ),
                     None => Box::new(std::io::stdout()),
                 };
+                let metrics = Metrics::default();
                 let summary = if events {
-                    agent::run(cfg, &mut JsonLines::new(out), agent::shutdown_signal()).await?
+                    let mut sink = JsonLines::new(out);
+                    agent::run(cfg, metrics, &mut sink, agent::shutdown_signal()).await?
                 } else {
                     let engine = load_rules(&rules)?;
                     let env = standalone_env(cluster_name);
                     let mut sink =
                         FindingsSink::new(engine, env, out, Duration::from_secs(update_interval_s));
-                    let s = agent::run(cfg, &mut sink, agent::shutdown_signal()).await?;
+                    let s = agent::run(cfg, metrics, &mut sink, agent::shutdown_signal()).await?;
                     tracing::info!(findings = sink.findings, "detection summary");
                     s
                 };
+                tracing::info!(
+                    events = summary.events,
+                    loss_events = summary.loss_events,
+                    "stopped"
+                );
+                Ok(())
+            }
+            Command::Run { ship, common } => {
+                let cfg = common.config()?;
+                let metrics = Metrics::default();
+                let sdk = peregrine_aws::sdk_config().await;
+                let mut sink = ShippingSink::start(&sdk, ship.config(), metrics.clone())
+                    .with_context(|| {
+                        format!("opening the spool in {}", ship.spool_dir.display())
+                    })?;
+                tracing::info!(agent_id = sink.agent_id(), queue = %ship.queue_url, "shipping");
+                let summary = agent::run(cfg, metrics, &mut sink, agent::shutdown_signal()).await?;
                 tracing::info!(
                     events = summary.events,
                     loss_events = summary.loss_events,

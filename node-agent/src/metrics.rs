@@ -57,6 +57,17 @@ pub struct Metrics {
     pub probes_attached: Gauge,
     pub probes_failed: Gauge,
     pub container_lookup_failures: Counter,
+    // Shipping (`run`).
+    pub messages_sent: Counter,
+    pub events_shipped: Counter,
+    pub send_failures: Family<ReasonLabel, Counter>,
+    pub messages_rejected: Counter,
+    pub spool_messages: Gauge,
+    pub spool_bytes: Gauge,
+    pub spool_dropped_messages: Counter,
+    pub spool_dropped_events: Counter,
+    pub heartbeats_sent: Counter,
+    pub heartbeat_failures: Counter,
 }
 
 impl Metrics {
@@ -122,6 +133,56 @@ impl Metrics {
             "container_lookup_failures",
             "containerd lookups that failed or timed out",
             self.container_lookup_failures.clone(),
+        );
+        r.register(
+            "messages_sent",
+            "SQS messages acknowledged",
+            self.messages_sent.clone(),
+        );
+        r.register(
+            "events_shipped",
+            "Events in acknowledged SQS messages",
+            self.events_shipped.clone(),
+        );
+        r.register(
+            "send_failures",
+            "SendMessageBatch calls that failed, by reason",
+            self.send_failures.clone(),
+        );
+        r.register(
+            "messages_rejected",
+            "Messages SQS refused permanently (kept in the spool's rejected/ directory)",
+            self.messages_rejected.clone(),
+        );
+        r.register(
+            "spool_messages",
+            "Messages waiting in the disk spool",
+            self.spool_messages.clone(),
+        );
+        r.register(
+            "spool_bytes",
+            "Bytes waiting in the disk spool",
+            self.spool_bytes.clone(),
+        );
+        r.register(
+            "spool_dropped_messages",
+            "Messages dropped by the spool's full policy",
+            self.spool_dropped_messages.clone(),
+        );
+        r.register(
+            "spool_dropped_events",
+            "Events dropped downstream of enrichment (spool full, or too large for any message)",
+            self.spool_dropped_events.clone(),
+        );
+        r.register(
+            "heartbeats_sent",
+            "Heartbeats sent to SQS",
+            self.heartbeats_sent.clone(),
+        );
+        r.register(
+            "heartbeat_failures",
+            "Heartbeats that could not be sent",
+            self.heartbeat_failures.clone(),
         );
         r
     }

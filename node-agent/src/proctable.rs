@@ -108,6 +108,8 @@ pub struct ProcEntry {
     pub cgroup_id: u64,
     pub mnt_ns: u32,
     pub exited_at: Option<Instant>,
+    /// The event model's view of this process, valid while the table's generation is unchanged.
+    snapshot: Option<(u64, Arc<Process>)>,
 }
 
 pub struct ProcessTable {
@@ -117,6 +119,10 @@ pub struct ProcessTable {
     lineage_depth: usize,
     exited_ttl: Duration,
     proc_root: PathBuf,
+    /// Bumped by anything that can change a process's snapshot or an ancestor's lineage entry
+    /// (exec, comm or credential changes, reparenting, eviction); snapshots from an older
+    /// generation are rebuilt. Between such changes, every event shares one snapshot.
+    generation: u64,
 }
 
 /// Reads the boot id, which makes process uuids unique across boots and nodes.
@@ -140,6 +146,7 @@ impl ProcessTable {
             lineage_depth,
             exited_ttl: Duration::from_secs(300),
             proc_root,
+            generation: 0,
         }
     }
 
@@ -242,6 +249,7 @@ impl ProcessTable {
             cgroup_id: 0,
             mnt_ns: ns_inode(&dir.join("ns/mnt")),
             exited_at: None,
+            snapshot: None,
         })
     }
 
@@ -276,26 +284,46 @@ impl ProcessTable {
                     cgroup_id: h.cgroup_id,
                     mnt_ns: h.mnt_ns,
                     exited_at: None,
+                    snapshot: None,
                 });
             self.map.put(key, e);
         }
         let parent_uuid = self.uuid(parent);
+        let mut changed = false;
         if let Some(e) = self.map.get_mut(&key) {
-            e.uid = h.uid;
-            e.euid = h.euid;
-            e.gid = h.gid;
-            e.cgroup_id = h.cgroup_id;
-            e.mnt_ns = h.mnt_ns;
-            e.start_ns = h.start_boottime_ns;
+            if (e.uid, e.euid, e.gid, e.cgroup_id, e.mnt_ns, e.start_ns)
+                != (
+                    h.uid,
+                    h.euid,
+                    h.gid,
+                    h.cgroup_id,
+                    h.mnt_ns,
+                    h.start_boottime_ns,
+                )
+            {
+                e.uid = h.uid;
+                e.euid = h.euid;
+                e.gid = h.gid;
+                e.cgroup_id = h.cgroup_id;
+                e.mnt_ns = h.mnt_ns;
+                e.start_ns = h.start_boottime_ns;
+                changed = true;
+            }
             // Reparenting (the parent exited) changes ppid.
             if e.ppid != h.ppid {
                 e.ppid = h.ppid;
                 e.parent = Some(parent);
                 e.parent_uuid = parent_uuid;
+                changed = true;
             }
-            if e.comm.as_bytes() != &h.comm[..e.comm.len().min(16)] {
+            let kc = &h.comm[..h.comm.iter().position(|&c| c == 0).unwrap_or(h.comm.len())];
+            if e.comm.as_bytes() != kc {
                 e.comm = comm(h);
+                changed = true;
             }
+        }
+        if changed {
+            self.generation += 1;
         }
         key
     }
@@ -314,6 +342,7 @@ impl ProcessTable {
                 ppid: parent.tgid,
                 start_ns: child_start_ns,
                 exited_at: None,
+                snapshot: None,
                 ..p.clone()
             },
             None => ProcEntry {
@@ -338,6 +367,7 @@ impl ProcessTable {
                 cgroup_id: 0,
                 mnt_ns: 0,
                 exited_at: None,
+                snapshot: None,
             },
         };
         self.map.put(key, child);
@@ -363,11 +393,14 @@ impl ProcessTable {
             }
             e.exe_id = Some(id);
         }
+        self.generation += 1;
     }
 
     pub fn set_sha256(&mut self, key: ProcKey, sha: Option<Arc<str>>) {
         if let Some(e) = self.map.peek_mut(&key) {
             e.sha256 = sha;
+            // Lineage entries do not show hashes: only this snapshot is stale.
+            e.snapshot = None;
         }
     }
 
@@ -388,6 +421,9 @@ impl ProcessTable {
             .collect();
         for k in &old {
             self.map.pop(k);
+        }
+        if !old.is_empty() {
+            self.generation += 1;
         }
         self.clock.refresh();
         old.len()
@@ -437,18 +473,33 @@ impl ProcessTable {
     }
 
     /// The event model's view of process `key`, with `tid` from the event.
-    pub fn process(&self, key: &ProcKey, tid: u32) -> Process {
+    /// The event model's view of process `key`: a shared snapshot, rebuilt only when something
+    /// it shows may have changed.
+    pub fn process(&mut self, key: &ProcKey) -> Arc<Process> {
+        if let Some(e) = self.map.peek(key)
+            && let Some((g, p)) = &e.snapshot
+            && *g == self.generation
+        {
+            return p.clone();
+        }
+        let p = Arc::new(self.build_process(key));
+        let g = self.generation;
+        if let Some(e) = self.map.peek_mut(key) {
+            e.snapshot = Some((g, p.clone()));
+        }
+        p
+    }
+
+    fn build_process(&self, key: &ProcKey) -> Process {
         let Some(e) = self.map.peek(key) else {
             return Process {
                 pid: key.tgid,
-                tid,
                 uuid: self.uuid(*key),
                 ..Process::default()
             };
         };
         Process {
             pid: e.key.tgid,
-            tid,
             ppid: e.ppid,
             uid: e.uid,
             euid: e.euid,
@@ -622,7 +673,7 @@ mod tests {
         assert_eq!(lineage[0].pid, 204);
         assert_eq!(lineage[0].exe, "/bin/p4");
         assert_eq!(lineage[0].uuid, t.get(&keys[5]).unwrap().uuid);
-        let p = t.process(&last, 205);
+        let p = t.process(&last);
         assert_eq!(p.parent_uuid, lineage[0].uuid);
         assert_eq!(p.argv, vec!["p5"]);
     }

@@ -11,6 +11,16 @@ pub enum SinkError {
     Io(#[from] std::io::Error),
     #[error("encoding an event: {0}")]
     Encode(#[from] serde_json::Error),
+    #[error("shipping: {0}")]
+    Ship(#[from] crate::ship::ShipError),
+}
+
+/// The agent's state, handed to the sink on every tick (heartbeats report it).
+pub struct AgentStatus<'a> {
+    pub probes: &'a [crate::probes::ProbeStatus],
+    pub kernel_ringbuf_full: u64,
+    pub kernel_no_scratch: u64,
+    pub user_queue_full: u64,
 }
 
 impl SinkError {
@@ -28,6 +38,10 @@ pub trait EventSink {
     /// Called once at shutdown, after the last event: write out everything.
     async fn close(&mut self) -> Result<(), SinkError> {
         self.flush().await
+    }
+    /// Called on every tick with the agent's state.
+    async fn status(&mut self, _status: &AgentStatus<'_>) -> Result<(), SinkError> {
+        Ok(())
     }
 }
 

@@ -301,6 +301,23 @@ impl Spool {
             .collect()
     }
 
+    /// Moves a message SQS will never accept into `rejected/`, out of the send path but kept
+    /// on disk for inspection.
+    pub fn reject(&self, seq: u64) -> Result<(), SpoolError> {
+        let removed = self.index().entries.remove(&seq);
+        if let Some((len, events)) = removed {
+            let dir = self.dir.join("rejected");
+            fs::create_dir_all(&dir).map_err(io(&dir))?;
+            let from = self.path(seq, events);
+            let to = dir.join(file_name(seq, events));
+            fs::rename(&from, &to).map_err(io(&from))?;
+            fsync_dir(&self.dir)?;
+            let mut idx = self.index();
+            idx.bytes = idx.bytes.saturating_sub(len);
+        }
+        Ok(())
+    }
+
     /// Deletes an acknowledged (or dropped) message. Idempotent.
     pub fn remove(&self, seq: u64) -> Result<(), SpoolError> {
         let removed = self.index().entries.remove(&seq);
@@ -360,7 +377,18 @@ mod tests {
         assert!(!dir.path().join("junk.tmp").exists());
         s.remove(got[0].sequence).unwrap();
         s.remove(got[0].sequence).unwrap(); // idempotent
-        assert_eq!(s.depth(), (2, "body-1".len() as u64 * 2));
+        s.reject(got[1].sequence).unwrap();
+        assert!(
+            dir.path()
+                .join("rejected")
+                .join(file_name(got[1].sequence, 10))
+                .exists()
+        );
+        assert_eq!(s.depth(), (1, "body-2".len() as u64));
+        drop(s);
+        // Rejected messages are not resent after a restart.
+        let s = Spool::open(dir.path(), Limits::default()).unwrap();
+        assert_eq!(s.depth(), (1, "body-2".len() as u64));
     }
 
     #[test]

@@ -48,7 +48,7 @@ fn exec_reports_identity_argv_cwd_hash_env_and_lineage() {
     });
     let p = &ev.process;
     assert_eq!(p.pid, pid);
-    assert_eq!(p.tid, pid);
+    assert_eq!(ev.tid, pid);
     assert_eq!(p.ppid, std::process::id());
     assert_eq!((p.uid, p.euid, p.gid), (65534, 65534, 65534));
     let exe = canonical("/bin/sh");

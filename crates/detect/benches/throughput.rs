@@ -9,6 +9,7 @@
 //! `PEREGRINE_BENCH_SECS` to change the run time of each phase (default 3 s).
 
 use std::hint::black_box;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use peregrine_detect::{Catalog, Engine, Match};
@@ -70,7 +71,6 @@ fn container(name: &str, image: &str, pod: &str) -> Option<Container> {
 fn process(exe: &str, argv: &[&str], pid: u32, uid: u32, lineage: &[(&str, u32)]) -> Process {
     Process {
         pid,
-        tid: pid,
         ppid: lineage.first().map_or(1, |a| a.1),
         uid,
         euid: uid,
@@ -91,12 +91,15 @@ fn process(exe: &str, argv: &[&str], pid: u32, uid: u32, lineage: &[(&str, u32)]
     }
 }
 
+/// An event on the process's main thread. Each event gets its own process and container
+/// snapshot (no sharing), so that the streaming phase really reads every event's strings.
 fn ev(kind: Kind, p: &Process, c: &Option<Container>) -> Event {
     Event {
         kind,
         time: Timestamp::from_unix_nanos(1_764_000_000_000_000_000),
-        process: p.clone(),
-        container: c.clone(),
+        tid: p.pid,
+        process: Arc::new(p.clone()),
+        container: c.clone().map(Arc::new),
         exec: None,
         fork: None,
         exit: None,

@@ -319,7 +319,7 @@ impl<'a> Subject<'a> {
         match f {
             Field::Kind => Val::Str(ev.kind.name()),
             Field::ProcessPid => Val::Int(p.pid.into()),
-            Field::ProcessTid => Val::Int(p.tid.into()),
+            Field::ProcessTid => Val::Int(ev.tid.into()),
             Field::ProcessPpid => Val::Int(p.ppid.into()),
             Field::ProcessUid => Val::Int(p.uid.into()),
             Field::ProcessEuid => Val::Int(p.euid.into()),

@@ -27,8 +27,8 @@
 //!
 //! // An event as the agent emits it (one JSON line).
 //! let event: Event = serde_json::from_str(r#"{
-//!   "kind": "open", "time": "2026-11-24T17:00:00Z", "container": null,
-//!   "process": {"pid": 4242, "tid": 4242, "ppid": 1, "uid": 0, "euid": 0, "gid": 0,
+//!   "kind": "open", "time": "2026-11-24T17:00:00Z", "tid": 4242, "container": null,
+//!   "process": {"pid": 4242, "ppid": 1, "uid": 0, "euid": 0, "gid": 0,
 //!     "comm": "sh", "exe": "/bin/sh", "argv": ["sh"], "cwd": "/",
 //!     "uuid": "00000000-0000-0000-0000-000000000001", "parent_uuid": "00000000-0000-0000-0000-000000000000",
 //!     "start_time": "2026-11-24T16:59:00Z", "sha256": null, "cgroup_id": 1, "mnt_ns": 1},

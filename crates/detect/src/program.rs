@@ -220,6 +220,8 @@ impl Program {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use peregrine_event::{Event, FileInfo, Process, Timestamp};
     use serde_yaml_ng::Value as Yaml;
 
@@ -240,7 +242,8 @@ mod tests {
         Event {
             kind,
             time: Timestamp::default(),
-            process: Process::default(),
+            tid: 0,
+            process: Arc::new(Process::default()),
             container: None,
             exec: None,
             fork: None,

@@ -104,7 +104,7 @@ pub fn to_finding(m: &Match, ev: &Event, env: &FindingEnv, now: Timestamp) -> Fi
             },
             process: Some(ProcessDetails::from_process(p)),
             context: m.context.clone(),
-            resource: Resource::for_workload(ev.container.as_ref(), env),
+            resource: Resource::for_workload(ev.container.as_deref(), env),
             event_time: ev.time,
             now,
         },

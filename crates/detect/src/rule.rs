@@ -1063,6 +1063,8 @@ fn compile_context(name: &str, spec: &Yaml, at: &At) -> Result<ContextEntry, Rul
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use peregrine_event::{Event, FileInfo, Kind, Process, Timestamp};
 
     use super::*;
@@ -1071,11 +1073,12 @@ mod tests {
         Event {
             kind,
             time: Timestamp::default(),
-            process: Process {
+            tid: 0,
+            process: Arc::new(Process {
                 uid,
                 exe: "/bin/x".into(),
                 ..Process::default()
-            },
+            }),
             container: None,
             exec: None,
             fork: None,

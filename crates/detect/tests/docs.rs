@@ -6,6 +6,8 @@
 
 mod common;
 
+use std::sync::Arc;
+
 use common::*;
 use peregrine_detect::{Catalog, Engine, Field, RuleSet};
 
@@ -48,7 +50,7 @@ fn the_complete_example_works_as_described() {
 
     let in_prod = |e: E| {
         let mut e = e.argv(&["kubectl", "get", "pods"]);
-        let c = e.0.container.as_mut().unwrap();
+        let c = Arc::make_mut(e.0.container.as_mut().unwrap());
         c.pod_namespace = Some("prod".into());
         c.pod_name = Some("api-7d9f".into());
         e
@@ -89,7 +91,7 @@ fn the_complete_example_works_as_described() {
 
     // The exception, and a namespace outside the list.
     let mut debug = in_prod(E::exec("/usr/local/bin/kubectl"));
-    debug.0.container.as_mut().unwrap().image =
+    Arc::make_mut(debug.0.container.as_mut().unwrap()).image =
         Some("123456789012.dkr.ecr.eu-west-1.amazonaws.com/platform/debug:1.2".into());
     assert!(eval(&engine, &debug.ev()).is_empty());
     assert!(

@@ -7,6 +7,8 @@
 
 mod common;
 
+use std::sync::Arc;
+
 use common::*;
 use peregrine_detect::{
     AggregationResource, Catalog, Engine, EngineWarning, Match, RuleError, RuleSet, to_finding,
@@ -540,13 +542,14 @@ fn exceptions_suppress_matching_tuples_only() {
     let extra = "    exceptions:\n      - name: build-tools\n        fields: [container.image, process.exe]\n        ops: [prefix, in]\n        values:\n          - [ci.example.com/, [/usr/bin/make, /usr/bin/cc]]\n          - [public.ecr.aws/nginx/, /usr/sbin/nginx]\n";
     let engine = engine_of("[exec]", "{field: process.uid, op: gte, value: 0}", extra);
     let mut ci = E::exec("/usr/bin/make");
-    ci.0.container.as_mut().unwrap().image = Some("ci.example.com/runner:1".into());
+    Arc::make_mut(ci.0.container.as_mut().unwrap()).image = Some("ci.example.com/runner:1".into());
     assert!(!fires(&engine, ci.clone()), "first tuple");
     assert!(!fires(&engine, E::exec("/usr/sbin/nginx")), "second tuple");
     // A tuple only applies when every field matches.
     assert!(fires(&engine, E::exec("/usr/bin/make")), "image differs");
     let mut other = E::exec("/usr/bin/curl");
-    other.0.container.as_mut().unwrap().image = Some("ci.example.com/runner:1".into());
+    Arc::make_mut(other.0.container.as_mut().unwrap()).image =
+        Some("ci.example.com/runner:1".into());
     assert!(fires(&engine, other), "exe differs");
     // An exception on a field the event lacks never applies.
     assert!(fires(&engine, E::exec("/usr/bin/make").host()));
@@ -568,7 +571,7 @@ fn overrides_disable_or_add_exceptions_to_builtin_rules() {
         }]
     );
     let mut ci = E::exec("/tmp/built").new_binary(None);
-    ci.0.container.as_mut().unwrap().image = Some("ci.example.com/runner:1".into());
+    Arc::make_mut(ci.0.container.as_mut().unwrap()).image = Some("ci.example.com/runner:1".into());
     assert!(eval(&engine, &ci.ev()).is_empty());
     assert!(!eval(&engine, &E::exec("/tmp/built").new_binary(None).ev()).is_empty());
     assert!(eval(&engine, &E::exec("/usr/sbin/tcpdump").ev()).is_empty());
@@ -838,7 +841,8 @@ fn to_finding_for_a_host_process_names_the_node() {
 #[test]
 fn titles_quote_workload_strings_safely() {
     let mut e = E::open("/tmp/release_agent", WRITE);
-    e.0.container.as_mut().unwrap().pod_name = Some("evil\nFAKE: all clear\u{1b}[2J".into());
+    Arc::make_mut(e.0.container.as_mut().unwrap()).pod_name =
+        Some("evil\nFAKE: all clear\u{1b}[2J".into());
     let (m, ev) = fire("cgroups-release-agent-modified", e);
     let f = to_finding(&m, &ev, &env(), Timestamp::from_unix_nanos(T0));
     assert!(

@@ -8,7 +8,7 @@
 
 mod time;
 
-use std::net::IpAddr;
+use std::{net::IpAddr, sync::Arc};
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -23,9 +23,12 @@ pub struct Event {
     pub kind: Kind,
     /// Wall-clock time of capture.
     pub time: Timestamp,
-    pub process: Process,
+    /// The thread that caused it (the process's pid for a single-threaded process).
+    pub tid: u32,
+    /// The process: an immutable snapshot shared by every event of the same process state.
+    pub process: Arc<Process>,
     /// `null` for a process on the host.
-    pub container: Option<Container>,
+    pub container: Option<Arc<Container>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exec: Option<ExecInfo>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -44,7 +47,6 @@ pub struct Event {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Process {
     pub pid: u32,
-    pub tid: u32,
     pub ppid: u32,
     pub uid: u32,
     pub euid: u32,
@@ -280,12 +282,13 @@ mod tests {
         Event {
             kind: Kind::Open,
             time: Timestamp::from_unix_nanos(1_764_000_000_123_456_789),
-            process: Process {
+            tid: 42,
+            process: Arc::new(Process {
                 pid: 42,
                 argv: vec!["sh".into(), "-c".into(), "echo \"x\"\n\u{1b}[31m".into()],
                 exe: "/bin/sh".into(),
                 ..Process::default()
-            },
+            }),
             container: None,
             exec: None,
             fork: None,

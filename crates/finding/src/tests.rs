@@ -54,7 +54,6 @@ fn process() -> Process {
     );
     let mut p = Process {
         pid: 42,
-        tid: 42,
         ppid: 10,
         uid: 1000,
         euid: 0,

@@ -8,6 +8,7 @@
 
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
 use std::time::Instant;
 
 use peregrine_event::{
@@ -339,9 +340,11 @@ fn node() -> (Vec<Spec>, Vec<Pod>) {
 
 const BOOT: i64 = 1_764_000_000_000_000_000;
 
+/// Like the agent's process table, every event of an actor shares one process (and container)
+/// snapshot.
 struct Actor {
-    process: Process,
-    container: Option<Container>,
+    process: Arc<Process>,
+    container: Option<Arc<Container>>,
     threads: Vec<u32>,
     files: Vec<(String, u64)>,
     peers: Vec<Peer>,
@@ -361,11 +364,18 @@ fn ancestor(p: &Process) -> Ancestor {
     }
 }
 
-fn event(kind: Kind, time: Timestamp, process: &Process, container: &Option<Container>) -> Event {
+/// An event on the process's main thread (set `tid` for another one).
+fn event(
+    kind: Kind,
+    time: Timestamp,
+    process: &Arc<Process>,
+    container: &Option<Arc<Container>>,
+) -> Event {
     Event {
         kind,
         time,
-        process: process.clone(),
+        tid: process.pid,
+        process: Arc::clone(process),
         container: container.clone(),
         exec: None,
         fork: None,
@@ -383,7 +393,7 @@ struct World {
     hashes: Vec<(String, String)>,
     actors: Vec<Actor>,
     /// (containerd-shim, its container) per pod: where liveness probes run.
-    shims: Vec<(Process, Container)>,
+    shims: Vec<(Arc<Process>, Arc<Container>)>,
 }
 
 impl World {
@@ -398,7 +408,6 @@ impl World {
         };
         let systemd = Process {
             pid: 1,
-            tid: 1,
             comm: "systemd".into(),
             exe: "/usr/lib/systemd/systemd".into(),
             argv: vec!["/usr/lib/systemd/systemd".into(), "--switched-root".into()],
@@ -420,7 +429,7 @@ impl World {
         }
         let containerd = containerd.expect("containerd");
         for pod in pods {
-            let c = Container {
+            let c = Arc::new(Container {
                 id: w.rng.hex(64),
                 runtime: "containerd".into(),
                 name: Some(pod.container.into()),
@@ -430,7 +439,7 @@ impl World {
                 pod_uid: Some(w.rng.uuid().to_string()),
                 namespace: Some("k8s.io".into()),
                 metadata: MetadataState::Complete,
-            };
+            });
             let shim_argv: &[&str] = &["/usr/bin/containerd-shim-runc-v2", "-namespace", "k8s.io"];
             let shim = w.spawn(
                 &containerd,
@@ -439,7 +448,7 @@ impl World {
                 "/",
                 0,
             );
-            w.shims.push((shim.clone(), c.clone()));
+            w.shims.push((Arc::new(shim.clone()), Arc::clone(&c)));
             let cgroup_id = 8000 + w.rng.below(4000);
             let mnt_ns = 4026532000 + w.rng.below(1000) as u32;
             let mut first: Option<Process> = None;
@@ -449,11 +458,11 @@ impl World {
                 p.cgroup_id = cgroup_id;
                 p.mnt_ns = mnt_ns;
                 first.get_or_insert_with(|| p.clone());
-                w.add_actor(p, Some(c.clone()), spec);
+                w.add_actor(p, Some(Arc::clone(&c)), spec);
             }
         }
         // A deep lineage: a CI job nested through shells, sudo and make.
-        let mut p = w.actors[0].process.clone();
+        let mut p = Process::clone(&w.actors[0].process);
         for exe in [
             "/usr/bin/bash",
             "/usr/bin/sudo",
@@ -494,7 +503,7 @@ impl World {
         w
     }
 
-    fn add_actor(&mut self, process: Process, container: Option<Container>, spec: &Spec) {
+    fn add_actor(&mut self, process: Process, container: Option<Arc<Container>>, spec: &Spec) {
         let threads = (1..=spec.threads).map(|i| process.pid + i).collect();
         let files = spec
             .files
@@ -503,7 +512,7 @@ impl World {
             .collect();
         self.next_pid += spec.threads;
         self.actors.push(Actor {
-            process,
+            process: Arc::new(process),
             container,
             threads,
             files,
@@ -535,7 +544,6 @@ impl World {
         let start = self.now - self.rng.below(3_600_000_000_000) as i64;
         Process {
             pid: self.next_pid,
-            tid: self.next_pid,
             ppid: parent.pid,
             uid,
             euid: uid,
@@ -596,10 +604,12 @@ impl World {
             .unwrap_or(0);
         let t = self.tick();
         let a = &self.actors[idx];
-        let mut process = a.process.clone();
-        if !a.threads.is_empty() && self.rng.chance(80) {
-            process.tid = *self.rng.pick(&a.threads);
-        }
+        let process = Arc::clone(&a.process);
+        let tid = if !a.threads.is_empty() && self.rng.chance(80) {
+            *self.rng.pick(&a.threads)
+        } else {
+            process.pid
+        };
         if !a.peers.is_empty() && (a.files.is_empty() || self.rng.chance(35)) {
             let Peer(family, address, port, path) = self.rng.pick(&a.peers).clone();
             let result = if family == Family::Unix || self.rng.chance(30) {
@@ -608,6 +618,7 @@ impl World {
                 -115
             };
             let mut e = event(Kind::Connect, t, &process, &a.container);
+            e.tid = tid;
             e.net = Some(NetInfo {
                 family,
                 address,
@@ -654,6 +665,7 @@ impl World {
             truncated: false,
         };
         let mut e = event(Kind::Open, t, &process, &a.container);
+        e.tid = tid;
         e.file = Some(file.clone());
         out.push(e);
         // Log rotation: rename, then chmod of the new file.
@@ -661,6 +673,7 @@ impl World {
             let container = self.actors[idx].container.clone();
             let t = self.tick();
             let mut e = event(Kind::Rename, t, &process, &container);
+            e.tid = tid;
             e.file = Some(FileInfo {
                 new_path: Some(format!("{}.1", file.path)),
                 flags: 0,
@@ -673,6 +686,7 @@ impl World {
             out.push(e);
             let t = self.tick();
             let mut e = event(Kind::Chmod, t, &process, &container);
+            e.tid = tid;
             e.file = Some(FileInfo {
                 mode: 0o640,
                 mode_octal: mode_octal(0o640),
@@ -697,6 +711,7 @@ impl World {
         ];
         let mut sh = self.spawn(&shim, "/bin/sh", &argv, "/app", 0);
         sh.start_time = self.tick();
+        let sh = Arc::new(sh);
         let mut e = event(Kind::Fork, sh.start_time, &shim, &container);
         e.fork = Some(ForkInfo {
             child_pid: sh.pid,
@@ -723,6 +738,7 @@ impl World {
         ] {
             let mut child = self.spawn(&sh, exe, argv, "/app", 0);
             child.start_time = self.tick();
+            let child = Arc::new(child);
             let mut e = event(Kind::Fork, child.start_time, &sh, &container);
             e.fork = Some(ForkInfo {
                 child_pid: child.pid,

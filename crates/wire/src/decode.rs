@@ -3,6 +3,7 @@
 
 use std::mem::size_of;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
 
 use peregrine_event::{
     Ancestor, Container, Event, ExecInfo, ExitInfo, Family, FileInfo, ForkInfo, Kind, LossInfo,
@@ -383,8 +384,6 @@ fn process(
     };
     Ok(Process {
         pid: p.pid,
-        // Per event: replaced by pid + the tid_deltas entry.
-        tid: p.pid,
         ppid: p.ppid,
         uid: p.uid,
         euid: p.euid,
@@ -510,12 +509,12 @@ fn rebuild(b: &pb::EventBatch) -> Result<Vec<Event>, Inconsistency> {
     let processes = b
         .processes
         .iter()
-        .map(|p| process(p, &s, &ancestors, base))
+        .map(|p| process(p, &s, &ancestors, base).map(Arc::new))
         .collect::<Result<Vec<_>, _>>()?;
     let containers = b
         .containers
         .iter()
-        .map(|c| container(c, &s))
+        .map(|c| container(c, &s).map(Arc::new))
         .collect::<Result<Vec<_>, _>>()?;
     let mut events = Vec::with_capacity(b.details.len());
     let mut prev = base;
@@ -548,9 +547,10 @@ fn rebuild(b: &pb::EventBatch) -> Result<Vec<Event>, Inconsistency> {
             .ok_or_else(|| column("container refs", b.container_refs.len()))?;
         let t = prev.wrapping_add(delta);
         prev = t;
-        let mut p = entry(&processes, process_ref, "process_refs", "process")?.clone();
+        // Every event of a process shares its one decoded snapshot.
+        let p = entry(&processes, process_ref, "process_refs", "process")?.clone();
         // Two's-complement wrapping on 32 bits: the cast reinterprets, it does not truncate.
-        p.tid = p.pid.wrapping_add(tid_delta as u32);
+        let tid = p.pid.wrapping_add(tid_delta as u32);
         let container = match container_ref.checked_sub(1) {
             None => None,
             Some(c) => Some(entry(&containers, c, "container_refs", "container")?.clone()),
@@ -558,6 +558,7 @@ fn rebuild(b: &pb::EventBatch) -> Result<Vec<Event>, Inconsistency> {
         events.push(Event {
             kind: kind(kind_number)?,
             time: Timestamp::from_unix_nanos(t),
+            tid,
             process: p,
             container,
             exec: e

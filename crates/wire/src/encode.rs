@@ -509,10 +509,13 @@ impl Hash for ProcessKey<'_> {
 
 impl PartialEq for ProcessKey<'_> {
     fn eq(&self, other: &Self) -> bool {
+        // Events of one process usually share one snapshot.
+        if std::ptr::eq(self.0, other.0) {
+            return true;
+        }
         // Exhaustive on purpose: a field added to `Process` must be considered here.
         let Process {
             pid,
-            tid: _,
             ppid,
             uid,
             euid,
@@ -674,7 +677,7 @@ impl<'a> Builder<'a> {
             prev = t;
             process_refs.push(b.process(&e.process)?);
             // Two's-complement reinterpretation, undone by the decoder's wrapping add.
-            tid_deltas.push(e.process.tid.wrapping_sub(e.process.pid) as i32);
+            tid_deltas.push(e.tid.wrapping_sub(e.process.pid) as i32);
             container_refs.push(match &e.container {
                 None => 0,
                 Some(c) => b.container(c)?.saturating_add(1),

@@ -6,6 +6,7 @@
 mod common;
 
 use std::io::Read;
+use std::sync::Arc;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -146,7 +147,7 @@ proptest! {
                     char::from(b'!' + (x >> 58) as u8)
                 })
                 .collect();
-            e.process.argv.push(word);
+            Arc::make_mut(&mut e.process).argv.push(word);
             match enc.push(e.clone()) {
                 Ok(()) => kept.push(e),
                 Err(err) => {

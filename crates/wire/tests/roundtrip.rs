@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use common::*;
-use peregrine_event::{Event, FileInfo, Kind, Timestamp};
+use peregrine_event::{Event, FileInfo, Kind, Process, Timestamp};
 use peregrine_wire::{
     BatchEncoder, DropCounters, EncoderConfig, Heartbeat, Message, ProbeState, ProbeStatus,
     SCHEMA_VERSION, SpoolDepth, decode, encode_heartbeat, pb,
@@ -29,12 +29,11 @@ fn raw_envelope(body: &str) -> pb::Envelope {
 }
 
 fn distinct_processes(events: &[Event]) -> usize {
-    let mut seen: Vec<_> = Vec::new();
+    // The thread id is per event, not part of the process.
+    let mut seen: Vec<&Process> = Vec::new();
     for e in events {
-        let mut p = e.process.clone();
-        p.tid = 0;
-        if !seen.contains(&p) {
-            seen.push(p);
+        if !seen.contains(&&*e.process) {
+            seen.push(&e.process);
         }
     }
     seen.len()
@@ -152,9 +151,8 @@ fn wire_form_is_normalised() {
 fn one_process_many_threads_is_one_table_entry() {
     let events: Vec<Event> = (0..200)
         .map(|i| {
-            let mut p = shell();
-            p.tid = p.pid + (i % 7);
-            let mut e = bare(Kind::Open, i64::from(i) * 1000, p, Some(pod()));
+            let mut e = bare(Kind::Open, i64::from(i) * 1000, shell(), Some(pod()));
+            e.tid = e.process.pid + (i % 7);
             e.file = Some(FileInfo {
                 path: format!("/var/log/app-{}.log", i % 3),
                 ..FileInfo::default()

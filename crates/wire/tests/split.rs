@@ -5,6 +5,8 @@
 
 mod common;
 
+use std::sync::Arc;
+
 use common::*;
 use peregrine_event::{Event, FileInfo, Kind, Timestamp};
 use peregrine_wire::{
@@ -32,8 +34,7 @@ fn large_events(n: usize, argv_bytes: usize) -> Vec<Event> {
     (0..n)
         .map(|i| {
             let mut p = shell();
-            p.pid = 10_000 + i as u32;
-            p.tid = p.pid;
+            p.pid = 10_000 + i as u32; // `bare` puts the event on the main thread: tid == pid
             p.argv = vec![
                 "python".into(),
                 "-c".into(),
@@ -198,7 +199,7 @@ fn an_event_over_a_count_limit_is_reported() {
     };
     let mut enc = BatchEncoder::new(identity(), cfg).unwrap();
     let mut e = bare(Kind::CgroupMkdir, 0, shell(), None);
-    e.process.argv = (0..50).map(|i| format!("arg{i}")).collect();
+    Arc::make_mut(&mut e.process).argv = (0..50).map(|i| format!("arg{i}")).collect();
     let err = enc.push(e).unwrap_err();
     assert!(
         matches!(&err, WireError::EventTooLarge { reason, .. } if reason.contains("strings")),

@@ -39,19 +39,44 @@ pub struct Agent {
 pub const WAIT: Duration = Duration::from_secs(30);
 
 impl Agent {
+    /// `standalone --events` writing to a file, plus `extra` options.
     pub fn start(extra: &[&str]) -> Agent {
-        require_root();
         let dir = tempfile::tempdir().unwrap();
         let output = dir.path().join("events.jsonl");
+        let mut args: Vec<String> = vec!["standalone".into(), "--events".into(), "--output".into()];
+        args.push(output.to_string_lossy().into_owned());
+        args.extend(extra.iter().map(|s| s.to_string()));
+        Agent::spawn(dir, output, &args, &[])
+    }
+
+    /// Any subcommand and options, with extra environment (for `run` against a local AWS).
+    pub fn start_with(args: &[String], env: &[(String, String)]) -> Agent {
+        let dir = tempfile::tempdir().unwrap();
+        let output = dir.path().join("unused");
+        Agent::spawn(dir, output, args, env)
+    }
+
+    fn spawn(
+        dir: tempfile::TempDir,
+        output: PathBuf,
+        args: &[String],
+        env: &[(String, String)],
+    ) -> Agent {
+        require_root();
         let port = free_port();
         let child = Command::new(env!("CARGO_BIN_EXE_peregrine-agent"))
-            .args(["standalone", "--events", "--output"])
-            .arg(&output)
+            .args(args)
             .args(["--metrics-addr", &format!("127.0.0.1:{port}")])
-            .args(extra)
             .env("RUST_LOG", "info")
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
-            .stderr(std::fs::File::create(dir.path().join("agent.log")).unwrap())
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(dir.path().join("agent.log"))
+                    .unwrap(),
+            )
             .spawn()
             .expect("start peregrine-agent");
         let mut agent = Agent {
@@ -80,6 +105,13 @@ impl Agent {
             std::thread::sleep(Duration::from_millis(100));
         }
         agent
+    }
+
+    /// Kills the agent without letting it clean up, as a crash or OOM kill would.
+    pub fn kill(&mut self) {
+        let mut child = self.child.take().expect("agent already stopped");
+        child.kill().unwrap();
+        child.wait().unwrap();
     }
 
     pub fn pid(&self) -> u32 {

@@ -1,7 +1,7 @@
 //! Small event constructors for table-driven rule tests.
 #![allow(dead_code)]
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use peregrine_detect::{Catalog, Engine, Match, O_APPEND, O_CREAT, O_RDWR, O_TRUNC, O_WRONLY};
 use peregrine_event::{
@@ -24,9 +24,9 @@ fn base(kind: Kind) -> Event {
     Event {
         kind,
         time: Timestamp::from_unix_nanos(T0),
-        process: Process {
+        tid: 4242,
+        process: Arc::new(Process {
             pid: 4242,
-            tid: 4242,
             ppid: 4200,
             uid: 1000,
             euid: 1000,
@@ -41,8 +41,8 @@ fn base(kind: Kind) -> Event {
                 ancestor("/usr/bin/containerd-shim-runc-v2", 1),
             ],
             ..Process::default()
-        },
-        container: Some(container()),
+        }),
+        container: Some(Arc::new(container())),
         exec: None,
         fork: None,
         exit: None,
@@ -96,13 +96,19 @@ fn file_event(kind: Kind, path: &str, new_path: Option<&str>, flags: u32) -> E {
 }
 
 impl E {
+    /// The event's own copy of its process snapshot, to edit.
+    fn process_mut(&mut self) -> &mut Process {
+        Arc::make_mut(&mut self.0.process)
+    }
+
     /// execve of `exe`; argv[0] is its file name.
     pub fn exec(exe: &str) -> E {
         let mut ev = base(Kind::Exec);
-        ev.process.exe = exe.into();
+        let p = Arc::make_mut(&mut ev.process);
+        p.exe = exe.into();
         let name = exe.rsplit('/').next().unwrap_or(exe).to_owned();
-        ev.process.comm = name.chars().take(15).collect();
-        ev.process.argv = vec![name];
+        p.comm = name.chars().take(15).collect();
+        p.argv = vec![name];
         ev.exec = Some(ExecInfo {
             filename: exe.into(),
             ..ExecInfo::default()
@@ -167,23 +173,24 @@ impl E {
     /// The process that does it (its exe; comm and argv[0] follow).
     pub fn by(mut self, exe: &str) -> E {
         let name = exe.rsplit('/').next().unwrap_or(exe).to_owned();
-        self.0.process.exe = exe.into();
-        self.0.process.comm = name.chars().take(15).collect();
-        if let Some(a0) = self.0.process.argv.first_mut() {
+        let p = self.process_mut();
+        p.exe = exe.into();
+        p.comm = name.chars().take(15).collect();
+        if let Some(a0) = p.argv.first_mut() {
             *a0 = name;
         }
         self
     }
     pub fn comm(mut self, comm: &str) -> E {
-        self.0.process.comm = comm.into();
+        self.process_mut().comm = comm.into();
         self
     }
     pub fn parent(mut self, exe: &str) -> E {
-        self.0.process.lineage.insert(0, ancestor(exe, 4100));
+        self.process_mut().lineage.insert(0, ancestor(exe, 4100));
         self
     }
     pub fn argv(mut self, argv: &[&str]) -> E {
-        self.0.process.argv = argv.iter().map(|s| s.to_string()).collect();
+        self.process_mut().argv = argv.iter().map(|s| s.to_string()).collect();
         self
     }
     /// The path given to execve (a script, for instance) when it differs from the exe.
@@ -194,12 +201,13 @@ impl E {
         self
     }
     pub fn uid(mut self, uid: u32, euid: u32) -> E {
-        self.0.process.uid = uid;
-        self.0.process.euid = euid;
+        let p = self.process_mut();
+        p.uid = uid;
+        p.euid = euid;
         self
     }
     pub fn cwd(mut self, cwd: &str) -> E {
-        self.0.process.cwd = cwd.into();
+        self.process_mut().cwd = cwd.into();
         self
     }
     pub fn result(mut self, r: i64) -> E {

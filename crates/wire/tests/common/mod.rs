@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
 
 use base64::Engine;
 use peregrine_event::{
@@ -41,7 +42,6 @@ fn ancestor(pid: u32, exe: &str, start: i64) -> Ancestor {
 pub fn shell() -> Process {
     Process {
         pid: 4242,
-        tid: 4242,
         ppid: 4200,
         uid: 1000,
         euid: 0,
@@ -89,12 +89,14 @@ pub fn pod() -> Container {
     }
 }
 
+/// An event without details, on the process's main thread (`tid == pid`).
 pub fn bare(kind: Kind, dt: i64, process: Process, container: Option<Container>) -> Event {
     Event {
         kind,
         time: Timestamp::from_unix_nanos(T0 + dt),
-        process,
-        container,
+        tid: process.pid,
+        process: Arc::new(process),
+        container: container.map(Arc::new),
         exec: None,
         fork: None,
         exit: None,
@@ -124,17 +126,15 @@ pub fn every_kind() -> Vec<Event> {
     let sh = shell();
     let host = Process {
         pid: 1,
-        tid: 1,
         comm: "systemd".into(),
         exe: "/usr/lib/systemd/systemd".into(),
         uuid: Uuid::nil(),
         sha256: None,
         ..Process::default()
     };
-    let mut threaded = sh.clone();
-    threaded.tid = 4250;
-    let mut low_tid = sh.clone();
-    low_tid.tid = 7; // tid < pid: negative delta
+    // The shell's other threads: one above its pid, one below (a negative delta).
+    let threaded = 4250;
+    let low_tid = 7; // tid < pid: negative delta
     let pending = Container {
         id: "ab".repeat(32),
         runtime: "containerd".into(),
@@ -177,13 +177,15 @@ pub fn every_kind() -> Vec<Event> {
         child_uuid: Uuid::from_u128(77),
     });
     v.push(e);
-    let mut e = bare(Kind::Exit, 20, threaded.clone(), Some(pod()));
+    let mut e = bare(Kind::Exit, 20, sh.clone(), Some(pod()));
+    e.tid = threaded;
     e.exit = Some(ExitInfo {
         code: Some(0),
         signal: None,
     });
     v.push(e);
-    let mut e = bare(Kind::Exit, 21, low_tid, Some(pending.clone()));
+    let mut e = bare(Kind::Exit, 21, sh.clone(), Some(pending.clone()));
+    e.tid = low_tid;
     e.exit = Some(ExitInfo {
         code: None,
         signal: Some(9),
@@ -193,10 +195,12 @@ pub fn every_kind() -> Vec<Event> {
     e.exit = Some(ExitInfo::default());
     v.push(e);
 
-    let mut e = bare(Kind::Open, 30, threaded.clone(), Some(pod()));
+    let mut e = bare(Kind::Open, 30, sh.clone(), Some(pod()));
+    e.tid = threaded;
     e.file = Some(file("/var/log/app.log"));
     v.push(e);
-    let mut e = bare(Kind::Open, 31, threaded.clone(), Some(pod()));
+    let mut e = bare(Kind::Open, 31, sh.clone(), Some(pod()));
+    e.tid = threaded;
     e.file = Some(FileInfo {
         mode: 0,
         mode_octal: String::new(),
@@ -306,7 +310,8 @@ pub fn every_kind() -> Vec<Event> {
         (Family::Unix, None, None, None, 0),
     ];
     for (i, (family, address, port, path, result)) in nets.into_iter().enumerate() {
-        let mut e = bare(Kind::Connect, 40 + i as i64, threaded.clone(), Some(pod()));
+        let mut e = bare(Kind::Connect, 40 + i as i64, sh.clone(), Some(pod()));
+        e.tid = threaded;
         e.net = Some(NetInfo {
             family,
             address,
@@ -470,7 +475,6 @@ pub fn process_s() -> impl Strategy<Value = Process> {
             any::<u32>(),
             any::<u32>(),
             any::<u32>(),
-            any::<u32>(),
         ),
         (
             text(),
@@ -495,13 +499,12 @@ pub fn process_s() -> impl Strategy<Value = Process> {
     )
         .prop_map(
             |(
-                (pid, tid, ppid, uid, euid, gid),
+                (pid, ppid, uid, euid, gid),
                 (comm, exe, argv, argv_truncated, cwd),
                 (uuid, parent_uuid, start_time, sha256, cgroup_id, mnt_ns),
                 (ld_preload, ld_library_path, lineage),
             )| Process {
                 pid,
-                tid,
                 ppid,
                 uid,
                 euid,
@@ -705,8 +708,8 @@ pub fn details_s() -> impl Strategy<Value = Details> {
 /// thread ids, so that the tables and the per-event deltas are both exercised.
 pub fn batch_s(max_events: usize) -> impl Strategy<Value = Vec<Event>> {
     (
-        prop::collection::vec(process_s(), 1..4),
-        prop::collection::vec(container_s(), 0..3),
+        prop::collection::vec(process_s().prop_map(Arc::new), 1..4),
+        prop::collection::vec(container_s().prop_map(Arc::new), 0..3),
     )
         .prop_flat_map(move |(procs, conts)| {
             let n_p = procs.len();
@@ -723,13 +726,13 @@ pub fn batch_s(max_events: usize) -> impl Strategy<Value = Vec<Event>> {
                 evs.into_iter()
                     .map(
                         |(kind, time, p, tid, c, (exec, fork, exit, file, net, loss))| {
-                            let mut process = procs[p].clone();
-                            if let Some(tid) = tid {
-                                process.tid = tid;
-                            }
+                            // Events of one process share its snapshot, as the agent's do.
+                            let process = Arc::clone(&procs[p]);
                             Event {
                                 kind,
                                 time,
+                                // The main thread unless another one was drawn.
+                                tid: tid.unwrap_or(process.pid),
                                 process,
                                 container: c.and_then(|c| conts.get(c).cloned()),
                                 exec,
