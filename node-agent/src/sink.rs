@@ -1,9 +1,11 @@
 //! Where enriched events go. Standalone mode writes JSON lines; shipping (the `run` command)
 //! batches them to SQS.
 
-use std::io::Write;
+use std::{io::Write, num::NonZeroUsize, sync::Arc};
 
-use peregrine_event::Event;
+use lru::LruCache;
+use peregrine_event::{Container, Event, Process};
+use serde_json::value::RawValue;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
@@ -47,21 +49,98 @@ pub trait EventSink {
 
 /// One JSON object per line. serde_json escapes every control character and quote, so a path
 /// or argv holding newlines or terminal escapes stays one line of data.
+///
+/// Most of an event's JSON is its process (argv, lineage) and container, which events share as
+/// snapshots: each snapshot is serialised once and its bytes reused while it is cached. The
+/// cache holds the snapshot itself, so its address identifies it for as long as the entry lives.
 pub struct JsonLines<W: Write> {
     out: std::io::BufWriter<W>,
+    processes: SerializedCache<Process>,
+    containers: SerializedCache<Container>,
+}
+
+struct SerializedCache<T> {
+    map: LruCache<usize, (Arc<T>, Box<RawValue>)>,
+}
+
+impl<T: serde::Serialize> SerializedCache<T> {
+    fn new() -> Self {
+        SerializedCache {
+            map: LruCache::new(NonZeroUsize::new(4096).unwrap_or(NonZeroUsize::MIN)),
+        }
+    }
+
+    fn get(&mut self, v: &Arc<T>) -> Result<&RawValue, serde_json::Error> {
+        let key = Arc::as_ptr(v) as usize;
+        if !self.map.contains(&key) {
+            let raw = serde_json::value::to_raw_value(&**v)?;
+            self.map.put(key, (v.clone(), raw));
+        }
+        match self.map.get(&key) {
+            Some((_, raw)) => Ok(raw),
+            // Just inserted; unreachable, but answer rather than panic.
+            None => Err(serde::ser::Error::custom(
+                "serialisation cache lost an entry",
+            )),
+        }
+    }
+}
+
+/// [`Event`] with its process and container already serialised: the same field names, order
+/// and omissions (a test checks that the output is identical).
+#[derive(serde::Serialize)]
+struct EventOut<'a> {
+    #[serde(with = "peregrine_event::kind_name")]
+    kind: peregrine_event::Kind,
+    time: peregrine_event::Timestamp,
+    tid: u32,
+    process: &'a RawValue,
+    container: Option<&'a RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    exec: Option<&'a peregrine_event::ExecInfo>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fork: Option<&'a peregrine_event::ForkInfo>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    exit: Option<&'a peregrine_event::ExitInfo>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    file: Option<&'a peregrine_event::FileInfo>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    net: Option<&'a peregrine_event::NetInfo>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    loss: Option<&'a peregrine_event::LossInfo>,
 }
 
 impl<W: Write> JsonLines<W> {
     pub fn new(w: W) -> Self {
         JsonLines {
             out: std::io::BufWriter::with_capacity(64 * 1024, w),
+            processes: SerializedCache::new(),
+            containers: SerializedCache::new(),
         }
     }
 }
 
 impl<W: Write> EventSink for JsonLines<W> {
     async fn emit(&mut self, ev: Event) -> Result<(), SinkError> {
-        serde_json::to_writer(&mut self.out, &ev)?;
+        let process = self.processes.get(&ev.process)?;
+        let container = match &ev.container {
+            Some(c) => Some(self.containers.get(c)?),
+            None => None,
+        };
+        let out = EventOut {
+            kind: ev.kind,
+            time: ev.time,
+            tid: ev.tid,
+            process,
+            container,
+            exec: ev.exec.as_ref(),
+            fork: ev.fork.as_ref(),
+            exit: ev.exit.as_ref(),
+            file: ev.file.as_ref(),
+            net: ev.net.as_ref(),
+            loss: ev.loss.as_ref(),
+        };
+        serde_json::to_writer(&mut self.out, &out)?;
         self.out.write_all(b"\n")?;
         Ok(())
     }
@@ -86,5 +165,79 @@ impl EventSink for CountingSink {
 
     async fn flush(&mut self) -> Result<(), SinkError> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use peregrine_event::{Ancestor, ExecInfo, FileInfo, Kind, MetadataState, Timestamp};
+
+    fn events() -> Vec<Event> {
+        let p = Arc::new(Process {
+            pid: 10,
+            ppid: 1,
+            exe: "/bin/sh".into(),
+            argv: vec!["sh".into(), "-c".into(), "x\n\u{1b}[2J\"".into()],
+            lineage: vec![Ancestor {
+                pid: 1,
+                exe: "/sbin/init".into(),
+                ..Ancestor::default()
+            }],
+            sha256: Some("ab".repeat(32)),
+            ..Process::default()
+        });
+        let c = Arc::new(Container {
+            id: "c".repeat(64),
+            runtime: "containerd".into(),
+            pod_name: Some("web-1".into()),
+            metadata: MetadataState::Complete,
+            ..Container::default()
+        });
+        let base = Event {
+            kind: Kind::Open,
+            time: Timestamp::from_unix_nanos(1_700_000_000_000_000_001),
+            tid: 11,
+            process: p.clone(),
+            container: Some(c),
+            exec: None,
+            fork: None,
+            exit: None,
+            file: Some(FileInfo {
+                path: "/etc/\"shadow".into(),
+                flags: 0o1,
+                ..FileInfo::default()
+            }),
+            net: None,
+            loss: None,
+        };
+        let exec = Event {
+            kind: Kind::Exec,
+            container: None,
+            file: None,
+            exec: Some(ExecInfo {
+                filename: "/bin/sh".into(),
+                ..ExecInfo::default()
+            }),
+            ..base.clone()
+        };
+        vec![base.clone(), exec, base]
+    }
+
+    #[tokio::test]
+    async fn cached_serialisation_is_identical_to_serde() {
+        let mut buf = Vec::new();
+        {
+            let mut sink = JsonLines::new(&mut buf);
+            for e in events() {
+                sink.emit(e).await.unwrap();
+            }
+            sink.flush().await.unwrap();
+        }
+        let want: String = events()
+            .iter()
+            .map(|e| serde_json::to_string(e).unwrap() + "\n")
+            .collect();
+        assert_eq!(String::from_utf8(buf).unwrap(), want);
     }
 }
