@@ -423,3 +423,68 @@ pub fn random_hex(n: usize) -> String {
     }
     out
 }
+
+/// A pod's identity for a test container.
+pub struct Pod {
+    pub cid: String,
+    pub uid: String,
+    pub name: String,
+    pub namespace: String,
+    pub container: String,
+}
+
+pub fn pod() -> Pod {
+    let h = random_hex(32);
+    Pod {
+        cid: random_hex(64),
+        uid: format!(
+            "{}-{}-{}-{}-{}",
+            &h[..8],
+            &h[8..12],
+            &h[12..16],
+            &h[16..20],
+            &h[20..32]
+        ),
+        name: unique("web"),
+        namespace: "payments".into(),
+        container: "app".into(),
+    }
+}
+
+/// Runs `script` in a container (busybox rootfs at `rootfs`) with CRI labels, to completion.
+pub fn run_container(cd: &Containerd, rootfs: &Path, p: &Pod, cgroup: Option<&str>, script: &str) {
+    let mut args: Vec<String> = vec![
+        "-n".into(),
+        "k8s.io".into(),
+        "run".into(),
+        "--rm".into(),
+        "--rootfs".into(),
+    ];
+    if let Some(cg) = cgroup {
+        args.extend(["--cgroup".into(), cg.into()]);
+    }
+    for (k, v) in [
+        ("io.kubernetes.pod.name", &p.name),
+        ("io.kubernetes.pod.namespace", &p.namespace),
+        ("io.kubernetes.pod.uid", &p.uid),
+        ("io.kubernetes.container.name", &p.container),
+    ] {
+        args.extend(["--label".into(), format!("{k}={v}")]);
+    }
+    args.extend([
+        rootfs.to_string_lossy().into_owned(),
+        p.cid.clone(),
+        "/bin/sh".into(),
+        "-c".into(),
+        script.into(),
+    ]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = cd.ctr(&args);
+    assert!(
+        out.status.success(),
+        "ctr run failed: {}\n{}\ncontainerd log:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        cd.log()
+    );
+}

@@ -1,0 +1,546 @@
+//! The detector Lambda: agent messages from SQS → findings in DynamoDB, published on
+//! EventBridge. See `docs/pipeline.md` for the semantics.
+
+use std::time::Instant;
+
+use aws_config::SdkConfig;
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
+use lambda_runtime::{Diagnostic, LambdaEvent};
+use peregrine_detect::{Catalog, Engine, Match, RuleError, to_finding};
+use peregrine_event::{Event, Timestamp};
+use peregrine_finding::{Finding, FindingEnv, FindingError};
+use peregrine_wire::{Header, Heartbeat, Message, ProbeState, WireError};
+use serde::Serialize;
+
+use crate::aggregate::{chunk, group_findings, plan_write};
+use crate::batch::partial_batch;
+use crate::bus::EventBridgeBus;
+use crate::config::{Config, ConfigError, HEARTBEAT_TTL};
+use crate::dynamo::{DynamoFindingStore, DynamoHeartbeatStore};
+use crate::model::{ChunkOutcome, ChunkWrite, FindingWrite, add, epoch_seconds, iso};
+use crate::publish::{PublishCounts, PublishItem, send_and_mark};
+use crate::retry::RetryPolicy;
+use crate::store::{FindingBus, FindingStore, HeartbeatRecord, HeartbeatStore, StoreError};
+
+/// The detector's adapters, engine and settings, built once per cold start.
+pub struct Deps<S, B, H> {
+    pub store: S,
+    pub bus: B,
+    pub heartbeats: H,
+    pub engine: Engine,
+    pub config: Config,
+    pub retry: RetryPolicy,
+}
+
+/// The detector's production adapters.
+pub type AwsDeps = Deps<DynamoFindingStore, EventBridgeBus, DynamoHeartbeatStore>;
+
+impl<S, B, H> Deps<S, B, H> {
+    /// Loads the built-in detection catalog once.
+    pub fn new(store: S, bus: B, heartbeats: H, config: Config) -> Result<Self, DetectorError> {
+        let engine = Engine::new([Catalog::builtin()?]);
+        for w in engine.warnings() {
+            tracing::warn!(warning = %w, "detection rules");
+        }
+        Ok(Deps {
+            store,
+            bus,
+            heartbeats,
+            engine,
+            config,
+            retry: RetryPolicy::default(),
+        })
+    }
+}
+
+impl AwsDeps {
+    /// DynamoDB and EventBridge clients from one SDK configuration.
+    pub fn from_sdk(sdk: &SdkConfig, config: Config) -> Result<Self, DetectorError> {
+        let dynamo = aws_sdk_dynamodb::Client::new(sdk);
+        Deps::new(
+            DynamoFindingStore::new(dynamo.clone(), &config.findings_table, &config.dedupe_table),
+            EventBridgeBus::new(
+                aws_sdk_eventbridge::Client::new(sdk),
+                &config.event_bus_name,
+            ),
+            DynamoHeartbeatStore::new(dynamo, &config.heartbeats_table),
+            config,
+        )
+    }
+}
+
+/// Failures of a whole invocation (every record is retried). Per-message failures are
+/// [`MessageError`]s and only fail their message.
+#[derive(Debug, thiserror::Error)]
+pub enum DetectorError {
+    #[error("invoked function ARN {0:?} does not name an account; it is needed for finding ids")]
+    FunctionArn(String),
+    #[error("no region: neither the invoked function ARN nor AWS_REGION names one")]
+    NoRegion,
+    #[error("the detection catalog failed to load: {0}")]
+    Rules(#[from] RuleError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+}
+
+impl From<DetectorError> for Diagnostic {
+    fn from(e: DetectorError) -> Diagnostic {
+        let kind = match &e {
+            DetectorError::FunctionArn(_) | DetectorError::NoRegion => "InvocationError",
+            DetectorError::Rules(_) => "RulesError",
+            DetectorError::Config(_) => "ConfigError",
+        };
+        Diagnostic {
+            error_type: kind.into(),
+            error_message: e.to_string(),
+        }
+    }
+}
+
+/// Why one message failed. Every variant makes it a `batchItemFailure`: redelivered, and after
+/// `maxReceiveCount` receives moved to the dead-letter queue.
+#[derive(Debug, thiserror::Error)]
+pub enum MessageError {
+    #[error("the record has no body")]
+    NoBody,
+    /// Poison: corrupt framing, a newer schema, an inconsistent batch. The error names the
+    /// field at fault, never payload contents.
+    #[error("undecodable message ({kind}): {source}")]
+    Decode {
+        kind: &'static str,
+        #[source]
+        source: WireError,
+    },
+    #[error("aggregating findings: {0}")]
+    Finding(#[from] FindingError),
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    #[error("chunk {chunk} still conflicted with concurrent writers after {attempts} attempts")]
+    Contended { chunk: usize, attempts: u32 },
+}
+
+/// The kind of a wire error, for logs and metrics.
+pub fn wire_error_kind(e: &WireError) -> &'static str {
+    match e {
+        WireError::BodyTooLarge { .. } => "BodyTooLarge",
+        WireError::Base64(_) => "Base64",
+        WireError::Decompress(_) => "Decompress",
+        WireError::DecompressedTooLarge { .. } => "DecompressedTooLarge",
+        WireError::Compress(_) => "Compress",
+        WireError::Protobuf(_) => "Protobuf",
+        WireError::UnsupportedVersion { .. } => "UnsupportedVersion",
+        WireError::MissingHeader => "MissingHeader",
+        WireError::MissingBody => "MissingBody",
+        WireError::Inconsistent(_) => "Inconsistent",
+        WireError::LimitExceeded { .. } => "LimitExceeded",
+        WireError::EventTooLarge { .. } => "EventTooLarge",
+        WireError::InvalidConfig(_) => "InvalidConfig",
+    }
+}
+
+/// Where the detector runs: from the invocation's function ARN.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Invocation {
+    pub account_id: String,
+    pub region: String,
+    pub partition: String,
+}
+
+impl Invocation {
+    /// `arn:<partition>:lambda:<region>:<account>:function:<name>[:<qualifier>]`; the region
+    /// falls back to `AWS_REGION`.
+    pub fn from_function_arn(
+        arn: &str,
+        region_fallback: Option<&str>,
+    ) -> Result<Invocation, DetectorError> {
+        let parts: Vec<&str> = arn.split(':').collect();
+        let (partition, region, account) = match parts.as_slice() {
+            ["arn", partition, "lambda", region, account, ..] => (*partition, *region, *account),
+            _ => return Err(DetectorError::FunctionArn(arn.to_owned())),
+        };
+        if account.is_empty() || !account.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(DetectorError::FunctionArn(arn.to_owned()));
+        }
+        let region = Some(region)
+            .filter(|r| !r.is_empty())
+            .or(region_fallback.filter(|r| !r.is_empty()))
+            .ok_or(DetectorError::NoRegion)?;
+        Ok(Invocation {
+            account_id: account.to_owned(),
+            region: region.to_owned(),
+            partition: if partition.is_empty() {
+                "aws"
+            } else {
+                partition
+            }
+            .to_owned(),
+        })
+    }
+}
+
+/// What one message did, for logs, tests and the benchmark.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageReport {
+    pub heartbeat: bool,
+    pub sequence: u64,
+    pub events: usize,
+    /// Rule matches, before aggregation.
+    pub matches: usize,
+    pub store: StoreReport,
+}
+
+/// What writing a batch's findings did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoreReport {
+    /// Distinct findings (ids) in the batch.
+    pub findings: usize,
+    pub chunks_applied: usize,
+    /// Chunks an earlier delivery already wrote.
+    pub chunks_skipped: usize,
+    pub new_findings: usize,
+    pub updated_findings: usize,
+    pub publish: PublishCounts,
+    /// Retries after version conflicts or throttling.
+    pub retries: u32,
+}
+
+/// The detector Lambda's handler.
+pub async fn handle<S: FindingStore, B: FindingBus, H: HeartbeatStore>(
+    deps: &Deps<S, B, H>,
+    event: LambdaEvent<SqsEvent>,
+) -> Result<SqsBatchResponse, DetectorError> {
+    handle_at(deps, event, Timestamp::now()).await
+}
+
+/// [`handle`] with the clock as a parameter (tests run it forward).
+pub async fn handle_at<S: FindingStore, B: FindingBus, H: HeartbeatStore>(
+    deps: &Deps<S, B, H>,
+    event: LambdaEvent<SqsEvent>,
+    now: Timestamp,
+) -> Result<SqsBatchResponse, DetectorError> {
+    let inv = Invocation::from_function_arn(
+        &event.context.invoked_function_arn,
+        deps.config.region.as_deref(),
+    )?;
+    let records = event.payload.records;
+    let total = records.len();
+    let inv = &inv;
+    let response = partial_batch(records, |record| async move {
+        let body = record.body.as_deref().ok_or(MessageError::NoBody)?;
+        let report = process_message(deps, inv, body, now).await?;
+        tracing::info!(
+            heartbeat = report.heartbeat,
+            sequence = report.sequence,
+            events = report.events,
+            matches = report.matches,
+            findings = report.store.findings,
+            new = report.store.new_findings,
+            updated = report.store.updated_findings,
+            chunks_applied = report.store.chunks_applied,
+            chunks_skipped = report.store.chunks_skipped,
+            published = report.store.publish.published,
+            publish_failed = report.store.publish.failed,
+            retries = report.store.retries,
+            "message processed"
+        );
+        Ok::<(), MessageError>(())
+    })
+    .await;
+    tracing::info!(
+        records = total,
+        failed = response.batch_item_failures.len(),
+        "invocation done"
+    );
+    Ok(response)
+}
+
+/// Decodes and processes one message body.
+pub async fn process_message<S: FindingStore, B: FindingBus, H: HeartbeatStore>(
+    deps: &Deps<S, B, H>,
+    inv: &Invocation,
+    body: &str,
+    now: Timestamp,
+) -> Result<MessageReport, MessageError> {
+    let message = peregrine_wire::decode(body).map_err(|source| {
+        let kind = wire_error_kind(&source);
+        tracing::warn!(kind, bytes = body.len(), "poison message");
+        MessageError::Decode { kind, source }
+    })?;
+    match message {
+        Message::Heartbeat { header, heartbeat } => {
+            let record = heartbeat_record(&header, &heartbeat, now);
+            if !deps.heartbeats.put(&record).await? {
+                tracing::info!(
+                    sequence = header.sequence,
+                    "heartbeat older than the stored one; ignored"
+                );
+            }
+            Ok(MessageReport {
+                heartbeat: true,
+                sequence: header.sequence,
+                ..MessageReport::default()
+            })
+        }
+        Message::Batch { header, events } => {
+            let env = finding_env(inv, &header, &deps.config.detector_id);
+            let (matches, findings) = detect(&deps.engine, &events, &env, now);
+            let store = store_findings(deps, &batch_key(&header), findings, now).await?;
+            Ok(MessageReport {
+                heartbeat: false,
+                sequence: header.sequence,
+                events: events.len(),
+                matches,
+                store,
+            })
+        }
+    }
+}
+
+/// The batch identity: `<agentId>#<sequence>`. An agent's sequence numbers persist across its
+/// restarts (in its spool), so the same key always means the same batch.
+pub fn batch_key(header: &Header) -> String {
+    format!("{}#{}", header.agent_id, header.sequence)
+}
+
+/// The finding environment of a batch: the sender (cluster, node, agent) and the detector.
+pub fn finding_env(inv: &Invocation, header: &Header, detector_id: &str) -> FindingEnv {
+    FindingEnv {
+        account_id: inv.account_id.clone(),
+        region: inv.region.clone(),
+        partition: inv.partition.clone(),
+        detector_id: detector_id.to_owned(),
+        cluster_name: header.cluster_name.clone(),
+        // The cluster may be in another account than the detector, which the header does not
+        // say, so its ARN is not guessed.
+        cluster_arn: None,
+        node_name: header.node_name.clone(),
+        instance_id: None,
+        agent_id: header.agent_id.clone(),
+        agent_version: header.agent_version.clone(),
+    }
+}
+
+/// Runs the engine over every event; returns the number of matches and one finding per match.
+pub fn detect(
+    engine: &Engine,
+    events: &[Event],
+    env: &FindingEnv,
+    now: Timestamp,
+) -> (usize, Vec<Finding>) {
+    let mut matches: Vec<Match> = Vec::new();
+    let mut findings = Vec::new();
+    let mut count = 0;
+    for ev in events {
+        matches.clear();
+        engine.evaluate(ev, &mut matches);
+        count += matches.len();
+        findings.extend(matches.iter().map(|m| to_finding(m, ev, env, now)));
+    }
+    (count, findings)
+}
+
+/// Aggregates a batch's findings into the store exactly once per batch key, and publishes the
+/// new ones. Safe to call again with the same key and findings (a redelivery): chunks already
+/// written are skipped.
+pub async fn store_findings<S: FindingStore, B: FindingBus, H>(
+    deps: &Deps<S, B, H>,
+    batch_key: &str,
+    findings: Vec<Finding>,
+    now: Timestamp,
+) -> Result<StoreReport, MessageError> {
+    let grouped = group_findings(findings)?;
+    let mut report = StoreReport {
+        findings: grouped.len(),
+        ..StoreReport::default()
+    };
+    let chunks = chunk(grouped, |f| {
+        serde_json::to_vec(f).map(|v| v.len()).unwrap_or_default()
+    });
+    for (index, findings) in chunks.into_iter().enumerate() {
+        let key = format!("{batch_key}#{index}");
+        match apply_chunk(deps, &key, index, &findings, now, &mut report).await? {
+            None => {
+                report.chunks_skipped += 1;
+                tracing::info!(batch_key = %key, "chunk already applied by an earlier delivery; skipped");
+            }
+            Some(writes) => {
+                report.chunks_applied += 1;
+                let (new, updated): (Vec<&FindingWrite>, Vec<&FindingWrite>) =
+                    writes.iter().partition(|w| w.is_new());
+                report.new_findings += new.len();
+                report.updated_findings += updated.len();
+                // New findings are published at once; if that fails they stay pending (due
+                // now) and the publisher picks them up.
+                let items: Vec<PublishItem> = new
+                    .iter()
+                    .filter_map(|w| match PublishItem::new(&w.item) {
+                        Ok(i) => Some(i),
+                        Err(e) => {
+                            tracing::error!(finding_id = %w.item.finding.id, error = %e, "finding cannot be published");
+                            None
+                        }
+                    })
+                    .collect();
+                report
+                    .publish
+                    .add(send_and_mark(&deps.store, &deps.bus, &items, now).await);
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// Reads, merges and writes one chunk, retrying conflicts and transient failures. `None` when
+/// an earlier delivery already wrote it.
+async fn apply_chunk<S: FindingStore, B, H>(
+    deps: &Deps<S, B, H>,
+    dedupe_key: &str,
+    index: usize,
+    findings: &[Finding],
+    now: Timestamp,
+    report: &mut StoreReport,
+) -> Result<Option<Vec<FindingWrite>>, MessageError> {
+    let ids: Vec<String> = findings.iter().map(|f| f.id.clone()).collect();
+    let expires_at = epoch_seconds(add(now, deps.config.dedupe_ttl));
+    let started = Instant::now();
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let result = async {
+            let current = deps.store.get_many(&ids).await?;
+            let writes = findings
+                .iter()
+                .map(|f| plan_write(f, current.get(&f.id), now, deps.config.publishing_frequency))
+                .collect::<Result<Vec<_>, FindingError>>()?;
+            let chunk = ChunkWrite {
+                dedupe_key: dedupe_key.to_owned(),
+                dedupe_expires_at: expires_at,
+                writes,
+            };
+            let outcome = deps.store.transact_chunk(&chunk).await?;
+            Ok::<_, MessageError>((outcome, chunk.writes))
+        }
+        .await;
+        let retry = match result {
+            Ok((ChunkOutcome::Applied, writes)) => return Ok(Some(writes)),
+            Ok((ChunkOutcome::AlreadyApplied, _)) => return Ok(None),
+            Ok((ChunkOutcome::Conflict, _)) => {
+                tracing::info!(
+                    chunk = index,
+                    attempt,
+                    "version conflict with a concurrent writer; re-reading"
+                );
+                None
+            }
+            Err(MessageError::Store(e)) if e.is_transient() => {
+                tracing::info!(chunk = index, attempt, error = %e, "transient store failure; backing off");
+                Some(e)
+            }
+            Err(e) => return Err(e),
+        };
+        if attempt >= deps.retry.max_attempts {
+            tracing::warn!(
+                chunk = index,
+                attempt,
+                elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+                "giving up on the chunk for this delivery"
+            );
+            return Err(match retry {
+                Some(e) => MessageError::Store(e),
+                None => MessageError::Contended {
+                    chunk: index,
+                    attempts: attempt,
+                },
+            });
+        }
+        report.retries += 1;
+        deps.retry.sleep(attempt).await;
+    }
+}
+
+fn probe_state(s: ProbeState) -> &'static str {
+    match s {
+        ProbeState::Attached => "attached",
+        ProbeState::Failed => "failed",
+        ProbeState::Absent => "absent",
+    }
+}
+
+/// The HeartbeatsTable row for a heartbeat.
+pub fn heartbeat_record(header: &Header, hb: &Heartbeat, now: Timestamp) -> HeartbeatRecord {
+    let probes: Vec<serde_json::Value> = hb
+        .probes
+        .iter()
+        .map(|p| {
+            serde_json::json!({
+                "program": p.program,
+                "target": p.target,
+                "state": probe_state(p.state),
+                "error": p.error,
+            })
+        })
+        .collect();
+    let count = |s: ProbeState| hb.probes.iter().filter(|p| p.state == s).count() as u64;
+    HeartbeatRecord {
+        cluster_name: header.cluster_name.clone(),
+        node_name: header.node_name.clone(),
+        agent_id: header.agent_id.clone(),
+        agent_version: header.agent_version.clone(),
+        kernel_release: hb.kernel_release.clone(),
+        last_seen: iso(header.created_at),
+        received_at: iso(now),
+        probes_json: serde_json::Value::Array(probes).to_string(),
+        probes_attached: count(ProbeState::Attached),
+        probes_failed: count(ProbeState::Failed),
+        kernel_ringbuf_full: hb.drops.kernel_ringbuf_full,
+        kernel_no_scratch: hb.drops.kernel_no_scratch,
+        user_queue_full: hb.drops.user_queue_full,
+        spool_dropped: hb.drops.spool_dropped,
+        spool_messages: hb.spool.messages,
+        spool_bytes: hb.spool.bytes,
+        events_sent: hb.events_sent,
+        uptime_seconds: hb.uptime.as_secs(),
+        next_sequence: header.sequence,
+        expires_at: epoch_seconds(add(now, HEARTBEAT_TTL)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invocation_comes_from_the_function_arn() {
+        let inv = Invocation::from_function_arn(
+            "arn:aws:lambda:eu-west-1:210987654321:function:peregrine-DetectorFunction",
+            Some("us-east-1"),
+        )
+        .unwrap();
+        assert_eq!(inv.account_id, "210987654321");
+        assert_eq!(inv.region, "eu-west-1");
+        assert_eq!(inv.partition, "aws");
+        let inv = Invocation::from_function_arn(
+            "arn:aws-cn:lambda::210987654321:function:x:live",
+            Some("cn-north-1"),
+        )
+        .unwrap();
+        assert_eq!(
+            (inv.region.as_str(), inv.partition.as_str()),
+            ("cn-north-1", "aws-cn")
+        );
+        assert!(matches!(
+            Invocation::from_function_arn("", Some("us-east-1")),
+            Err(DetectorError::FunctionArn(_))
+        ));
+        assert!(matches!(
+            Invocation::from_function_arn("arn:aws:lambda:::function:x", Some("us-east-1")),
+            Err(DetectorError::FunctionArn(_))
+        ));
+        assert!(matches!(
+            Invocation::from_function_arn("arn:aws:lambda::1:function:x", None),
+            Err(DetectorError::NoRegion)
+        ));
+    }
+}

@@ -1,0 +1,574 @@
+//! DynamoDB implementations of [`FindingStore`] and [`HeartbeatStore`], and the findings
+//! table's item schema.
+//!
+//! Only the calls the template's roles allow are used: the detector's `GetItem`, `PutItem` and
+//! `UpdateItem` (TransactGetItems and TransactWriteItems are authorised per item by exactly
+//! those), the publisher's `Query` on `byPublishState`, `GetItem` and `UpdateItem`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Debug;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{AttributeValue, Get, Put, TransactGetItem, TransactWriteItem};
+use peregrine_aws::{Failure, classify};
+use peregrine_event::Timestamp;
+use peregrine_finding::Finding;
+
+use crate::model::{
+    ChunkOutcome, ChunkWrite, Outbox, PUBLISH_PENDING, StoredFinding, day, iso, parse_iso,
+};
+use crate::store::{Cursor, DuePage, FindingStore, HeartbeatRecord, HeartbeatStore, StoreError};
+
+/// The outbox index (template.yaml, FindingsTable): sparse, keyed by `publishState` and sorted
+/// by `publishDueAt`.
+pub const PUBLISH_INDEX: &str = "byPublishState";
+
+/// Attribute names of a FindingsTable item. The template's key schema and GSIs use `id`,
+/// `type`, `severityLabel`, `clusterName`, `updatedDay`, `updatedAt`, `publishState` and
+/// `publishDueAt`.
+pub mod attr {
+    pub const ID: &str = "id";
+    pub const FINDING: &str = "finding";
+    pub const TYPE: &str = "type";
+    pub const SEVERITY: &str = "severity";
+    pub const SEVERITY_LABEL: &str = "severityLabel";
+    pub const CLUSTER_NAME: &str = "clusterName";
+    pub const ACCOUNT_ID: &str = "accountId";
+    pub const REGION: &str = "region";
+    pub const CREATED_AT: &str = "createdAt";
+    pub const UPDATED_AT: &str = "updatedAt";
+    pub const UPDATED_DAY: &str = "updatedDay";
+    pub const COUNT: &str = "count";
+    pub const VERSION: &str = "version";
+    pub const PUBLISH_STATE: &str = "publishState";
+    pub const PUBLISH_DUE_AT: &str = "publishDueAt";
+    pub const LAST_PUBLISHED_AT: &str = "lastPublishedAt";
+    pub const LAST_PUBLISHED_COUNT: &str = "lastPublishedCount";
+    /// BatchDedupeTable's key and TTL attribute.
+    pub const BATCH_KEY: &str = "batchKey";
+    pub const EXPIRES_AT: &str = "expiresAt";
+}
+
+type Item = HashMap<String, AttributeValue>;
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn n(v: impl ToString) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+/// The FindingsTable item for a stored finding. Empty strings are left out: DynamoDB refuses
+/// them as index keys.
+pub fn finding_item(f: &StoredFinding) -> Result<Item, serde_json::Error> {
+    let finding = &f.finding;
+    let mut item = Item::new();
+    item.insert(attr::ID.into(), s(&finding.id));
+    item.insert(attr::FINDING.into(), s(serde_json::to_string(finding)?));
+    item.insert(attr::TYPE.into(), s(&finding.finding_type));
+    item.insert(attr::SEVERITY.into(), n(finding.severity));
+    item.insert(attr::SEVERITY_LABEL.into(), s(finding.severity_label()));
+    if let Some(cluster) = finding
+        .resource
+        .eks_cluster_details
+        .as_ref()
+        .map(|c| c.name.as_str())
+        .filter(|c| !c.is_empty())
+    {
+        item.insert(attr::CLUSTER_NAME.into(), s(cluster));
+    }
+    if !finding.account_id.is_empty() {
+        item.insert(attr::ACCOUNT_ID.into(), s(&finding.account_id));
+    }
+    if !finding.region.is_empty() {
+        item.insert(attr::REGION.into(), s(&finding.region));
+    }
+    let updated = finding.updated_at.timestamp();
+    item.insert(
+        attr::CREATED_AT.into(),
+        s(iso(finding.created_at.timestamp())),
+    );
+    item.insert(attr::UPDATED_AT.into(), s(iso(updated)));
+    item.insert(attr::UPDATED_DAY.into(), s(day(updated)));
+    item.insert(attr::COUNT.into(), n(finding.service.count));
+    item.insert(attr::VERSION.into(), n(f.version));
+    if let Some(due) = f.outbox.pending_due {
+        item.insert(attr::PUBLISH_STATE.into(), s(PUBLISH_PENDING));
+        item.insert(attr::PUBLISH_DUE_AT.into(), s(iso(due)));
+    }
+    if let Some(at) = f.outbox.last_published_at {
+        item.insert(attr::LAST_PUBLISHED_AT.into(), s(iso(at)));
+    }
+    if let Some(c) = f.outbox.last_published_count {
+        item.insert(attr::LAST_PUBLISHED_COUNT.into(), n(c));
+    }
+    Ok(item)
+}
+
+fn get_s<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
+    item.get(name)
+        .and_then(|v| v.as_s().ok())
+        .map(String::as_str)
+}
+
+fn get_u64(item: &Item, name: &str) -> Option<u64> {
+    item.get(name)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|v| v.parse().ok())
+}
+
+/// Reads a FindingsTable item back.
+pub fn stored_finding(item: &Item) -> Result<StoredFinding, StoreError> {
+    let key = get_s(item, attr::ID).unwrap_or("?").to_owned();
+    let corrupt = |reason: String| StoreError::Corrupt {
+        key: key.clone(),
+        reason,
+    };
+    let json = get_s(item, attr::FINDING).ok_or_else(|| corrupt("no `finding` string".into()))?;
+    let finding: Finding = serde_json::from_str(json)
+        .map_err(|e| corrupt(format!("`finding` is not a finding: {e}")))?;
+    let version = get_u64(item, attr::VERSION).ok_or_else(|| corrupt("no `version`".into()))?;
+    let time = |name: &str| -> Result<Option<Timestamp>, StoreError> {
+        match get_s(item, name) {
+            None => Ok(None),
+            Some(t) => parse_iso(t)
+                .map(Some)
+                .ok_or_else(|| corrupt(format!("`{name}` is not a time"))),
+        }
+    };
+    let pending = get_s(item, attr::PUBLISH_STATE) == Some(PUBLISH_PENDING);
+    let pending_due = if pending {
+        // Pending without a due time is due now: publish rather than lose it.
+        Some(time(attr::PUBLISH_DUE_AT)?.unwrap_or(Timestamp::from_unix_nanos(0)))
+    } else {
+        None
+    };
+    Ok(StoredFinding {
+        finding,
+        version,
+        outbox: Outbox {
+            pending_due,
+            last_published_at: time(attr::LAST_PUBLISHED_AT)?,
+            last_published_count: get_u64(item, attr::LAST_PUBLISHED_COUNT),
+        },
+    })
+}
+
+fn aws_error<E, R>(operation: &'static str, e: &SdkError<E, R>) -> StoreError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: Debug,
+{
+    StoreError::Aws {
+        operation,
+        failure: classify(e),
+        message: crate::store::error_text(e),
+    }
+}
+
+fn build_error(operation: &'static str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Aws {
+        operation,
+        failure: Failure::Invalid,
+        message: e.to_string(),
+    }
+}
+
+/// TransactGetItems takes at most 100 items in AWS, but moto (5.2.5) still enforces the old
+/// limit of 25; 25 works with both, at a few more calls per chunk.
+const MAX_TRANSACT_GET: usize = 25;
+
+/// FindingsTable and BatchDedupeTable in DynamoDB.
+#[derive(Clone, Debug)]
+pub struct DynamoFindingStore {
+    client: Client,
+    findings_table: String,
+    dedupe_table: String,
+}
+
+impl DynamoFindingStore {
+    pub fn new(client: Client, findings_table: &str, dedupe_table: &str) -> Self {
+        DynamoFindingStore {
+            client,
+            findings_table: findings_table.to_owned(),
+            dedupe_table: dedupe_table.to_owned(),
+        }
+    }
+
+    fn dedupe_put(&self, chunk: &ChunkWrite) -> Result<TransactWriteItem, StoreError> {
+        let put = Put::builder()
+            .table_name(&self.dedupe_table)
+            .item(attr::BATCH_KEY, s(&chunk.dedupe_key))
+            .item(attr::EXPIRES_AT, n(chunk.dedupe_expires_at))
+            .item("findings", n(chunk.writes.len()))
+            .condition_expression("attribute_not_exists(#k)")
+            .expression_attribute_names("#k", attr::BATCH_KEY)
+            .build()
+            .map_err(|e| build_error("TransactWriteItems", e))?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+
+    fn finding_put(&self, w: &crate::model::FindingWrite) -> Result<TransactWriteItem, StoreError> {
+        let item = finding_item(&w.item).map_err(|e| build_error("TransactWriteItems", e))?;
+        let put = Put::builder()
+            .table_name(&self.findings_table)
+            .set_item(Some(item));
+        let put = match w.expected_version {
+            None => put
+                .condition_expression("attribute_not_exists(#id)")
+                .expression_attribute_names("#id", attr::ID),
+            Some(v) => put
+                .condition_expression("#v = :v")
+                .expression_attribute_names("#v", attr::VERSION)
+                .expression_attribute_values(":v", n(v)),
+        };
+        let put = put
+            .build()
+            .map_err(|e| build_error("TransactWriteItems", e))?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+}
+
+/// Reads the cancellation reasons of a cancelled chunk transaction. The dedupe marker is the
+/// first action.
+fn chunk_outcome(
+    e: &SdkError<TransactWriteItemsError, impl Debug>,
+) -> Option<Result<ChunkOutcome, StoreError>> {
+    let TransactWriteItemsError::TransactionCanceledException(c) = e.as_service_error()? else {
+        return match e.as_service_error()? {
+            TransactWriteItemsError::TransactionInProgressException(_) => {
+                Some(Ok(ChunkOutcome::Conflict))
+            }
+            _ => None,
+        };
+    };
+    let codes: Vec<&str> = c
+        .cancellation_reasons()
+        .iter()
+        .map(|r| r.code().unwrap_or("None"))
+        .collect();
+    if codes.first() == Some(&"ConditionalCheckFailed") {
+        return Some(Ok(ChunkOutcome::AlreadyApplied));
+    }
+    if codes
+        .iter()
+        .any(|c| *c == "ConditionalCheckFailed" || *c == "TransactionConflict")
+    {
+        return Some(Ok(ChunkOutcome::Conflict));
+    }
+    let failure = if codes
+        .iter()
+        .any(|c| *c == "ThrottlingError" || *c == "ProvisionedThroughputExceeded")
+    {
+        Failure::Throttled
+    } else {
+        Failure::Invalid
+    };
+    Some(Err(StoreError::Aws {
+        operation: "TransactWriteItems",
+        failure,
+        message: format!("transaction cancelled, reasons {codes:?}"),
+    }))
+}
+
+impl FindingStore for DynamoFindingStore {
+    async fn get_many(&self, ids: &[String]) -> Result<HashMap<String, StoredFinding>, StoreError> {
+        let mut out = HashMap::with_capacity(ids.len());
+        for part in ids.chunks(MAX_TRANSACT_GET) {
+            let gets = part
+                .iter()
+                .map(|id| {
+                    Get::builder()
+                        .table_name(&self.findings_table)
+                        .key(attr::ID, s(id))
+                        .build()
+                        .map(|g| TransactGetItem::builder().get(g).build())
+                        .map_err(|e| build_error("TransactGetItems", e))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let resp = self
+                .client
+                .transact_get_items()
+                .set_transact_items(Some(gets))
+                .send()
+                .await
+                .map_err(|e| {
+                    let mut err = aws_error("TransactGetItems", &e);
+                    // Cancelled by a concurrent transaction on the same items: transient.
+                    if let (StoreError::Aws { failure, .. }, Some(se)) =
+                        (&mut err, e.as_service_error())
+                        && se.is_transaction_canceled_exception()
+                    {
+                        *failure = Failure::Unavailable;
+                    }
+                    err
+                })?;
+            for r in resp.responses() {
+                if let Some(item) = r.item() {
+                    let f = stored_finding(item)?;
+                    out.insert(f.finding.id.clone(), f);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn transact_chunk(&self, chunk: &ChunkWrite) -> Result<ChunkOutcome, StoreError> {
+        let mut actions = Vec::with_capacity(chunk.writes.len() + 1);
+        actions.push(self.dedupe_put(chunk)?);
+        for w in &chunk.writes {
+            actions.push(self.finding_put(w)?);
+        }
+        match self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(actions))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(ChunkOutcome::Applied),
+            Err(e) => match chunk_outcome(&e) {
+                Some(outcome) => outcome,
+                None => Err(aws_error("TransactWriteItems", &e)),
+            },
+        }
+    }
+
+    async fn query_due(
+        &self,
+        now: Timestamp,
+        cursor: Option<Cursor>,
+        limit: i32,
+    ) -> Result<DuePage, StoreError> {
+        let start = cursor.map(|c| c.0.into_iter().map(|(k, v)| (k, s(v))).collect::<Item>());
+        let resp = self
+            .client
+            .query()
+            .table_name(&self.findings_table)
+            .index_name(PUBLISH_INDEX)
+            .key_condition_expression("#s = :pending AND #d <= :now")
+            .expression_attribute_names("#s", attr::PUBLISH_STATE)
+            .expression_attribute_names("#d", attr::PUBLISH_DUE_AT)
+            .expression_attribute_values(":pending", s(PUBLISH_PENDING))
+            .expression_attribute_values(":now", s(iso(now)))
+            .projection_expression("#i")
+            .expression_attribute_names("#i", attr::ID)
+            .set_exclusive_start_key(start)
+            .limit(limit.max(1))
+            .send()
+            .await
+            .map_err(|e| aws_error("Query", &e))?;
+        let ids = resp
+            .items()
+            .iter()
+            .filter_map(|i| get_s(i, attr::ID).map(str::to_owned))
+            .collect();
+        let next = resp.last_evaluated_key().map(|k| {
+            Cursor(
+                k.iter()
+                    .filter_map(|(name, v)| Some((name.clone(), v.as_s().ok()?.clone())))
+                    .collect::<BTreeMap<_, _>>(),
+            )
+        });
+        Ok(DuePage { ids, next })
+    }
+
+    async fn mark_published(
+        &self,
+        id: &str,
+        version: u64,
+        at: Timestamp,
+        count: u64,
+    ) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.findings_table)
+            .key(attr::ID, s(id))
+            .update_expression("SET #lpa = :at, #lpc = :count, #v = :next REMOVE #ps, #pd")
+            .condition_expression("#v = :v")
+            .expression_attribute_names("#lpa", attr::LAST_PUBLISHED_AT)
+            .expression_attribute_names("#lpc", attr::LAST_PUBLISHED_COUNT)
+            .expression_attribute_names("#v", attr::VERSION)
+            .expression_attribute_names("#ps", attr::PUBLISH_STATE)
+            .expression_attribute_names("#pd", attr::PUBLISH_DUE_AT)
+            .expression_attribute_values(":at", s(iso(at)))
+            .expression_attribute_values(":count", n(count))
+            .expression_attribute_values(":v", n(version))
+            .expression_attribute_values(":next", n(version.saturating_add(1)))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(aws_error("UpdateItem", &e)),
+        }
+    }
+}
+
+/// HeartbeatsTable in DynamoDB.
+#[derive(Clone, Debug)]
+pub struct DynamoHeartbeatStore {
+    client: Client,
+    table: String,
+}
+
+impl DynamoHeartbeatStore {
+    pub fn new(client: Client, table: &str) -> Self {
+        DynamoHeartbeatStore {
+            client,
+            table: table.to_owned(),
+        }
+    }
+}
+
+/// The HeartbeatsTable item for a heartbeat.
+pub fn heartbeat_item(r: &HeartbeatRecord) -> Item {
+    let mut item = Item::new();
+    for (k, v) in [
+        ("clusterName", &r.cluster_name),
+        ("nodeName", &r.node_name),
+        ("agentId", &r.agent_id),
+        ("agentVersion", &r.agent_version),
+        ("kernelRelease", &r.kernel_release),
+        ("lastSeen", &r.last_seen),
+        ("receivedAt", &r.received_at),
+        ("probes", &r.probes_json),
+    ] {
+        // Key attributes are always set (an empty one is refused by DynamoDB, as it should
+        // be: the agent always names its cluster and node).
+        if !v.is_empty() || k == "clusterName" || k == "nodeName" {
+            item.insert(k.to_owned(), s(v));
+        }
+    }
+    for (k, v) in [
+        ("probesAttached", r.probes_attached),
+        ("probesFailed", r.probes_failed),
+        ("kernelRingbufFull", r.kernel_ringbuf_full),
+        ("kernelNoScratch", r.kernel_no_scratch),
+        ("userQueueFull", r.user_queue_full),
+        ("spoolDropped", r.spool_dropped),
+        ("spoolMessages", r.spool_messages),
+        ("spoolBytes", r.spool_bytes),
+        ("eventsSent", r.events_sent),
+        ("uptimeSeconds", r.uptime_seconds),
+        ("nextSequence", r.next_sequence),
+    ] {
+        item.insert(k.to_owned(), n(v));
+    }
+    item.insert(attr::EXPIRES_AT.to_owned(), n(r.expires_at));
+    item
+}
+
+impl HeartbeatStore for DynamoHeartbeatStore {
+    async fn put(&self, record: &HeartbeatRecord) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(heartbeat_item(record)))
+            .condition_expression("attribute_not_exists(#c) OR #ls <= :ls")
+            .expression_attribute_names("#c", "clusterName")
+            .expression_attribute_names("#ls", "lastSeen")
+            .expression_attribute_values(":ls", s(&record.last_seen))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(aws_error("PutItem", &e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use peregrine_finding::{
+        EksClusterDetails, FindingEnv, NewFinding, Resource, RuleExplanation, RuntimeContext,
+    };
+
+    #[test]
+    fn items_round_trip_with_index_attributes() {
+        let env = FindingEnv {
+            account_id: "123456789012".into(),
+            region: "us-east-1".into(),
+            partition: "aws".into(),
+            cluster_name: "prod".into(),
+            ..FindingEnv::default()
+        };
+        let now = parse_iso("2026-11-24T10:00:00.5Z").unwrap();
+        let finding = Finding::new(
+            &env,
+            NewFinding {
+                finding_type: "Execution:Runtime/NewBinaryExecuted".into(),
+                severity: 5.0,
+                title: "t".into(),
+                description: "d".into(),
+                aggregation_key: "k".into(),
+                rule: RuleExplanation::default(),
+                process: None,
+                context: RuntimeContext::default(),
+                resource: Resource {
+                    resource_type: "EKSCluster".into(),
+                    eks_cluster_details: Some(EksClusterDetails {
+                        name: "prod".into(),
+                        ..EksClusterDetails::default()
+                    }),
+                    ..Resource::default()
+                },
+                event_time: now,
+                now,
+            },
+        );
+        let stored = StoredFinding {
+            finding,
+            version: 7,
+            outbox: Outbox {
+                pending_due: Some(now),
+                last_published_at: parse_iso("2026-11-24T09:00:00Z"),
+                last_published_count: Some(3),
+            },
+        };
+        let item = finding_item(&stored).unwrap();
+        assert_eq!(get_s(&item, "severityLabel"), Some("Medium"));
+        assert_eq!(get_s(&item, "clusterName"), Some("prod"));
+        assert_eq!(get_s(&item, "updatedDay"), Some("2026-11-24"));
+        assert_eq!(get_s(&item, "updatedAt"), Some("2026-11-24T10:00:00.500Z"));
+        assert_eq!(get_s(&item, "publishState"), Some("PENDING"));
+        assert_eq!(item.get("severity").unwrap().as_n().unwrap(), "5");
+        assert_eq!(stored_finding(&item).unwrap(), stored);
+
+        // Published: the sparse index attributes are gone.
+        let published = StoredFinding {
+            outbox: Outbox {
+                pending_due: None,
+                ..stored.outbox
+            },
+            ..stored
+        };
+        let item = finding_item(&published).unwrap();
+        assert!(!item.contains_key("publishState") && !item.contains_key("publishDueAt"));
+        assert_eq!(stored_finding(&item).unwrap(), published);
+
+        let mut broken = item.clone();
+        broken.insert("finding".into(), s("{"));
+        assert!(matches!(
+            stored_finding(&broken),
+            Err(StoreError::Corrupt { .. })
+        ));
+    }
+}

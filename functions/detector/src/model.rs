@@ -1,0 +1,117 @@
+//! What the detector stores: a finding with its optimistic-concurrency version and its outbox
+//! state, independent of DynamoDB's attribute encoding (see `dynamo.rs` for that).
+
+use std::time::Duration;
+
+use peregrine_event::Timestamp;
+use peregrine_finding::Finding;
+use serde::Deserialize;
+
+/// `publishState` while a publish is due; the attribute is absent otherwise (the
+/// `byPublishState` index is sparse).
+pub const PUBLISH_PENDING: &str = "PENDING";
+
+/// A finding as stored in FindingsTable.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredFinding {
+    pub finding: Finding,
+    /// Incremented by every write; each write is conditional on the version it read.
+    pub version: u64,
+    pub outbox: Outbox,
+}
+
+/// The publish state of a finding.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Outbox {
+    /// `publishState = PENDING` with `publishDueAt`: a publish is due at this time.
+    pub pending_due: Option<Timestamp>,
+    pub last_published_at: Option<Timestamp>,
+    /// The finding's `count` when it was last published.
+    pub last_published_count: Option<u64>,
+}
+
+/// One conditional write of a finding inside a chunk's transaction.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FindingWrite {
+    /// The new state; its `version` is `expected_version + 1` (1 for a new finding).
+    pub item: StoredFinding,
+    /// The version read before merging, or `None` when the finding must not exist yet.
+    pub expected_version: Option<u64>,
+}
+
+impl FindingWrite {
+    pub fn is_new(&self) -> bool {
+        self.expected_version.is_none()
+    }
+}
+
+/// A chunk of a batch's findings, written in one transaction together with the chunk's
+/// dedupe marker.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ChunkWrite {
+    /// `<agentId>#<sequence>#<chunk>`.
+    pub dedupe_key: String,
+    /// Epoch seconds after which the marker may be forgotten (the table's TTL attribute).
+    pub dedupe_expires_at: i64,
+    pub writes: Vec<FindingWrite>,
+}
+
+/// What became of a chunk's transaction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChunkOutcome {
+    /// Written.
+    Applied,
+    /// The dedupe marker already exists: an earlier delivery wrote this chunk.
+    AlreadyApplied,
+    /// A finding changed (or appeared) since it was read: re-read and retry.
+    Conflict,
+}
+
+/// ISO-8601 in UTC with milliseconds, the form every time attribute uses (so they sort as
+/// strings).
+pub fn iso(t: Timestamp) -> String {
+    t.to_rfc3339_millis()
+}
+
+/// `YYYY-MM-DD` of a time, for the `byUpdatedDay` index.
+pub fn day(t: Timestamp) -> String {
+    let s = t.to_rfc3339_millis();
+    s.get(..10).map(str::to_owned).unwrap_or(s)
+}
+
+/// Parses an RFC 3339 time as written by [`iso`].
+pub fn parse_iso(s: &str) -> Option<Timestamp> {
+    use serde::de::value::{Error, StrDeserializer};
+    Timestamp::deserialize(StrDeserializer::<Error>::new(s)).ok()
+}
+
+/// `t + d`, saturating.
+pub fn add(t: Timestamp, d: Duration) -> Timestamp {
+    let ns = i64::try_from(d.as_nanos()).unwrap_or(i64::MAX);
+    Timestamp::from_unix_nanos(t.unix_nanos().saturating_add(ns))
+}
+
+/// Whole seconds since the epoch.
+pub fn epoch_seconds(t: Timestamp) -> i64 {
+    t.unix_nanos().div_euclid(1_000_000_000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_round_trip_and_sort_as_text() {
+        let t = Timestamp::from_unix_nanos(1_764_000_000_123_456_789);
+        assert_eq!(iso(t), "2025-11-24T16:00:00.123Z");
+        assert_eq!(day(t), "2025-11-24");
+        assert_eq!(
+            parse_iso(&iso(t)),
+            Some(Timestamp::from_unix_nanos(1_764_000_000_123_000_000))
+        );
+        assert_eq!(parse_iso("yesterday"), None);
+        let later = add(t, Duration::from_secs(900));
+        assert!(iso(later) > iso(t));
+        assert_eq!(epoch_seconds(later) - epoch_seconds(t), 900);
+    }
+}

@@ -1,0 +1,175 @@
+//! The adapters the detector and the publisher use, behind small traits: the findings store
+//! (with the batch dedupe markers), the findings bus and the heartbeat store. DynamoDB and
+//! EventBridge implement them in `dynamo.rs` and `bus.rs`; `memory.rs` has in-memory ones for
+//! unit tests of the aggregation and publishing logic.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Debug;
+use std::future::Future;
+
+use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use peregrine_aws::Failure;
+use peregrine_event::Timestamp;
+use peregrine_finding::eventbridge::PutEventsEntry;
+
+use crate::model::{ChunkOutcome, ChunkWrite, StoredFinding};
+
+/// A short description: the service's code and message, else the whole error chain (which,
+/// for a service error, would include the raw response).
+pub(crate) fn error_text<E, R>(e: &SdkError<E, R>) -> String
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: Debug,
+{
+    match e.as_service_error() {
+        Some(se) => format!(
+            "{}: {}",
+            se.code().unwrap_or("unknown error"),
+            se.message().unwrap_or_default()
+        ),
+        None => DisplayErrorContext(e).to_string(),
+    }
+}
+
+/// A failed store call.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// An AWS call failed; `failure` says whether retrying can help.
+    #[error("{operation} failed ({failure:?}): {message}")]
+    Aws {
+        operation: &'static str,
+        failure: Failure,
+        message: String,
+    },
+    /// A stored item cannot be read back (written by something else, or damaged).
+    #[error("stored item {key} is unreadable: {reason}")]
+    Corrupt { key: String, reason: String },
+}
+
+impl StoreError {
+    pub fn failure(&self) -> Failure {
+        match self {
+            StoreError::Aws { failure, .. } => *failure,
+            StoreError::Corrupt { .. } => Failure::Invalid,
+        }
+    }
+
+    /// Worth retrying within the same invocation: throttling or an unavailable endpoint.
+    pub fn is_transient(&self) -> bool {
+        matches!(self.failure(), Failure::Throttled | Failure::Unavailable)
+    }
+}
+
+/// Where the outbox query stopped; pass it back to continue. Opaque: the key attributes of
+/// the last item read.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Cursor(pub BTreeMap<String, String>);
+
+/// One page of findings whose publish is due.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DuePage {
+    pub ids: Vec<String>,
+    pub next: Option<Cursor>,
+}
+
+/// FindingsTable and BatchDedupeTable.
+pub trait FindingStore: Send + Sync {
+    /// Strongly consistent reads of the given ids; absent ids are missing from the map.
+    fn get_many(
+        &self,
+        ids: &[String],
+    ) -> impl Future<Output = Result<HashMap<String, StoredFinding>, StoreError>> + Send;
+
+    /// Writes a chunk atomically: its dedupe marker (only if absent) and every finding (only
+    /// if still at the version read, or still absent for a new one).
+    fn transact_chunk(
+        &self,
+        chunk: &ChunkWrite,
+    ) -> impl Future<Output = Result<ChunkOutcome, StoreError>> + Send;
+
+    /// Findings with `publishState = PENDING` and `publishDueAt <= now`, oldest due first, at
+    /// most `limit` per page (from the `byPublishState` index, so possibly a little stale).
+    fn query_due(
+        &self,
+        now: Timestamp,
+        cursor: Option<Cursor>,
+        limit: i32,
+    ) -> impl Future<Output = Result<DuePage, StoreError>> + Send;
+
+    /// Records a publish: clears the pending state and sets `lastPublishedAt` and
+    /// `lastPublishedCount`, only if the finding is still at `version` (the one published).
+    /// `Ok(false)` when it changed meanwhile: it stays pending and is published again with
+    /// the newer data.
+    fn mark_published(
+        &self,
+        id: &str,
+        version: u64,
+        at: Timestamp,
+        count: u64,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+}
+
+/// A failed PutEvents call (as a whole; per-entry failures are [`EntryResult::Failed`]).
+#[derive(Debug, thiserror::Error)]
+#[error("PutEvents failed ({failure:?}): {message}")]
+pub struct BusError {
+    pub failure: Failure,
+    pub message: String,
+}
+
+/// What became of one PutEvents entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EntryResult {
+    Published { event_id: String },
+    Failed { code: String, message: String },
+}
+
+/// The findings bus (EventBridge).
+pub trait FindingBus: Send + Sync {
+    /// Puts at most 10 entries (and at most 256 KiB) in one call; one result per entry, in
+    /// order.
+    fn put_events(
+        &self,
+        entries: &[PutEventsEntry],
+    ) -> impl Future<Output = Result<Vec<EntryResult>, BusError>> + Send;
+}
+
+/// One agent heartbeat as stored in HeartbeatsTable.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeartbeatRecord {
+    pub cluster_name: String,
+    pub node_name: String,
+    pub agent_id: String,
+    pub agent_version: String,
+    pub kernel_release: String,
+    /// The heartbeat's own time (ISO-8601).
+    pub last_seen: String,
+    /// When the detector stored it (ISO-8601).
+    pub received_at: String,
+    /// The probes as a JSON array of `{program, target, state, error}`.
+    pub probes_json: String,
+    pub probes_attached: u64,
+    pub probes_failed: u64,
+    pub kernel_ringbuf_full: u64,
+    pub kernel_no_scratch: u64,
+    pub user_queue_full: u64,
+    pub spool_dropped: u64,
+    pub spool_messages: u64,
+    pub spool_bytes: u64,
+    pub events_sent: u64,
+    pub uptime_seconds: u64,
+    /// The sequence number the agent's next batch will carry.
+    pub next_sequence: u64,
+    /// Epoch seconds: the table's TTL attribute.
+    pub expires_at: i64,
+}
+
+/// HeartbeatsTable.
+pub trait HeartbeatStore: Send + Sync {
+    /// Stores the heartbeat unless a newer one from the same node is already stored;
+    /// `Ok(false)` when it was older (a late redelivery) and left alone.
+    fn put(
+        &self,
+        record: &HeartbeatRecord,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+}

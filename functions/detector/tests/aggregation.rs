@@ -1,0 +1,301 @@
+//! The handler's aggregation and publishing logic over the in-memory adapters: fast, and able
+//! to stage what moto cannot (a concurrent writer between read and write, throttling in the
+//! middle of a multi-chunk batch). `tools/local/tests/pipeline.rs` proves the same behaviours
+//! against DynamoDB and EventBridge in moto.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test crate: failing loudly is the point
+
+use std::time::Duration;
+
+use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
+use lambda_runtime::{Context, LambdaEvent};
+use peregrine_detector::memory::{MemoryBus, MemoryFindingStore, MemoryHeartbeats};
+use peregrine_detector::{
+    Config, Deps, PublishItem, PublisherDeps, RetryPolicy, handle_at, iso, publish_due,
+    send_and_mark,
+};
+use peregrine_event::Timestamp;
+use peregrine_local::sample;
+
+type MemDeps = Deps<MemoryFindingStore, MemoryBus, MemoryHeartbeats>;
+
+const MINUTE: i64 = 60_000_000_000;
+
+fn config() -> Config {
+    Config::detector_from(|k| {
+        Some(
+            match k {
+                "FINDINGS_TABLE" => "f",
+                "DEDUPE_TABLE" => "d",
+                "HEARTBEATS_TABLE" => "h",
+                "EVENT_BUS_NAME" => "b",
+                "FINDING_PUBLISHING_FREQUENCY" => "FIFTEEN_MINUTES",
+                "DETECTOR_ID" => "peregrine",
+                "AWS_REGION" => "us-east-1",
+                _ => return None,
+            }
+            .to_owned(),
+        )
+    })
+    .unwrap()
+}
+
+fn deps() -> MemDeps {
+    let mut d = Deps::new(
+        MemoryFindingStore::new(),
+        MemoryBus::new(),
+        MemoryHeartbeats::new(),
+        config(),
+    )
+    .unwrap();
+    d.retry = RetryPolicy {
+        max_attempts: 3,
+        base_delay: Duration::from_millis(1),
+        max_delay: Duration::from_millis(2),
+    };
+    d
+}
+
+fn sqs(records: &[(&str, &str)]) -> LambdaEvent<SqsEvent> {
+    let mut event = SqsEvent::default();
+    event.records = records
+        .iter()
+        .map(|(id, body)| {
+            let mut m = SqsMessage::default();
+            m.message_id = Some((*id).into());
+            m.body = Some((*body).into());
+            m
+        })
+        .collect();
+    let mut ctx = Context::default();
+    ctx.invoked_function_arn =
+        "arn:aws:lambda:us-east-1:123456789012:function:peregrine-DetectorFunction".into();
+    LambdaEvent::new(event, ctx)
+}
+
+fn body(sequence: u64, events: &[peregrine_event::Event]) -> String {
+    let mut m = sample::encode("i-0mem", sequence, events, Timestamp::now()).unwrap();
+    assert_eq!(m.len(), 1);
+    m.remove(0).body
+}
+
+fn failures(r: &aws_lambda_events::sqs::SqsBatchResponse) -> Vec<String> {
+    r.batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.clone())
+        .collect()
+}
+
+fn counts(store: &MemoryFindingStore, ids: &[String]) -> Vec<u64> {
+    ids.iter()
+        .map(|id| store.get(id).unwrap().finding.service.count)
+        .collect()
+}
+
+#[tokio::test]
+async fn repeats_fold_and_redeliveries_count_once() {
+    let d = deps();
+    let now = Timestamp::now();
+    // Pod 0 attacks three times in one batch: three findings, each with count 3.
+    let mut events = sample::benign(300, sample::T0, 1);
+    for r in 0..3 {
+        events.extend(sample::attack(0, sample::T0 + r * MINUTE));
+    }
+    events.sort_by_key(|e| e.time);
+    let b = body(5, &events);
+    for id in ["m", "m", "m-resent"] {
+        let r = handle_at(&d, sqs(&[(id, &b)]), now).await.unwrap();
+        assert!(failures(&r).is_empty());
+    }
+    assert_eq!(d.store.len(), 3);
+    assert_eq!(d.store.dedupe_keys(), ["i-0mem#5#0"]);
+    assert_eq!(
+        d.store.transactions(),
+        3,
+        "one per delivery; two found the marker"
+    );
+    let events = d.bus.events();
+    assert_eq!(events.len(), 3, "each new finding published once");
+    for e in &events {
+        let f: serde_json::Value = serde_json::from_str(&e.detail).unwrap();
+        assert_eq!(f["service"]["count"], 3);
+        let stored = d.store.get(f["id"].as_str().unwrap()).unwrap();
+        assert_eq!(stored.finding.service.count, 3);
+        assert_eq!(stored.outbox.pending_due, None);
+        assert_eq!(stored.outbox.last_published_count, Some(3));
+    }
+}
+
+#[tokio::test]
+async fn a_concurrent_update_is_re_read_and_merged() {
+    let d = deps();
+    let t0 = Timestamp::now();
+    let first = body(1, &sample::release_agent_write(4, sample::T0));
+    handle_at(&d, sqs(&[("a", &first)]), t0).await.unwrap();
+    let id = d
+        .bus
+        .events()
+        .iter()
+        .map(|e| {
+            serde_json::from_str::<serde_json::Value>(&e.detail).unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .next()
+        .unwrap();
+
+    // Between the detector's read and its write, another invocation adds 5 occurrences.
+    let other = id.clone();
+    d.store.interfere_once(move |findings| {
+        let f = findings.get_mut(&other).unwrap();
+        f.finding.service.count += 5;
+        f.version += 1;
+    });
+    let second = body(2, &sample::release_agent_write(4, sample::T0 + MINUTE));
+    let r = handle_at(
+        &d,
+        sqs(&[("b", &second)]),
+        Timestamp::from_unix_nanos(t0.unix_nanos() + MINUTE),
+    )
+    .await
+    .unwrap();
+    assert!(failures(&r).is_empty());
+    assert_eq!(
+        counts(&d.store, std::slice::from_ref(&id)),
+        [7],
+        "1 + 5 concurrent + 1, none lost"
+    );
+    assert_eq!(
+        d.store.transactions(),
+        3,
+        "the conflicting write was retried once"
+    );
+    let stored = d.store.get(&id).unwrap();
+    assert_eq!(
+        stored.outbox.pending_due,
+        Some(Timestamp::from_unix_nanos(t0.unix_nanos() + 15 * MINUTE))
+    );
+}
+
+#[tokio::test]
+async fn a_multi_chunk_batch_survives_a_failure_half_way() {
+    let d = deps();
+    let now = Timestamp::now();
+    // 50 compromised pods: 150 distinct findings, two chunks (99 + 51).
+    let mut events = Vec::new();
+    for pod in 0..50 {
+        events.extend(sample::attack(pod, sample::T0 + i64::from(pod) * 1_000));
+    }
+    let b = body(9, &events);
+    let r = handle_at(&d, sqs(&[("big", &b)]), now).await.unwrap();
+    assert!(failures(&r).is_empty());
+    assert_eq!(d.store.len(), 150);
+    assert_eq!(d.store.dedupe_keys(), ["i-0mem#9#0", "i-0mem#9#1"]);
+
+    // Again on a fresh store: chunk 0 goes through, chunk 1 is throttled on every attempt of
+    // this delivery.
+    let d2 = deps();
+    d2.store.throttle_after(1, 100);
+    let r = handle_at(&d2, sqs(&[("big", &b)]), now).await.unwrap();
+    assert_eq!(
+        failures(&r),
+        ["big"],
+        "throttled past the retry budget: the message fails"
+    );
+    assert_eq!(d2.store.len(), 99, "chunk 0 is written");
+    assert_eq!(d2.store.dedupe_keys(), ["i-0mem#9#0"]);
+    assert_eq!(
+        d2.bus.events().len(),
+        99,
+        "chunk 0's new findings are published"
+    );
+
+    // The redelivery skips chunk 0 and writes chunk 1: every finding counted once.
+    d2.store.throttle_next(0);
+    let r = handle_at(&d2, sqs(&[("big", &b)]), now).await.unwrap();
+    assert!(failures(&r).is_empty());
+    assert_eq!(d2.store.len(), 150);
+    assert_eq!(d2.store.dedupe_keys(), ["i-0mem#9#0", "i-0mem#9#1"]);
+    assert_eq!(d2.bus.events().len(), 150, "each finding published once");
+    for e in d2.bus.events() {
+        let f: serde_json::Value = serde_json::from_str(&e.detail).unwrap();
+        assert_eq!(f["service"]["count"], 1);
+    }
+}
+
+#[tokio::test]
+async fn the_outbox_publishes_what_failed_and_what_is_due() {
+    let d = deps();
+    let t0 = Timestamp::now();
+    let at = |m: i64| Timestamp::from_unix_nanos(t0.unix_nanos() + m * MINUTE);
+    d.bus.fail_entries(Some("InternalFailure"));
+    let first = body(1, &sample::release_agent_write(2, sample::T0));
+    handle_at(&d, sqs(&[("a", &first)]), at(0)).await.unwrap();
+    assert!(d.bus.events().is_empty());
+    let publisher = PublisherDeps {
+        store: d.store,
+        bus: d.bus,
+        config: d.config.clone(),
+    };
+    // Still failing: stays pending.
+    let s = publish_due(&publisher, at(1), None).await.unwrap();
+    assert_eq!(
+        (s.due, s.published, s.failed, s.still_pending),
+        (1, 0, 1, 1)
+    );
+    // The bus recovers: published, recorded.
+    publisher.bus.fail_entries(None);
+    let s = publish_due(&publisher, at(2), None).await.unwrap();
+    assert_eq!((s.due, s.published, s.still_pending), (1, 1, 0));
+    let f: serde_json::Value = serde_json::from_str(&publisher.bus.events()[0].detail).unwrap();
+    let id = f["id"].as_str().unwrap().to_owned();
+    let stored = publisher.store.get(&id).unwrap();
+    assert_eq!(stored.outbox.last_published_at, Some(at(2)));
+    assert_eq!(stored.outbox.pending_due, None);
+
+    // A publish of a version that has since changed is not recorded: it stays pending.
+    let stale = PublishItem::new(&stored).unwrap();
+    let mut newer = stored.clone();
+    newer.finding.service.count += 1;
+    newer.version += 1;
+    newer.outbox.pending_due = Some(at(17));
+    publisher.store.insert(newer); // a concurrent update
+    let c = send_and_mark(&publisher.store, &publisher.bus, &[stale], at(3)).await;
+    assert_eq!((c.published, c.superseded, c.still_pending()), (1, 1, 1));
+    let kept = publisher.store.get(&id).unwrap();
+    assert_eq!(kept.outbox.pending_due, Some(at(17)));
+    assert_eq!(iso(kept.outbox.last_published_at.unwrap()), iso(at(2)));
+    // Not due before 17 minutes; due after.
+    assert_eq!(publish_due(&publisher, at(16), None).await.unwrap().due, 0);
+    assert_eq!(
+        publish_due(&publisher, at(17), None)
+            .await
+            .unwrap()
+            .published,
+        1
+    );
+}
+
+#[tokio::test]
+async fn heartbeats_are_kept_newest_first() {
+    let d = deps();
+    let now = Timestamp::now();
+    let newer = sample::heartbeat_body("i-0mem", 10, now).unwrap();
+    let older = sample::heartbeat_body(
+        "i-0mem",
+        4,
+        Timestamp::from_unix_nanos(now.unix_nanos() - MINUTE),
+    )
+    .unwrap();
+    let r = handle_at(&d, sqs(&[("new", &newer), ("old", &older)]), now)
+        .await
+        .unwrap();
+    assert!(failures(&r).is_empty());
+    let id = sample::identity("i-0mem");
+    let row = d.heartbeats.get(&id.cluster_name, &id.node_name).unwrap();
+    assert_eq!(row.next_sequence, 10);
+    assert_eq!(row.probes_failed, 1);
+    assert_eq!(row.user_queue_full, 3);
+    assert!(row.probes_json.contains("\"state\":\"failed\""));
+}

@@ -1,0 +1,206 @@
+//! `peregrine-local`: provisions template.yaml's resources in any endpoint
+//! (`AWS_ENDPOINT_URL`) and runs the detector and publisher there as Lambda would.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use peregrine_event::Timestamp;
+use peregrine_local::runner::{DETECTOR_BINARY, PUBLISHER_BINARY, describe_env};
+use peregrine_local::{
+    LocalStack, Mode, ProvisionOptions, Runner, RunnerOptions, Template, provision, sample,
+};
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "Run Peregrine's functions against any AWS endpoint (AWS_ENDPOINT_URL)"
+)]
+struct Cli {
+    /// The SAM template: the source of every resource name and setting.
+    #[arg(long, default_value = "template.yaml")]
+    template: PathBuf,
+    /// The local stack name: resources are named <prefix>-<LogicalId>.
+    #[arg(long, default_value = "peregrine")]
+    prefix: String,
+    /// Create missing resources (without it they are only checked).
+    #[arg(long)]
+    provision: bool,
+    /// Template parameter overrides, NAME=VALUE.
+    #[arg(long = "parameter", value_name = "NAME=VALUE")]
+    parameters: Vec<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Provision or check, print the environment, then poll the events queue and run the
+    /// publisher until SIGINT/SIGTERM.
+    Serve {
+        /// Failed messages become visible again after this many seconds (Lambda waits the
+        /// queue's visibility timeout).
+        #[arg(long)]
+        retry_after_seconds: Option<u64>,
+        /// How often the publisher runs (default: the template's schedule, else 60).
+        #[arg(long)]
+        publish_interval_seconds: Option<u64>,
+        /// Most messages per detector invocation (default: the template's BatchSize).
+        #[arg(long)]
+        batch_size: Option<usize>,
+        /// Also write the `export` lines to this file once the resources exist.
+        #[arg(long)]
+        exports_file: Option<PathBuf>,
+    },
+    /// Provision or check, print the environment and exit.
+    Env,
+    /// Send a sample batch (a compromised pod among ordinary node activity) and a heartbeat.
+    SendSample {
+        /// Default: the detector's queue from the template.
+        #[arg(long, env = "PEREGRINE_QUEUE_URL")]
+        queue_url: Option<String>,
+        #[arg(long, default_value = "i-0sample0000000001")]
+        agent_id: String,
+        /// The batch's sequence number (a repeated one is a redelivery: counted once).
+        #[arg(long, default_value_t = 1)]
+        sequence: u64,
+    },
+}
+
+fn exports(stack: &LocalStack) -> String {
+    let mut out = String::new();
+    for (k, v) in stack.exports() {
+        out.push_str(&format!("export {k}='{}'\n", v.replace('\'', "'\\''")));
+    }
+    out
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    peregrine_detector::init_logging();
+    let cli = Cli::parse();
+    let template = Template::load(&cli.template)?;
+    let mut parameters = BTreeMap::new();
+    for p in &cli.parameters {
+        let Some((k, v)) = p.split_once('=') else {
+            bail!("--parameter {p:?}: expected NAME=VALUE");
+        };
+        parameters.insert(k.to_owned(), v.to_owned());
+    }
+    let sdk = peregrine_aws::sdk_config().await;
+    let options = ProvisionOptions {
+        prefix: cli.prefix.clone(),
+        parameters,
+        mode: if cli.provision {
+            Mode::Create
+        } else {
+            Mode::Check
+        },
+    };
+    let stack = provision(&sdk, &template, &options)
+        .await
+        .context("provisioning the template's resources")?;
+    for (name, reason) in &stack.skipped_outputs {
+        tracing::debug!(output = %name, reason = %reason, "output has no local value");
+    }
+    match cli.command {
+        Command::Env => {
+            print!("{}", exports(&stack));
+        }
+        Command::Serve {
+            retry_after_seconds,
+            publish_interval_seconds,
+            batch_size,
+            exports_file,
+        } => {
+            let text = exports(&stack);
+            print!("{text}");
+            std::io::stdout().flush()?;
+            for binary in [DETECTOR_BINARY, PUBLISHER_BINARY] {
+                if let Some(env) = describe_env(&stack, binary) {
+                    tracing::info!(function = binary, environment = ?env, "handler environment");
+                }
+            }
+            let mut runner_options = RunnerOptions::from_stack(&stack);
+            if let Some(s) = retry_after_seconds {
+                runner_options.retry_after = Some(Duration::from_secs(s));
+            }
+            if let Some(s) = publish_interval_seconds {
+                runner_options.publish_interval = Duration::from_secs(s.max(1));
+            }
+            if let Some(n) = batch_size {
+                runner_options.batch_size = n.max(1);
+            }
+            let runner = Runner::from_stack(&sdk, &stack, runner_options)?;
+            if let Some(path) = exports_file {
+                let tmp = path.with_extension("tmp");
+                std::fs::write(&tmp, &text)?;
+                std::fs::rename(&tmp, &path)?;
+            }
+            tracing::info!(queue = %runner.queue().url, "serving");
+            runner.run(shutdown_signal()).await;
+        }
+        Command::SendSample {
+            queue_url,
+            agent_id,
+            sequence,
+        } => {
+            let url = match queue_url {
+                Some(u) => u,
+                None => stack
+                    .functions
+                    .values()
+                    .find_map(|f| stack.event_source_queue(&f.logical_id))
+                    .map(|q| q.url.clone())
+                    .context("the template has no SQS event source")?,
+            };
+            let now = Timestamp::now();
+            let events = sample::busy_node(2_000, 2, 3, sequence);
+            let mut bodies: Vec<String> = sample::encode(&agent_id, sequence, &events, now)?
+                .into_iter()
+                .map(|m| m.body)
+                .collect();
+            bodies.push(sample::heartbeat_body(&agent_id, sequence + 1, now)?);
+            let sqs = aws_sdk_sqs::Client::new(&sdk);
+            for body in &bodies {
+                let sent = sqs
+                    .send_message()
+                    .queue_url(&url)
+                    .message_body(body)
+                    .send()
+                    .await?;
+                println!(
+                    "sent {} ({} bytes)",
+                    sent.message_id().unwrap_or("?"),
+                    body.len()
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}

@@ -1,0 +1,472 @@
+//! What gets provisioned is what template.yaml says: names, key schemas, GSIs (names, keys,
+//! projections), TTL attributes, queue settings, the bus, the rule and the functions'
+//! environment, described back from moto and compared with the template text itself.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test crate: failing loudly is the point
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use aws_sdk_sqs::types::QueueAttributeName;
+use common::*;
+use peregrine_local::{Mode, ProvisionError, ProvisionOptions, provision};
+use serde_json::Value;
+use serde_yaml_ng::Value as Yaml;
+
+/// The template as plain YAML: tags are left as they are, only literal values are compared.
+fn raw() -> Yaml {
+    serde_yaml_ng::from_str(&std::fs::read_to_string(template_path()).unwrap()).unwrap()
+}
+
+fn resources_of(raw: &Yaml, kind: &str) -> Vec<String> {
+    raw["Resources"]
+        .as_mapping()
+        .unwrap()
+        .iter()
+        .filter(|(_, r)| r["Type"].as_str() == Some(kind))
+        .map(|(k, _)| k.as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// (index name, key schema, projection type).
+type Gsi = (String, Vec<(String, String)>, String);
+
+fn text(v: &Yaml) -> String {
+    match v {
+        Yaml::String(s) => s.clone(),
+        Yaml::Number(n) => n.to_string(),
+        Yaml::Bool(b) => b.to_string(),
+        other => panic!("not a scalar: {other:?}"),
+    }
+}
+
+fn keys_of(v: &Yaml) -> Vec<(String, String)> {
+    v.as_sequence()
+        .unwrap()
+        .iter()
+        .map(|k| (text(&k["AttributeName"]), text(&k["KeyType"])))
+        .collect()
+}
+
+fn described_keys(k: &[aws_sdk_dynamodb::types::KeySchemaElement]) -> Vec<(String, String)> {
+    k.iter()
+        .map(|e| {
+            (
+                e.attribute_name().to_owned(),
+                e.key_type().as_str().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn provisioned_resources_match_the_template() {
+    let prefix = "pgtest";
+    let local = local_with_prefix(prefix).await;
+    let raw = raw();
+    let dynamo = local.dynamo();
+
+    // Tables: name, keys, attribute definitions, every GSI, billing, TTL.
+    let tables = resources_of(&raw, "AWS::DynamoDB::Table");
+    assert_eq!(tables.len(), 3);
+    for id in &tables {
+        let props = &raw["Resources"][id.as_str()]["Properties"];
+        let name = format!("{prefix}-{id}");
+        assert_eq!(local.stack.tables[id], name);
+        let d = dynamo
+            .describe_table()
+            .table_name(&name)
+            .send()
+            .await
+            .unwrap();
+        let t = d.table().unwrap();
+        assert_eq!(t.table_name(), Some(name.as_str()));
+        assert_eq!(
+            described_keys(t.key_schema()),
+            keys_of(&props["KeySchema"]),
+            "{id}"
+        );
+        let want: BTreeSet<(String, String)> = props["AttributeDefinitions"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|a| (text(&a["AttributeName"]), text(&a["AttributeType"])))
+            .collect();
+        let have: BTreeSet<(String, String)> = t
+            .attribute_definitions()
+            .iter()
+            .map(|a| {
+                (
+                    a.attribute_name().to_owned(),
+                    a.attribute_type().as_str().to_owned(),
+                )
+            })
+            .collect();
+        assert_eq!(have, want, "{id}");
+        assert_eq!(
+            t.billing_mode_summary()
+                .and_then(|b| b.billing_mode())
+                .map(|b| b.as_str()),
+            Some(text(&props["BillingMode"]).as_str())
+        );
+        let want_gsis: BTreeSet<Gsi> = props["GlobalSecondaryIndexes"]
+            .as_sequence()
+            .map(|s| s.as_slice())
+            .unwrap_or_default()
+            .iter()
+            .map(|g| {
+                (
+                    text(&g["IndexName"]),
+                    keys_of(&g["KeySchema"]),
+                    text(&g["Projection"]["ProjectionType"]),
+                )
+            })
+            .collect();
+        let have_gsis: BTreeSet<Gsi> = t
+            .global_secondary_indexes()
+            .iter()
+            .map(|g| {
+                (
+                    g.index_name().unwrap().to_owned(),
+                    described_keys(g.key_schema()),
+                    g.projection()
+                        .unwrap()
+                        .projection_type()
+                        .unwrap()
+                        .as_str()
+                        .to_owned(),
+                )
+            })
+            .collect();
+        assert_eq!(have_gsis, want_gsis, "{id}");
+        let ttl = dynamo
+            .describe_time_to_live()
+            .table_name(&name)
+            .send()
+            .await
+            .unwrap();
+        let ttl = ttl.time_to_live_description().unwrap();
+        let spec = &props["TimeToLiveSpecification"];
+        if spec.is_mapping() {
+            assert_eq!(
+                ttl.time_to_live_status().map(|s| s.as_str()),
+                Some("ENABLED"),
+                "{id}"
+            );
+            assert_eq!(
+                ttl.attribute_name(),
+                Some(text(&spec["AttributeName"]).as_str()),
+                "{id}"
+            );
+        } else {
+            assert_ne!(
+                ttl.time_to_live_status().map(|s| s.as_str()),
+                Some("ENABLED"),
+                "{id}"
+            );
+        }
+    }
+    // FindingsTable has the five GSIs, and the outbox index the code queries is among them.
+    let findings = &raw["Resources"]["FindingsTable"]["Properties"]["GlobalSecondaryIndexes"];
+    let names: Vec<String> = findings
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|g| text(&g["IndexName"]))
+        .collect();
+    assert_eq!(names.len(), 5);
+    let outbox = findings
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|g| text(&g["IndexName"]) == peregrine_detector::PUBLISH_INDEX)
+        .expect("the publisher's index is in the template");
+    assert_eq!(
+        keys_of(&outbox["KeySchema"]),
+        [
+            (
+                peregrine_detector::attr::PUBLISH_STATE.to_owned(),
+                "HASH".to_owned()
+            ),
+            (
+                peregrine_detector::attr::PUBLISH_DUE_AT.to_owned(),
+                "RANGE".to_owned()
+            )
+        ]
+    );
+
+    // Queues: names, sizes, visibility, retention, redrive.
+    let sqs = local.sqs();
+    for id in resources_of(&raw, "AWS::SQS::Queue") {
+        let props = &raw["Resources"][id.as_str()]["Properties"];
+        let name = format!("{prefix}-{id}");
+        let url = sqs.get_queue_url().queue_name(&name).send().await.unwrap();
+        let url = url.queue_url().unwrap();
+        assert_eq!(local.stack.queues[&id].url, url);
+        let attrs = sqs
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(QueueAttributeName::All)
+            .send()
+            .await
+            .unwrap();
+        let attrs = attrs.attributes().unwrap();
+        for key in [
+            "MaximumMessageSize",
+            "MessageRetentionPeriod",
+            "VisibilityTimeout",
+        ] {
+            if !props[key].is_null() {
+                assert_eq!(
+                    attrs[&QueueAttributeName::from(key)],
+                    text(&props[key]),
+                    "{id}.{key}"
+                );
+            }
+        }
+        let redrive = &props["RedrivePolicy"];
+        match attrs.get(&QueueAttributeName::RedrivePolicy) {
+            Some(policy) => {
+                let policy: Value = serde_json::from_str(policy).unwrap();
+                assert_eq!(
+                    policy["maxReceiveCount"].to_string().trim_matches('"'),
+                    text(&redrive["maxReceiveCount"])
+                );
+                // `!GetAtt EventsDeadLetterQueue.Arn`
+                let Yaml::Tagged(dlq) = &redrive["deadLetterTargetArn"] else {
+                    panic!("deadLetterTargetArn is a !GetAtt")
+                };
+                let dlq = dlq.value.as_str().unwrap();
+                let dlq_id = dlq.trim_end_matches(".Arn");
+                assert_eq!(
+                    policy["deadLetterTargetArn"],
+                    local.stack.queues[dlq_id].arn.as_str()
+                );
+            }
+            None => assert!(redrive.is_null(), "{id} should have a redrive policy"),
+        }
+    }
+
+    // The bus, named by the template's !Sub with the prefix as stack name, and the rule with
+    // its pattern and target.
+    let bus = format!("peregrine-findings-{prefix}");
+    assert_eq!(local.stack.buses["FindingsBus"], bus);
+    let events = aws_sdk_eventbridge::Client::new(&local.sdk);
+    events.describe_event_bus().name(&bus).send().await.unwrap();
+    let rule_name = format!("{prefix}-HighSeverityFindingsRule");
+    let rule = events
+        .describe_rule()
+        .name(&rule_name)
+        .event_bus_name(&bus)
+        .send()
+        .await
+        .unwrap();
+    let pattern: Value = serde_json::from_str(rule.event_pattern().unwrap()).unwrap();
+    let want: Value = serde_json::to_value(
+        &raw["Resources"]["HighSeverityFindingsRule"]["Properties"]["EventPattern"],
+    )
+    .unwrap();
+    assert_eq!(pattern, want);
+    assert_eq!(
+        pattern["detail"]["severity"][0]["numeric"],
+        serde_json::json!([">=", 7])
+    );
+    let targets = events
+        .list_targets_by_rule()
+        .rule(&rule_name)
+        .event_bus_name(&bus)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(targets.targets().len(), 1);
+    assert_eq!(
+        targets.targets()[0].arn(),
+        local.stack.queues["HighSeverityFindingsQueue"].arn
+    );
+
+    // The functions' environment: Globals plus their own variables, with local names.
+    let detector = local.stack.function_env("DetectorFunction").unwrap();
+    let expect = [
+        ("FINDINGS_TABLE", format!("{prefix}-FindingsTable")),
+        ("DEDUPE_TABLE", format!("{prefix}-BatchDedupeTable")),
+        ("HEARTBEATS_TABLE", format!("{prefix}-HeartbeatsTable")),
+        ("EVENT_BUS_NAME", bus.clone()),
+        ("FINDING_PUBLISHING_FREQUENCY", "FIFTEEN_MINUTES".to_owned()),
+        ("DEDUPE_TTL_SECONDS", "1209600".to_owned()),
+        ("DETECTOR_ID", prefix.to_owned()),
+        ("RUST_LOG", "info".to_owned()),
+        ("AWS_REGION", "us-east-1".to_owned()),
+    ];
+    for (k, v) in &expect {
+        assert_eq!(detector.get(*k), Some(v), "{k}");
+    }
+    assert_eq!(detector.len(), expect.len(), "{detector:?}");
+    let publisher = local.stack.function_env("PublisherFunction").unwrap();
+    assert_eq!(
+        publisher.get("FINDINGS_TABLE"),
+        detector.get("FINDINGS_TABLE")
+    );
+    assert_eq!(publisher.get("EVENT_BUS_NAME"), Some(&bus));
+    assert!(!publisher.contains_key("DEDUPE_TABLE"));
+    let f = &local.stack.functions["DetectorFunction"];
+    let source = f.sqs.as_ref().unwrap();
+    assert_eq!(
+        (source.queue.as_str(), source.batch_size),
+        ("EventsQueue", 100)
+    );
+    assert!(source.report_batch_item_failures);
+    assert_eq!(f.timeout.as_secs(), 60);
+    assert_eq!(
+        local.stack.functions["PublisherFunction"]
+            .schedule
+            .map(|d| d.as_secs()),
+        Some(60)
+    );
+
+    // The exported environment names the template's outputs.
+    let exports: std::collections::BTreeMap<String, String> =
+        local.stack.exports().into_iter().collect();
+    assert_eq!(
+        exports["PEREGRINE_QUEUE_URL"],
+        local.stack.queues["EventsQueue"].url
+    );
+    assert_eq!(
+        exports["PEREGRINE_HIGH_SEVERITY_FINDINGS_QUEUE_URL"],
+        local.stack.queues["HighSeverityFindingsQueue"].url
+    );
+    assert_eq!(
+        exports["PEREGRINE_FINDINGS_TABLE_NAME"],
+        format!("{prefix}-FindingsTable")
+    );
+    assert!(local.stack.skipped_outputs.contains_key("EncryptionKeyArn"));
+}
+
+#[tokio::test]
+async fn provisioning_is_idempotent_and_detects_drift() {
+    let local = local().await;
+    // Again: everything exists and matches; nothing is recreated (the data stays).
+    local.send("EventsQueue", "kept").await;
+    let again = provision(&local.sdk, &local.template, &ProvisionOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(again.queues, local.stack.queues);
+    let checked = provision(
+        &local.sdk,
+        &local.template,
+        &ProvisionOptions {
+            mode: Mode::Check,
+            ..ProvisionOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(checked.tables, local.stack.tables);
+    assert_eq!(
+        local
+            .drain("EventsQueue", std::time::Duration::from_secs(1))
+            .await,
+        ["kept"]
+    );
+
+    // Check mode on a stack that does not exist names what is missing.
+    let err = provision(
+        &local.sdk,
+        &local.template,
+        &ProvisionOptions {
+            prefix: "absent".into(),
+            mode: Mode::Check,
+            ..ProvisionOptions::default()
+        },
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, ProvisionError::Missing { .. }), "{err}");
+
+    // A table that exists with another key schema is reported, not replaced.
+    let dynamo = local.dynamo();
+    dynamo
+        .create_table()
+        .table_name("drift-HeartbeatsTable")
+        .attribute_definitions(
+            aws_sdk_dynamodb::types::AttributeDefinition::builder()
+                .attribute_name("clusterName")
+                .attribute_type(aws_sdk_dynamodb::types::ScalarAttributeType::S)
+                .build()
+                .unwrap(),
+        )
+        .key_schema(
+            aws_sdk_dynamodb::types::KeySchemaElement::builder()
+                .attribute_name("clusterName")
+                .key_type(aws_sdk_dynamodb::types::KeyType::Hash)
+                .build()
+                .unwrap(),
+        )
+        .billing_mode(aws_sdk_dynamodb::types::BillingMode::PayPerRequest)
+        .send()
+        .await
+        .unwrap();
+    let err = provision(
+        &local.sdk,
+        &local.template,
+        &ProvisionOptions {
+            prefix: "drift".into(),
+            ..ProvisionOptions::default()
+        },
+    )
+    .await
+    .unwrap_err();
+    match &err {
+        ProvisionError::Drift {
+            resource,
+            differences,
+        } => {
+            assert_eq!(resource, "drift-HeartbeatsTable");
+            assert!(
+                differences.iter().any(|d| d.contains("key schema")),
+                "{differences:?}"
+            );
+        }
+        other => panic!("expected drift, got {other}"),
+    }
+}
+
+#[tokio::test]
+async fn parameters_override_template_defaults() {
+    let local = local().await;
+    let stack = provision(
+        &local.sdk,
+        &local.template,
+        &ProvisionOptions {
+            prefix: "hourly".into(),
+            parameters: [
+                (
+                    "FindingPublishingFrequency".to_owned(),
+                    "ONE_HOUR".to_owned(),
+                ),
+                ("DetectorBatchSize".to_owned(), "25".to_owned()),
+            ]
+            .into(),
+            mode: Mode::Create,
+        },
+    )
+    .await
+    .unwrap();
+    let env = stack.function_env("DetectorFunction").unwrap();
+    assert_eq!(env["FINDING_PUBLISHING_FREQUENCY"], "ONE_HOUR");
+    assert_eq!(env["FINDINGS_TABLE"], "hourly-FindingsTable");
+    assert_eq!(
+        stack.functions["DetectorFunction"]
+            .sqs
+            .as_ref()
+            .unwrap()
+            .batch_size,
+        25
+    );
+    let config =
+        peregrine_local::function_config(&stack, peregrine_local::runner::DETECTOR_BINARY).unwrap();
+    assert_eq!(
+        config.publishing_frequency,
+        peregrine_detector::PublishingFrequency::OneHour
+    );
+}
