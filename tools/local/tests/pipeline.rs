@@ -63,7 +63,7 @@ async fn a_batch_becomes_findings_and_high_severity_events() {
     let runner = Runner::from_stack(&local.sdk, &local.stack, fast_options(&local)).unwrap();
     assert_eq!(
         runner.options().batch_size,
-        100,
+        10,
         "the template's DetectorBatchSize"
     );
     local.send("EventsQueue", &attack_batch(7)).await;

@@ -313,7 +313,7 @@ async fn provisioned_resources_match_the_template() {
     let source = f.sqs.as_ref().unwrap();
     assert_eq!(
         (source.queue.as_str(), source.batch_size),
-        ("EventsQueue", 100)
+        ("EventsQueue", 10)
     );
     assert!(source.report_batch_item_failures);
     assert_eq!(f.timeout.as_secs(), 60);
