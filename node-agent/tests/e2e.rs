@@ -14,7 +14,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{Agent, CgroupParents, Containerd, busybox_rootfs, pod, run_container};
+use common::{Agent, CgroupParents, Containerd, busybox_rootfs, pod, run_container, stack};
 use peregrine_aws::moto::Moto;
 use peregrine_local::{
     provision::{ProvisionOptions, provision},
@@ -64,85 +64,6 @@ fn scenarios() -> Vec<Scenario> {
         .collect()
 }
 
-/// A rule on the findings bus sending every Peregrine finding to a new queue, as a responder
-/// would set one up. Returns the queue URL.
-async fn all_findings_queue(sdk: &aws_config::SdkConfig, bus: &str) -> String {
-    let sqs = aws_sdk_sqs::Client::new(sdk);
-    let url = sqs
-        .create_queue()
-        .queue_name("e2e-all-findings")
-        .send()
-        .await
-        .unwrap()
-        .queue_url()
-        .unwrap()
-        .to_string();
-    let arn = sqs
-        .get_queue_attributes()
-        .queue_url(&url)
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .unwrap()
-        .attributes()
-        .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
-        .clone();
-    let eb = aws_sdk_eventbridge::Client::new(sdk);
-    eb.put_rule()
-        .name("e2e-all-findings")
-        .event_bus_name(bus)
-        .event_pattern(r#"{"source":["peregrine"],"detail-type":["Peregrine Finding"]}"#)
-        .send()
-        .await
-        .unwrap();
-    eb.put_targets()
-        .rule("e2e-all-findings")
-        .event_bus_name(bus)
-        .targets(
-            aws_sdk_eventbridge::types::Target::builder()
-                .id("queue")
-                .arn(arn)
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
-    url
-}
-
-/// Envelopes received from `url`, each with its arrival time.
-async fn receive(
-    sqs: &aws_sdk_sqs::Client,
-    url: &str,
-) -> Vec<(serde_json::Value, std::time::SystemTime)> {
-    let out = sqs
-        .receive_message()
-        .queue_url(url)
-        .max_number_of_messages(10)
-        .wait_time_seconds(1)
-        .send()
-        .await
-        .unwrap();
-    let now = std::time::SystemTime::now();
-    let mut v = Vec::new();
-    for m in out.messages() {
-        v.push((serde_json::from_str(m.body().unwrap()).unwrap(), now));
-        sqs.delete_message()
-            .queue_url(url)
-            .receipt_handle(m.receipt_handle().unwrap())
-            .send()
-            .await
-            .unwrap();
-    }
-    v
-}
-
-fn iso_to_system(s: &str) -> std::time::SystemTime {
-    let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).unwrap();
-    std::time::UNIX_EPOCH + Duration::from_nanos(t.unix_timestamp_nanos() as u64)
-}
-
 #[test]
 fn container_attacks_become_findings_on_an_eventbridge_target() {
     common::require_root();
@@ -169,7 +90,7 @@ fn container_attacks_become_findings_on_an_eventbridge_target() {
         .next()
         .expect("the template declares a findings bus")
         .clone();
-    let target = rt.block_on(all_findings_queue(&sdk, &bus));
+    let target = rt.block_on(stack::all_findings_queue(&sdk, &bus, "e2e-all-findings"));
     let runner_options = RunnerOptions {
         wait_time: Duration::from_secs(1),
         batching_window: Duration::ZERO,
@@ -252,7 +173,7 @@ fn container_attacks_become_findings_on_an_eventbridge_target() {
                 .collect::<Vec<_>>(),
             agent.log()
         );
-        for (env, at) in rt.block_on(receive(&sqs, &target)) {
+        for (env, at) in rt.block_on(stack::receive(&sqs, &target)) {
             let detail = &env["detail"];
             if detail["resource"]["containerDetails"]["id"] == p.cid.as_str() {
                 found
@@ -322,7 +243,7 @@ fn container_attacks_become_findings_on_an_eventbridge_target() {
                 .unwrap()
                 .is_empty()
         );
-        let acted = iso_to_system(f["service"]["eventFirstSeen"].as_str().unwrap());
+        let acted = stack::iso_to_system(f["service"]["eventFirstSeen"].as_str().unwrap());
         let latency = at.duration_since(acted).unwrap_or_default();
         println!(
             "  {:<26} {:>6} ms  ({})",

@@ -1,6 +1,6 @@
 //! Detection throughput: every built-in rule on, one thread, a realistic event mix.
 //!
-//!     CARGO_TARGET_DIR=/work/target-detect cargo bench -p peregrine-detect --bench throughput
+//!     cargo bench -p peregrine-detect --bench throughput
 //!
 //! The mix is what a busy node sends: mostly write-opens and connects from a few long-lived
 //! processes (an app server, nginx, a log shipper, kubelet on the host), some read-opens,

@@ -1,7 +1,7 @@
 //! The detector handler on one SQS message of 10,000 realistic events (a busy node with a few
 //! compromised pods: 36 distinct findings), against moto provisioned from template.yaml.
 //!
-//! `CARGO_TARGET_DIR=/work/target-det cargo bench -p peregrine-detector --bench handler`
+//! `cargo bench -p peregrine-detector --bench handler`
 //!
 //! Prints wall time per phase (decode, detection, storage and publishing), the same storage
 //! phase over in-memory adapters (so moto's share is visible), moto's per-call latency, and

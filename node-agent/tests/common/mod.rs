@@ -2,6 +2,8 @@
 //! binary as root against this kernel and read what it prints.
 #![allow(dead_code)]
 
+pub mod stack;
+
 use std::{
     io::{Read, Write},
     net::TcpStream,

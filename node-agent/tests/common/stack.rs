@@ -1,0 +1,79 @@
+//! The cloud half for the end-to-end test and the latency benchmark: a responder's queue behind
+//! an EventBridge rule on the findings bus, and what arrives on it. moto stands in for AWS.
+
+use std::time::{Duration, SystemTime};
+
+use aws_sdk_eventbridge::types::Target;
+use aws_sdk_sqs::types::QueueAttributeName;
+
+/// A rule named `name` on `bus` sending every Peregrine finding to a new queue of that name, as
+/// a responder would set one up. Returns the queue URL.
+pub async fn all_findings_queue(sdk: &aws_config::SdkConfig, bus: &str, name: &str) -> String {
+    let sqs = aws_sdk_sqs::Client::new(sdk);
+    let url = sqs
+        .create_queue()
+        .queue_name(name)
+        .send()
+        .await
+        .unwrap()
+        .queue_url()
+        .unwrap()
+        .to_string();
+    let arn = sqs
+        .get_queue_attributes()
+        .queue_url(&url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes()
+        .unwrap()[&QueueAttributeName::QueueArn]
+        .clone();
+    let eb = aws_sdk_eventbridge::Client::new(sdk);
+    eb.put_rule()
+        .name(name)
+        .event_bus_name(bus)
+        .event_pattern(r#"{"source":["peregrine"],"detail-type":["Peregrine Finding"]}"#)
+        .send()
+        .await
+        .unwrap();
+    eb.put_targets()
+        .rule(name)
+        .event_bus_name(bus)
+        .targets(Target::builder().id("queue").arn(arn).build().unwrap())
+        .send()
+        .await
+        .unwrap();
+    url
+}
+
+/// Envelopes received from `url` in one 1 s long poll, each with its arrival time; they are
+/// deleted from the queue.
+pub async fn receive(sqs: &aws_sdk_sqs::Client, url: &str) -> Vec<(serde_json::Value, SystemTime)> {
+    let out = sqs
+        .receive_message()
+        .queue_url(url)
+        .max_number_of_messages(10)
+        .wait_time_seconds(1)
+        .send()
+        .await
+        .unwrap();
+    let now = SystemTime::now();
+    let mut v = Vec::new();
+    for m in out.messages() {
+        v.push((serde_json::from_str(m.body().unwrap()).unwrap(), now));
+        sqs.delete_message()
+            .queue_url(url)
+            .receipt_handle(m.receipt_handle().unwrap())
+            .send()
+            .await
+            .unwrap();
+    }
+    v
+}
+
+/// An RFC 3339 time from a finding (`eventFirstSeen`, `createdAt`).
+pub fn iso_to_system(s: &str) -> SystemTime {
+    let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).unwrap();
+    SystemTime::UNIX_EPOCH + Duration::from_nanos(u64::try_from(t.unix_timestamp_nanos()).unwrap())
+}
