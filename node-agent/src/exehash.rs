@@ -204,14 +204,44 @@ mod tests {
     use super::*;
     use std::io::Write;
 
+    /// A small running executable (this test binary is hundreds of MB in debug builds).
+    struct Sleeper(std::process::Child);
+
+    impl Sleeper {
+        fn start() -> (Sleeper, PathBuf, ExeId) {
+            let child = std::process::Command::new("sleep")
+                .arg("60")
+                .spawn()
+                .unwrap();
+            // spawn returns once exec has succeeded, so the link already names the binary.
+            let link = format!("/proc/{}/exe", child.id());
+            let exe = std::fs::read_link(&link).unwrap();
+            assert_eq!(exe.file_name().unwrap(), "sleep");
+            let id = exe_id_of(&std::fs::metadata(&link).unwrap());
+            (Sleeper(child), exe, id)
+        }
+
+        fn pid(&self) -> u32 {
+            self.0.id()
+        }
+    }
+
+    impl Drop for Sleeper {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
     #[tokio::test]
-    async fn hashes_our_own_executable_once() {
-        let me = std::process::id();
-        let meta = std::fs::metadata("/proc/self/exe").unwrap();
-        let id = exe_id_of(&meta);
+    async fn hashes_a_running_executable_once() {
+        let (sleeper, exe, id) = Sleeper::start();
         let c = HashCache::new(4, 1 << 30, Duration::from_secs(10));
-        let h = c.get(id, me, "/ignored", None, false).await.unwrap();
-        let want = hex::encode(Sha256::digest(std::fs::read("/proc/self/exe").unwrap()));
+        let h = c
+            .get(id, sleeper.pid(), "/ignored", None, false)
+            .await
+            .unwrap();
+        let want = hex::encode(Sha256::digest(std::fs::read(&exe).unwrap()));
         assert_eq!(&*h, want);
         assert_eq!(c.len(), 1);
         // Cached: a pid that does not exist still gets the answer.
@@ -223,30 +253,17 @@ mod tests {
 
     #[tokio::test]
     async fn falls_back_to_the_path_when_the_process_is_gone() {
-        let exe = std::fs::read_link("/proc/self/exe").unwrap();
-        let id = exe_id_of(&std::fs::metadata(&exe).unwrap());
+        let (_sleeper, exe, id) = Sleeper::start();
+        let exe = exe.to_str().unwrap();
         let c = HashCache::new(4, 1 << 30, Duration::from_secs(10));
         // No such pid, and no peer: only the host path can answer.
-        assert!(
-            c.get(id, u32::MAX, exe.to_str().unwrap(), None, false)
-                .await
-                .is_none()
-        );
-        let h = c
-            .get(id, u32::MAX, exe.to_str().unwrap(), None, true)
-            .await
-            .unwrap();
+        assert!(c.get(id, u32::MAX, exe, None, false).await.is_none());
+        let h = c.get(id, u32::MAX, exe, None, true).await.unwrap();
         assert_eq!(h.len(), 64);
         // A live peer in the same mount namespace works too.
         let c = HashCache::new(4, 1 << 30, Duration::from_secs(10));
         let h2 = c
-            .get(
-                id,
-                u32::MAX,
-                exe.to_str().unwrap(),
-                Some(std::process::id()),
-                false,
-            )
+            .get(id, u32::MAX, exe, Some(std::process::id()), false)
             .await
             .unwrap();
         assert_eq!(h, h2);
