@@ -475,17 +475,26 @@ impl ProcessTable {
     /// The event model's view of process `key`, with `tid` from the event.
     /// The event model's view of process `key`: a shared snapshot, rebuilt only when something
     /// it shows may have changed.
+    /// The event model's view of `key`. Live processes keep it for their next events; an exited
+    /// process gives it up, since it emits nothing more and stays only as an ancestor (until the
+    /// sweep), so the table does not hold thousands of dead snapshots under exec churn.
     pub fn process(&mut self, key: &ProcKey) -> Arc<Process> {
-        if let Some(e) = self.map.peek(key)
-            && let Some((g, p)) = &e.snapshot
-            && *g == self.generation
-        {
-            return p.clone();
+        let generation = self.generation;
+        let mut exited = false;
+        if let Some(e) = self.map.peek_mut(key) {
+            exited = e.exited_at.is_some();
+            if let Some((g, p)) = e.snapshot.take()
+                && g == generation
+            {
+                if !exited {
+                    e.snapshot = Some((g, p.clone()));
+                }
+                return p;
+            }
         }
         let p = Arc::new(self.build_process(key));
-        let g = self.generation;
-        if let Some(e) = self.map.peek_mut(key) {
-            e.snapshot = Some((g, p.clone()));
+        if !exited && let Some(e) = self.map.peek_mut(key) {
+            e.snapshot = Some((generation, p.clone()));
         }
         p
     }
@@ -676,6 +685,24 @@ mod tests {
         let p = t.process(&last);
         assert_eq!(p.parent_uuid, lineage[0].uuid);
         assert_eq!(p.argv, vec!["p5"]);
+    }
+
+    #[test]
+    fn live_processes_share_a_snapshot_and_exited_ones_let_it_go() {
+        let mut t = empty_table();
+        let parent = t.observe(&header(100, 1_000_000_000, 1, 0));
+        let child = t.on_fork(parent, 101, 2_000_000_000);
+        let a = t.process(&child);
+        assert!(Arc::ptr_eq(&a, &t.process(&child)), "shared while live");
+        t.on_exit(child);
+        // The exit event still gets the current view ...
+        let at_exit = t.process(&child);
+        assert!(Arc::ptr_eq(&a, &at_exit));
+        // ... and the table keeps no snapshot of the dead process afterwards,
+        assert!(t.get(&child).unwrap().snapshot.is_none());
+        // while it still serves as an ancestor.
+        let grandchild = t.on_fork(child, 102, 3_000_000_000);
+        assert_eq!(t.lineage(&grandchild)[0].pid, 101);
     }
 
     #[test]

@@ -59,6 +59,11 @@ pub struct JsonLines<W: Write> {
     containers: SerializedCache<Container>,
 }
 
+/// Snapshots kept serialised. Events come in runs from a few busy processes, so a small cache
+/// catches nearly all repeats; each entry holds a snapshot and its JSON (a few KiB with a deep
+/// lineage), so this also bounds the cache's memory.
+const SERIALIZED_CACHE_ENTRIES: usize = 1024;
+
 struct SerializedCache<T> {
     map: LruCache<usize, (Arc<T>, Box<RawValue>)>,
 }
@@ -66,7 +71,9 @@ struct SerializedCache<T> {
 impl<T: serde::Serialize> SerializedCache<T> {
     fn new() -> Self {
         SerializedCache {
-            map: LruCache::new(NonZeroUsize::new(4096).unwrap_or(NonZeroUsize::MIN)),
+            map: LruCache::new(
+                NonZeroUsize::new(SERIALIZED_CACHE_ENTRIES).unwrap_or(NonZeroUsize::MIN),
+            ),
         }
     }
 
