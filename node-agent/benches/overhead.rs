@@ -3,8 +3,8 @@
 //!
 //!   cargo bench -p node-agent --bench overhead
 //!
-//! 1. exec storm and open storm: operations/s without the agent, with it, and without again,
-//!    in one run; the slowdown is against the mean of the two baselines;
+//! 1. exec storm and open storm: operations/s without the agent and with it, alternating for
+//!    five rounds in one run; the slowdown compares the medians;
 //! 2. the highest open rate delivered into user space with zero drops, in capture-all mode;
 //! 3. the agent's RSS (current and peak) and CPU during each load.
 //!
@@ -20,6 +20,7 @@ use std::{
 
 const EXECS: usize = 3000;
 const OPENS: usize = 300_000;
+const ROUNDS: usize = 5;
 
 fn main() {
     // SAFETY: geteuid has no preconditions.
@@ -63,39 +64,56 @@ fn main() {
     }
 }
 
-/// Runs `work` without the agent, with it, and without again; prints rates, slowdown, and the
-/// agent's resources during the loaded run.
+/// Runs `work` without the agent and with it, alternating for [`ROUNDS`] rounds (a fresh agent
+/// each round), and compares the medians: on a shared VM, one pair of runs differs by more than
+/// the effect being measured. Prints rates, slowdown, and the agent's resources under load.
 fn storm(name: &str, n: usize, agent_args: &[&str], work: impl Fn(usize) -> Duration) {
-    work(n / 10); // warm caches
-    let base1 = work(n);
-    let agent = Agent::start(agent_args);
-    work(n / 10);
-    let before = agent.cpu_ticks();
-    let with = work(n);
-    let cpu = agent.cpu_ticks() - before;
-    let (rss, hwm) = agent.rss_kib();
-    let delivered = agent.events_total();
-    let drops = agent.drops();
-    drop(agent);
-    let base2 = work(n);
     let rate = |d: Duration| n as f64 / d.as_secs_f64();
-    let base = (rate(base1) + rate(base2)) / 2.0;
-    let loaded = rate(with);
-    println!("\n## {name}, n = {n}");
+    work(n / 10); // warm caches
+    let mut base = Vec::new();
+    let mut with = Vec::new();
+    let mut cpu = Vec::new();
+    let (mut rss, mut hwm, mut delivered, mut drops) = (0, 0, 0, 0);
+    for _ in 0..ROUNDS {
+        base.push(rate(work(n)));
+        let agent = Agent::start(agent_args);
+        work(n / 10);
+        let before = agent.cpu_ticks();
+        let took = work(n);
+        with.push(rate(took));
+        cpu.push((agent.cpu_ticks() - before) as f64 / clk_tck() / took.as_secs_f64() * 100.0);
+        let (r, h) = agent.rss_kib();
+        rss = rss.max(r);
+        hwm = hwm.max(h);
+        delivered += agent.events_total();
+        drops += agent.drops();
+    }
+    let (b, w) = (median(&mut base), median(&mut with));
+    let runs = |v: &[f64]| {
+        v.iter()
+            .map(|r| format!("{r:.0}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    println!("\n## {name}, n = {n}, {ROUNDS} rounds");
     println!(
-        "without agent: {:>10.0} ops/s  (runs: {:.0}, {:.0})",
-        base,
-        rate(base1),
-        rate(base2)
+        "without agent: {b:>10.0} ops/s median  (runs: {})",
+        runs(&base)
     );
-    println!("with agent:    {:>10.0} ops/s", loaded);
-    println!("slowdown:      {:>9.1} %", (base - loaded) / base * 100.0);
     println!(
-        "agent: CPU {:.1} % of one core, RSS {} KiB (peak {} KiB), events delivered {delivered}, drops {drops}",
-        cpu as f64 / clk_tck() / with.as_secs_f64() * 100.0,
-        rss,
-        hwm
+        "with agent:    {w:>10.0} ops/s median  (runs: {})",
+        runs(&with)
     );
+    println!("slowdown:      {:>9.1} %", (b - w) / b * 100.0);
+    println!(
+        "agent: CPU {:.1} % of one core (median), RSS up to {rss} KiB (peak {hwm} KiB), events delivered {delivered}, drops {drops}",
+        median(&mut cpu)
+    );
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
 }
 
 fn exec_storm(n: usize) -> Duration {
@@ -144,7 +162,8 @@ fn lossless(dir: &std::path::Path) {
         let (rss, hwm) = agent.rss_kib();
         let achieved = issued as f64 / took.as_secs_f64();
         println!(
-            "target {target:>7}/s: issued {achieved:>9.0}/s, delivered {delivered:>8} events, drops {drops:>6}, agent CPU {cpu:>5.1} %, RSS {rss} KiB (peak {hwm} KiB)"
+            "target {target:>7}/s: issued {achieved:>7.0}/s ({issued} opens in {:.1} s), delivered {delivered} events, drops {drops}, agent CPU {cpu:.1} %, RSS {rss} KiB (peak {hwm} KiB)",
+            took.as_secs_f64()
         );
         if drops == 0 {
             best = Some((achieved, cpu, rss, hwm));
