@@ -6,8 +6,9 @@
 //!
 //!   cargo bench -p node-agent --bench e2e_latency [-- N]
 //!
-//! Each action writes a distinct cgroup release_agent file (so each is a new finding, published
-//! at once). Per finding it reports:
+//! Each action runs its own copy of /bin/true named `nmap` (Execution:Runtime/SuspiciousTool,
+//! aggregated by executable path), so each is a new finding and is published at once. Per
+//! finding it reports:
 //! - action → finding built: capture, agent batching (--batch-max-delay-ms, default 1 s), SQS
 //!   (moto), the runner's poll, decode and detection;
 //! - finding built → on the target queue: the DynamoDB transaction and PutEvents (moto), and the
@@ -116,11 +117,17 @@ fn main() {
         t.elapsed() / 20
     });
 
-    // The actions: a distinct release_agent write every 300 ms, from a process on this host
-    // (container attribution is covered by the e2e test; latency does not depend on it).
+    // The actions: a distinct `nmap` every 300 ms, from this host (container attribution is
+    // covered by the e2e test; latency does not depend on it). The copies are made first.
     let tmp = tempfile::tempdir().unwrap();
+    for i in 0..n {
+        let dir = tmp.path().join(i.to_string());
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::copy("/bin/true", dir.join("nmap")).unwrap();
+    }
     let script = format!(
-        "for i in $(seq 1 {n}); do mkdir -p {dir}/cg$i && echo x > {dir}/cg$i/release_agent; sleep 0.3; done",
+        "for i in $(seq 0 {last}); do {dir}/$i/nmap; sleep 0.3; done",
+        last = n - 1,
         dir = tmp.path().display()
     );
     let mut actions = Command::new("/bin/sh")
