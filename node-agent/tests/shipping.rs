@@ -40,33 +40,13 @@ async fn create_queue(client: &Client) -> String {
 /// most a few seconds (heartbeats keep arriving every second).
 async fn drain(client: &Client, url: &str) -> Vec<String> {
     let mut bodies = Vec::new();
-    let mut empty = 0;
     let until = Instant::now() + Duration::from_secs(4);
-    while empty < 1 && Instant::now() < until {
-        let out = client
-            .receive_message()
-            .queue_url(url)
-            .max_number_of_messages(10)
-            .wait_time_seconds(1)
-            .send()
-            .await
-            .unwrap();
-        let msgs = out.messages();
-        if msgs.is_empty() {
-            empty += 1;
-            continue;
+    while Instant::now() < until {
+        let got = common::stack::receive_bodies(client, url).await;
+        if got.is_empty() {
+            break;
         }
-        empty = 0;
-        for m in msgs {
-            bodies.push(m.body().unwrap().to_string());
-            client
-                .delete_message()
-                .queue_url(url)
-                .receipt_handle(m.receipt_handle().unwrap())
-                .send()
-                .await
-                .unwrap();
-        }
+        bodies.extend(got);
     }
     bodies
 }

@@ -47,9 +47,9 @@ pub async fn all_findings_queue(sdk: &aws_config::SdkConfig, bus: &str, name: &s
     url
 }
 
-/// Envelopes received from `url` in one 1 s long poll, each with its arrival time; they are
-/// deleted from the queue.
-pub async fn receive(sqs: &aws_sdk_sqs::Client, url: &str) -> Vec<(serde_json::Value, SystemTime)> {
+/// Message bodies received from `url` in one long poll of up to 1 s; they are deleted from the
+/// queue.
+pub async fn receive_bodies(sqs: &aws_sdk_sqs::Client, url: &str) -> Vec<String> {
     let out = sqs
         .receive_message()
         .queue_url(url)
@@ -58,10 +58,9 @@ pub async fn receive(sqs: &aws_sdk_sqs::Client, url: &str) -> Vec<(serde_json::V
         .send()
         .await
         .unwrap();
-    let now = SystemTime::now();
-    let mut v = Vec::new();
+    let mut bodies = Vec::new();
     for m in out.messages() {
-        v.push((serde_json::from_str(m.body().unwrap()).unwrap(), now));
+        bodies.push(m.body().unwrap().to_string());
         sqs.delete_message()
             .queue_url(url)
             .receipt_handle(m.receipt_handle().unwrap())
@@ -69,7 +68,17 @@ pub async fn receive(sqs: &aws_sdk_sqs::Client, url: &str) -> Vec<(serde_json::V
             .await
             .unwrap();
     }
-    v
+    bodies
+}
+
+/// EventBridge envelopes received from `url` in one long poll, each with its arrival time.
+pub async fn receive(sqs: &aws_sdk_sqs::Client, url: &str) -> Vec<(serde_json::Value, SystemTime)> {
+    let bodies = receive_bodies(sqs, url).await;
+    let now = SystemTime::now();
+    bodies
+        .iter()
+        .map(|b| (serde_json::from_str(b).unwrap(), now))
+        .collect()
 }
 
 /// An RFC 3339 time from a finding (`eventFirstSeen`, `createdAt`).
