@@ -472,12 +472,10 @@ impl ProcessTable {
         out
     }
 
-    /// The event model's view of process `key`, with `tid` from the event.
     /// The event model's view of process `key`: a shared snapshot, rebuilt only when something
-    /// it shows may have changed.
-    /// The event model's view of `key`. Live processes keep it for their next events; an exited
-    /// process gives it up, since it emits nothing more and stays only as an ancestor (until the
-    /// sweep), so the table does not hold thousands of dead snapshots under exec churn.
+    /// it shows may have changed. A live process keeps it for its next events; an exited one
+    /// gives it up, since it emits nothing more and stays only as an ancestor (until the sweep),
+    /// so the table does not hold thousands of dead snapshots under exec churn.
     pub fn process(&mut self, key: &ProcKey) -> Arc<Process> {
         let generation = self.generation;
         let mut exited = false;
