@@ -67,6 +67,23 @@ fn aws<E: std::error::Error + 'static>(
     }
 }
 
+/// A template's tags as EventBridge tags (for a bus or a rule).
+fn eventbridge_tags(
+    tags: &std::collections::BTreeMap<String, String>,
+    operation: &'static str,
+    resource: &str,
+) -> Result<Vec<aws_sdk_eventbridge::types::Tag>, ProvisionError> {
+    tags.iter()
+        .map(|(k, v)| {
+            aws_sdk_eventbridge::types::Tag::builder()
+                .key(k)
+                .value(v)
+                .build()
+                .map_err(|e| aws(operation, resource, e))
+        })
+        .collect()
+}
+
 /// Create what is missing, or only check that everything exists as the template says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
@@ -680,17 +697,7 @@ async fn ensure_bus(
                     kind: kinds::BUS,
                 });
             }
-            let tags = spec
-                .tags
-                .iter()
-                .map(|(k, v)| {
-                    aws_sdk_eventbridge::types::Tag::builder()
-                        .key(k)
-                        .value(v)
-                        .build()
-                        .map_err(|e| aws("CreateEventBus", &spec.name, e))
-                })
-                .collect::<Result<Vec<_>, _>>()?;
+            let tags = eventbridge_tags(&spec.tags, "CreateEventBus", &spec.name)?;
             events
                 .create_event_bus()
                 .name(&spec.name)
@@ -768,17 +775,7 @@ async fn ensure_rule(
             kind: kinds::RULE,
         });
     }
-    let tags = spec
-        .tags
-        .iter()
-        .map(|(k, v)| {
-            aws_sdk_eventbridge::types::Tag::builder()
-                .key(k)
-                .value(v)
-                .build()
-                .map_err(|e| aws("PutRule", &spec.name, e))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let tags = eventbridge_tags(&spec.tags, "PutRule", &spec.name)?;
     events
         .put_rule()
         .name(&spec.name)
