@@ -8,93 +8,181 @@
 //! asserted at compile time here so that the eBPF build checks them too.
 #![no_std]
 
-/// Event kinds, numbered in families so that a new kind never renumbers an old one.
-/// Never reuse a retired number.
-///
-/// | range | family |
-/// |---|---|
-/// | `0x0100..0x0200` | process |
-/// | `0x0200..0x0300` | file |
-/// | `0x0300..0x0400` | network |
-/// | `0x0400..0x0500` | kernel (reserved) |
-/// | `0x0f00..0x1000` | internal (agent-generated) |
-#[repr(u32)]
+/// The families of event kinds. Each owns a range of kind numbers, so that a kind added to one
+/// family never renumbers another's.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Kind {
-    Exec = 0x0100,
-    Fork = 0x0101,
-    Exit = 0x0102,
-    Open = 0x0200,
-    Rename = 0x0201,
-    Link = 0x0202,
-    Symlink = 0x0203,
-    Unlink = 0x0204,
-    Chmod = 0x0205,
-    Connect = 0x0300,
-    /// Generated in user space from the drop counters; never written by the kernel.
-    Loss = 0x0f00,
-    /// Internal: a cgroup v2 directory was created or removed. Consumed by the agent to map
-    /// cgroup ids to paths (and prefetch container metadata) before the cgroup's first process
-    /// runs, so that even a container living a few milliseconds is attributed. Never emitted.
-    CgroupMkdir = 0x0f01,
-    CgroupRmdir = 0x0f02,
+pub enum KindFamily {
+    /// `0x0100..0x0200`: process lifecycle.
+    Process,
+    /// `0x0200..0x0300`: file changes.
+    File,
+    /// `0x0300..0x0400`: network.
+    Network,
+    /// `0x0400..0x0500`: kernel (modules, mounts, privileges).
+    Kernel,
+    /// `0x0f00..0x1000`: generated or consumed by the agent itself.
+    Internal,
 }
 
-impl Kind {
-    pub const ALL: [Kind; 13] = [
-        Kind::Exec,
-        Kind::Fork,
-        Kind::Exit,
-        Kind::Open,
-        Kind::Rename,
-        Kind::Link,
-        Kind::Symlink,
-        Kind::Unlink,
-        Kind::Chmod,
-        Kind::Connect,
-        Kind::Loss,
-        Kind::CgroupMkdir,
-        Kind::CgroupRmdir,
-    ];
-
-    pub const fn from_u32(v: u32) -> Option<Kind> {
-        Some(match v {
-            0x0100 => Kind::Exec,
-            0x0101 => Kind::Fork,
-            0x0102 => Kind::Exit,
-            0x0200 => Kind::Open,
-            0x0201 => Kind::Rename,
-            0x0202 => Kind::Link,
-            0x0203 => Kind::Symlink,
-            0x0204 => Kind::Unlink,
-            0x0205 => Kind::Chmod,
-            0x0300 => Kind::Connect,
-            0x0f00 => Kind::Loss,
-            0x0f01 => Kind::CgroupMkdir,
-            0x0f02 => Kind::CgroupRmdir,
-            _ => return None,
-        })
+impl KindFamily {
+    /// The kind numbers this family owns.
+    pub const fn range(self) -> core::ops::Range<u32> {
+        match self {
+            KindFamily::Process => 0x0100..0x0200,
+            KindFamily::File => 0x0200..0x0300,
+            KindFamily::Network => 0x0300..0x0400,
+            KindFamily::Kernel => 0x0400..0x0500,
+            KindFamily::Internal => 0x0f00..0x1000,
+        }
     }
 
-    /// The snake_case name used in JSON and metrics labels.
     pub const fn name(self) -> &'static str {
         match self {
-            Kind::Exec => "exec",
-            Kind::Fork => "fork",
-            Kind::Exit => "exit",
-            Kind::Open => "open",
-            Kind::Rename => "rename",
-            Kind::Link => "link",
-            Kind::Symlink => "symlink",
-            Kind::Unlink => "unlink",
-            Kind::Chmod => "chmod",
-            Kind::Connect => "connect",
-            Kind::Loss => "loss",
-            Kind::CgroupMkdir => "cgroup_mkdir",
-            Kind::CgroupRmdir => "cgroup_rmdir",
+            KindFamily::Process => "process",
+            KindFamily::File => "file",
+            KindFamily::Network => "network",
+            KindFamily::Kernel => "kernel",
+            KindFamily::Internal => "internal",
         }
     }
 }
+
+/// Defines [`Kind`] and everything derived from it from one table. See [`kinds!`]'s use below.
+macro_rules! kinds {
+    ($(
+        $(#[$doc:meta])*
+        $variant:ident = $number:literal, $name:literal, $family:ident, $detail:expr;
+    )*) => {
+        /// Event kinds, numbered in families (see [`KindFamily`]) so that a new kind never renumbers
+        /// an old one. Never reuse a retired number: it is on the wire and in stored batches.
+        #[repr(u32)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum Kind {
+            $( $(#[$doc])* $variant = $number, )*
+        }
+
+        impl Kind {
+            /// Every kind, in table order; [`Kind::slot`] is the index in this array.
+            pub const ALL: [Kind; [$($name),*].len()] = [$(Kind::$variant),*];
+
+            pub const fn from_u32(v: u32) -> Option<Kind> {
+                match v {
+                    $( $number => Some(Kind::$variant), )*
+                    _ => None,
+                }
+            }
+
+            /// The snake_case name used in JSON, rules and metrics labels.
+            pub const fn name(self) -> &'static str {
+                match self {
+                    $( Kind::$variant => $name, )*
+                }
+            }
+
+            pub const fn family(self) -> KindFamily {
+                match self {
+                    $( Kind::$variant => KindFamily::$family, )*
+                }
+            }
+
+            /// The JSON key of the kind's detail (`peregrine_event::Detail`), or `None` for a
+            /// kind that the agent consumes itself and never emits.
+            pub const fn detail(self) -> Option<&'static str> {
+                match self {
+                    $( Kind::$variant => $detail, )*
+                }
+            }
+        }
+    };
+}
+
+kinds! {
+    Exec = 0x0100, "exec", Process, Some("exec");
+    /// A new process (not a thread).
+    Fork = 0x0101, "fork", Process, Some("fork");
+    /// The last thread of a process exited.
+    Exit = 0x0102, "exit", Process, Some("exit");
+    Open = 0x0200, "open", File, Some("file");
+    Rename = 0x0201, "rename", File, Some("file");
+    Link = 0x0202, "link", File, Some("file");
+    Symlink = 0x0203, "symlink", File, Some("file");
+    Unlink = 0x0204, "unlink", File, Some("file");
+    Chmod = 0x0205, "chmod", File, Some("file");
+    Connect = 0x0300, "connect", Network, Some("net");
+    /// Generated in user space from the drop counters; never written by the kernel.
+    Loss = 0x0f00, "loss", Internal, Some("loss");
+    /// A cgroup v2 directory was created. Consumed by the agent to map cgroup ids to paths
+    /// (and prefetch container metadata) before the cgroup's first process runs, so that even
+    /// a container living a few milliseconds is attributed. Never emitted.
+    CgroupMkdir = 0x0f01, "cgroup_mkdir", Internal, None;
+    /// A cgroup v2 directory was removed. Never emitted.
+    CgroupRmdir = 0x0f02, "cgroup_rmdir", Internal, None;
+}
+
+impl Kind {
+    /// A dense index (`0..Kind::ALL.len()`) for per-kind tables such as the detection engine's
+    /// index. Not stable across versions: persist [`Kind`]'s number, never its slot.
+    pub const fn slot(self) -> usize {
+        let mut i = 0;
+        while i < Kind::ALL.len() {
+            if Kind::ALL[i] as u32 == self as u32 {
+                return i;
+            }
+            i += 1;
+        }
+        // Unreachable: ALL lists every variant (the macro generates both from one table).
+        Kind::ALL.len()
+    }
+}
+
+// Every kind's number lies in its family's range, and names and numbers are unique.
+const _: () = {
+    let mut i = 0;
+    while i < Kind::ALL.len() {
+        let k = Kind::ALL[i];
+        let range = k.family().range();
+        assert!(range.start <= k as u32 && (k as u32) < range.end);
+        assert!(k.slot() == i);
+        let mut j = i + 1;
+        while j < Kind::ALL.len() {
+            assert!(Kind::ALL[j] as u32 != k as u32);
+            assert!(!str_eq(Kind::ALL[j].name(), k.name()));
+            j += 1;
+        }
+        i += 1;
+    }
+};
+
+const fn str_eq(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+/// `open(2)` flags, shared by the kernel filter and the rules' `file.write` field
+/// (`include/uapi/asm-generic/fcntl.h`; x86-64 and arm64 agree on these).
+pub const O_WRONLY: u32 = 0o1;
+pub const O_RDWR: u32 = 0o2;
+pub const O_CREAT: u32 = 0o100;
+pub const O_TRUNC: u32 = 0o1000;
+pub const O_APPEND: u32 = 0o2000;
+/// An open with any of these bits can change the file: the kernel reports it, and the rules'
+/// `file.write` is true for it. Plain reads never cross to user space.
+pub const WRITE_INTENT: u32 = O_WRONLY | O_RDWR | O_CREAT | O_TRUNC;
+
+/// Socket address families (`include/linux/socket.h`).
+pub const AF_UNIX: u16 = 1;
+pub const AF_INET: u16 = 2;
+pub const AF_INET6: u16 = 10;
 
 /// Capacities of the variable-length fields. A field that hits its cap has its `TRUNC_*` flag set.
 pub const PATH_CAP: usize = 4096;

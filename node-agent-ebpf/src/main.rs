@@ -28,11 +28,11 @@ use aya_ebpf::{
     programs::{RawTracePointContext, TracePointContext},
 };
 use node_agent_common::{
-    ARGV_CAP, COMM_LEN, CgroupRecord, ConnectRecord, DATA_MASK, DROP_NO_SCRATCH, DROP_RINGBUF_FULL,
-    DROP_SLOTS, ENV_CAP, EventHeader, ExecRecord, ExitRecord, FILENAME_CAP, FileRecord, ForkRecord,
-    IN_UPPER_LAYER, KernelOffsets, Kind, ON_OVERLAY, PATH_CAP, PATH_RESOLVED, ProbeConfig,
-    SCRATCH_SIZE, SOCK_PATH_CAP, TRUNC_ARGV, TRUNC_CWD, TRUNC_ENV, TRUNC_EXE, TRUNC_FILENAME,
-    TRUNC_NEW_PATH, TRUNC_PATH,
+    AF_INET, AF_INET6, AF_UNIX, ARGV_CAP, COMM_LEN, CgroupRecord, ConnectRecord, DATA_MASK,
+    DROP_NO_SCRATCH, DROP_RINGBUF_FULL, DROP_SLOTS, ENV_CAP, EventHeader, ExecRecord, ExitRecord,
+    FILENAME_CAP, FileRecord, ForkRecord, IN_UPPER_LAYER, KernelOffsets, Kind, ON_OVERLAY,
+    PATH_CAP, PATH_RESOLVED, ProbeConfig, SCRATCH_SIZE, SOCK_PATH_CAP, TRUNC_ARGV, TRUNC_CWD,
+    TRUNC_ENV, TRUNC_EXE, TRUNC_FILENAME, TRUNC_NEW_PATH, TRUNC_PATH, WRITE_INTENT,
 };
 use syscalls::{Args, NO_BASE, OP_FCHMOD, OP_OPENAT2};
 
@@ -675,11 +675,6 @@ unsafe fn try_cgroup(ctx: &TracePointContext, kind: Kind) -> Result<u32, u32> {
 // with the result. One program of each kind is attached to every tracked syscall; the syscall
 // number in the record says how to read its arguments (see syscalls.rs).
 
-const O_WRONLY: u32 = 0o1;
-const O_RDWR: u32 = 0o2;
-const O_CREAT: u32 = 0o100;
-const O_TRUNC: u32 = 0o1000;
-const WRITE_INTENT: u32 = O_WRONLY | O_RDWR | O_CREAT | O_TRUNC;
 const AT_FDCWD: i64 = -100;
 
 #[tracepoint]
@@ -851,10 +846,6 @@ unsafe fn emit_file(base: *mut u8, task: usize, args: &Args, ret: i64) {
     (*rec).header.flags = flags;
     b.submit();
 }
-
-const AF_UNIX: u16 = 1;
-const AF_INET: u16 = 2;
-const AF_INET6: u16 = 10;
 
 #[inline(always)]
 unsafe fn emit_connect(base: *mut u8, task: usize, args: &Args, ret: i64) {

@@ -5,7 +5,7 @@
 //! (arch/x86/entry/syscalls/syscall_64.tbl, include/uapi/asm-generic/unistd.h for arm64); arm64
 //! has only the `*at` forms.
 
-use node_agent_common::Kind;
+use node_agent_common::{Kind, O_CREAT, O_TRUNC, O_WRONLY};
 
 /// How the exit program must treat the saved arguments.
 pub type Op = u32;
@@ -37,7 +37,7 @@ pub struct Args {
     pub ptr2: usize,
 }
 
-const O_WRONLY_CREAT_TRUNC: u32 = 0o1 | 0o100 | 0o1000;
+const O_WRONLY_CREAT_TRUNC: u32 = O_WRONLY | O_CREAT | O_TRUNC;
 
 #[inline(always)]
 fn args(nr: i32, kind: Kind, op: Op) -> Args {

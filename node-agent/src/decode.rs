@@ -92,9 +92,7 @@ pub struct RawConnect {
     pub result: i64,
 }
 
-pub const AF_UNIX: u16 = 1;
-pub const AF_INET: u16 = 2;
-pub const AF_INET6: u16 = 10;
+pub use node_agent_common::{AF_INET, AF_INET6, AF_UNIX};
 
 fn read<T: Copy>(buf: &[u8], what: &'static str) -> Result<T, DecodeError> {
     let need = std::mem::size_of::<T>();

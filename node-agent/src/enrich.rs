@@ -3,9 +3,12 @@
 
 use std::{sync::Arc, time::Duration};
 
-use node_agent_common::{Kind, PATH_RESOLVED, TRUNC_ARGV, TRUNC_ENV, TRUNC_NEW_PATH, TRUNC_PATH};
+use node_agent_common::{
+    Kind, O_CREAT, PATH_RESOLVED, TRUNC_ARGV, TRUNC_ENV, TRUNC_NEW_PATH, TRUNC_PATH,
+};
 use peregrine_event::{
-    Container, Event, ExecInfo, ExitInfo, Family, FileInfo, ForkInfo, LossInfo, NetInfo, mode_octal,
+    Container, Detail, Event, ExecInfo, ExitInfo, Family, FileInfo, ForkInfo, LossInfo, NetInfo,
+    mode_octal,
 };
 
 use crate::{
@@ -103,20 +106,7 @@ impl Enricher {
         }
         let container: Option<Arc<Container>> = self.containers.resolve(h.cgroup_id, h.tgid).await;
         let time = self.procs.clock.wall(h.ktime_ns);
-        let mut ev = Event {
-            kind,
-            time,
-            tid: h.tid,
-            process: Default::default(),
-            container: None,
-            exec: None,
-            fork: None,
-            exit: None,
-            file: None,
-            net: None,
-            loss: None,
-        };
-        match raw.body {
+        let detail = match raw.body {
             RawBody::Exec(x) => {
                 self.procs.on_exec(key, &x, h.flags & TRUNC_ARGV != 0);
                 let id = ExeId {
@@ -135,29 +125,29 @@ impl Enricher {
                     self.newbin
                         .check_exec(&c.id, h.mnt_ns, &x.exe, x.exe_dev, x.exe_ino, h.flags)
                 });
-                ev.exec = Some(ExecInfo {
+                Detail::Exec(ExecInfo {
                     filename: x.filename,
                     exe_dev: x.exe_dev,
                     exe_ino: x.exe_ino,
                     env_truncated: h.flags & TRUNC_ENV != 0,
                     new_binary,
-                });
+                })
             }
             RawBody::Fork {
                 child_tgid,
                 child_start_boottime_ns,
             } => {
                 let child = self.procs.on_fork(key, child_tgid, child_start_boottime_ns);
-                ev.fork = Some(ForkInfo {
+                Detail::Fork(ForkInfo {
                     child_pid: child_tgid,
                     child_uuid: self.procs.uuid(child),
-                });
+                })
             }
             RawBody::Exit { exit_code } => {
                 self.procs.on_exit(key);
                 // A wait(2) status: low 7 bits the signal, else the exit code in bits 8-15.
                 let signal = (exit_code & 0x7f) as i32;
-                ev.exit = Some(if signal == 0 {
+                Detail::Exit(if signal == 0 {
                     ExitInfo {
                         code: Some(((exit_code >> 8) & 0xff) as i32),
                         signal: None,
@@ -167,19 +157,19 @@ impl Enricher {
                         code: None,
                         signal: Some(signal),
                     }
-                });
+                })
             }
             RawBody::File(f) => {
                 if let (Some(c), Some(e)) = (&container, self.procs.get(&key)) {
                     let by = self.procs.ancestor(e);
                     self.newbin.on_file(kind, &f, &c.id, h.mnt_ns, by, time);
                 }
-                let mode = if kind == Kind::Chmod || f.flags & 0o100 != 0 {
+                let mode = if kind == Kind::Chmod || f.flags & O_CREAT != 0 {
                     f.mode
                 } else {
                     0
                 };
-                ev.file = Some(FileInfo {
+                Detail::File(FileInfo {
                     path: f.path,
                     new_path: f.new_path,
                     flags: f.flags,
@@ -194,7 +184,7 @@ impl Enricher {
                     ino: f.ino,
                     dev: f.dev,
                     truncated: h.flags & (TRUNC_PATH | TRUNC_NEW_PATH) != 0,
-                });
+                })
             }
             RawBody::Connect(c) => {
                 let family = match c.family {
@@ -202,16 +192,16 @@ impl Enricher {
                     AF_INET6 => Family::Inet6,
                     _ => Family::Unix,
                 };
-                ev.net = Some(NetInfo {
+                Detail::Net(NetInfo {
                     family,
                     address: c.addr,
                     port: c.addr.map(|_| c.port),
                     path: c.path,
                     result: c.result,
-                });
+                })
             }
             RawBody::Cgroup { .. } => return None,
-        }
+        };
         if let Some(e) = self.procs.get(&key)
             && e.sha256.is_none()
             && let Some(id) = e.exe_id
@@ -219,9 +209,14 @@ impl Enricher {
         {
             self.procs.set_sha256(key, Some(h));
         }
-        ev.process = self.procs.process(&key);
-        ev.container = container;
-        Some(ev)
+        Some(Event {
+            kind,
+            time,
+            tid: h.tid,
+            process: self.procs.process(&key),
+            container,
+            detail,
+        })
     }
 
     /// A Loss event, attributed to the agent's own process.
@@ -240,12 +235,7 @@ impl Enricher {
             tid: me,
             process: self.procs.process(&key),
             container: None,
-            exec: None,
-            fork: None,
-            exit: None,
-            file: None,
-            net: None,
-            loss: Some(loss),
+            detail: Detail::Loss(loss),
         }
     }
 }

@@ -113,7 +113,7 @@ impl<W: Write> EventSink for FindingsSink<W> {
 mod tests {
     use super::*;
     use peregrine_detect::Catalog;
-    use peregrine_event::{FileInfo, Kind, Process};
+    use peregrine_event::{Detail, FileInfo, Kind, Process};
 
     fn env() -> FindingEnv {
         FindingEnv {
@@ -142,17 +142,12 @@ mod tests {
                 ..Process::default()
             }),
             container: None,
-            exec: None,
-            fork: None,
-            exit: None,
-            file: Some(FileInfo {
+            detail: Detail::File(FileInfo {
                 path: "/tmp/cg/release_agent".into(),
                 flags: 0o1101,
                 result: 3,
                 ..FileInfo::default()
             }),
-            net: None,
-            loss: None,
         }
     }
 

@@ -103,18 +103,8 @@ struct EventOut<'a> {
     tid: u32,
     process: &'a RawValue,
     container: Option<&'a RawValue>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    exec: Option<&'a peregrine_event::ExecInfo>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    fork: Option<&'a peregrine_event::ForkInfo>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    exit: Option<&'a peregrine_event::ExitInfo>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    file: Option<&'a peregrine_event::FileInfo>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    net: Option<&'a peregrine_event::NetInfo>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    loss: Option<&'a peregrine_event::LossInfo>,
+    #[serde(flatten)]
+    detail: &'a peregrine_event::Detail,
 }
 
 impl<W: Write> JsonLines<W> {
@@ -140,12 +130,7 @@ impl<W: Write> EventSink for JsonLines<W> {
             tid: ev.tid,
             process,
             container,
-            exec: ev.exec.as_ref(),
-            fork: ev.fork.as_ref(),
-            exit: ev.exit.as_ref(),
-            file: ev.file.as_ref(),
-            net: ev.net.as_ref(),
-            loss: ev.loss.as_ref(),
+            detail: &ev.detail,
         };
         serde_json::to_writer(&mut self.out, &out)?;
         self.out.write_all(b"\n")?;
@@ -178,7 +163,7 @@ impl EventSink for CountingSink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use peregrine_event::{Ancestor, ExecInfo, FileInfo, Kind, MetadataState, Timestamp};
+    use peregrine_event::{Ancestor, Detail, ExecInfo, FileInfo, Kind, MetadataState, Timestamp};
 
     fn events() -> Vec<Event> {
         let p = Arc::new(Process {
@@ -207,22 +192,16 @@ mod tests {
             tid: 11,
             process: p.clone(),
             container: Some(c),
-            exec: None,
-            fork: None,
-            exit: None,
-            file: Some(FileInfo {
+            detail: Detail::File(FileInfo {
                 path: "/etc/\"shadow".into(),
                 flags: 0o1,
                 ..FileInfo::default()
             }),
-            net: None,
-            loss: None,
         };
         let exec = Event {
             kind: Kind::Exec,
             container: None,
-            file: None,
-            exec: Some(ExecInfo {
+            detail: Detail::Exec(ExecInfo {
                 filename: "/bin/sh".into(),
                 ..ExecInfo::default()
             }),

@@ -68,7 +68,7 @@ fn exec_reports_identity_argv_cwd_hash_env_and_lineage() {
     assert_eq!(p.ld_library_path.as_deref(), Some("/opt/pg-libs"));
     assert_eq!(p.ld_preload.as_deref(), Some("/nonexistent/pg-preload.so"));
     assert!(ev.container.is_none(), "a host process has no container");
-    assert_eq!(ev.exec.as_ref().unwrap().filename, "/bin/sh");
+    assert_eq!(ev.exec().unwrap().filename, "/bin/sh");
 
     // Lineage reaches this test process, by uuid.
     let me = std::process::id();
@@ -78,15 +78,15 @@ fn exec_reports_identity_argv_cwd_hash_env_and_lineage() {
 
     // The fork that created it names the same uuid, and the exit carries the code.
     let fork = agent.wait_for("fork of the child", |e| {
-        e.kind == Kind::Fork && e.fork.as_ref().unwrap().child_pid == pid
+        e.kind == Kind::Fork && e.fork().unwrap().child_pid == pid
     });
     assert_eq!(fork.process.pid, me);
-    assert_eq!(fork.fork.as_ref().unwrap().child_uuid, p.uuid);
+    assert_eq!(fork.fork().unwrap().child_uuid, p.uuid);
     let exit = agent.wait_for("exit of the child", |e| {
         e.kind == Kind::Exit && e.process.pid == pid
     });
     assert_eq!(exit.process.uuid, p.uuid);
-    assert_eq!(exit.exit.as_ref().unwrap().code, Some(3));
+    assert_eq!(exit.exit().unwrap().code, Some(3));
 }
 
 #[test]
@@ -116,7 +116,7 @@ fn file_events(agent: &Agent, dir: &str) -> Vec<Event> {
         .events()
         .into_iter()
         .filter(|e| {
-            e.file.as_ref().is_some_and(|f| {
+            e.file().is_some_and(|f| {
                 f.path.starts_with(dir) || f.new_path.as_deref().is_some_and(|n| n.starts_with(dir))
             })
         })
@@ -125,7 +125,7 @@ fn file_events(agent: &Agent, dir: &str) -> Vec<Event> {
 
 fn wait_file(agent: &Agent, what: &str, kind: Kind, path: &str) -> Event {
     agent.wait_for(what, |e| {
-        e.kind == kind && e.file.as_ref().is_some_and(|f| f.path == path)
+        e.kind == kind && e.file().is_some_and(|f| f.path == path)
     })
 }
 
@@ -152,7 +152,7 @@ fn file_changes_are_reported_and_plain_reads_are_not() {
     assert_eq!(std::fs::read(&b).unwrap(), b"payload");
 
     let open = wait_file(&agent, "write of a", Kind::Open, &a);
-    let f = open.file.as_ref().unwrap();
+    let f = open.file().unwrap();
     assert_eq!(open.process.pid, me);
     assert!(f.resolved, "a successful open is resolved by the kernel");
     assert!(f.result >= 0);
@@ -163,24 +163,15 @@ fn file_changes_are_reported_and_plain_reads_are_not() {
     assert_ne!(f.ino, 0);
 
     let rename = wait_file(&agent, "rename a -> b", Kind::Rename, &a);
-    assert_eq!(
-        rename.file.as_ref().unwrap().new_path.as_deref(),
-        Some(b.as_str())
-    );
-    assert_eq!(rename.file.as_ref().unwrap().result, 0);
+    assert_eq!(rename.file().unwrap().new_path.as_deref(), Some(b.as_str()));
+    assert_eq!(rename.file().unwrap().result, 0);
     let link = wait_file(&agent, "link b -> c", Kind::Link, &b);
-    assert_eq!(
-        link.file.as_ref().unwrap().new_path.as_deref(),
-        Some(c.as_str())
-    );
+    assert_eq!(link.file().unwrap().new_path.as_deref(), Some(c.as_str()));
     let sym = wait_file(&agent, "symlink d -> b", Kind::Symlink, &b);
-    assert_eq!(
-        sym.file.as_ref().unwrap().new_path.as_deref(),
-        Some(d.as_str())
-    );
+    assert_eq!(sym.file().unwrap().new_path.as_deref(), Some(d.as_str()));
     wait_file(&agent, "unlink d", Kind::Unlink, &d);
     let chmod = wait_file(&agent, "chmod u+s b", Kind::Chmod, &b);
-    let f = chmod.file.as_ref().unwrap();
+    let f = chmod.file().unwrap();
     assert_eq!(f.mode, 0o4755);
     assert_eq!(f.mode_octal, "4755");
     assert_ne!(f.mode & 0o4000, 0, "the setuid bit is visible");
@@ -195,35 +186,32 @@ fn file_changes_are_reported_and_plain_reads_are_not() {
     assert!(status.success());
     let e = format!("{dir}/e");
     let mv = wait_file(&agent, "mv b e", Kind::Rename, &b);
-    assert_eq!(
-        mv.file.as_ref().unwrap().new_path.as_deref(),
-        Some(e.as_str())
-    );
+    assert_eq!(mv.file().unwrap().new_path.as_deref(), Some(e.as_str()));
     assert_eq!(mv.process.exe, canonical("/usr/bin/mv"));
     let ln = wait_file(&agent, "ln e f", Kind::Link, &e);
     assert_eq!(
-        ln.file.as_ref().unwrap().new_path.as_deref(),
+        ln.file().unwrap().new_path.as_deref(),
         Some(format!("{dir}/f").as_str())
     );
     // A symlink's target is stored as written; the link's own path is resolved.
     let lns = agent.wait_for("ln -s e g", |ev| {
-        ev.kind == Kind::Symlink && ev.file.as_ref().is_some_and(|f| f.path == "e")
+        ev.kind == Kind::Symlink && ev.file().is_some_and(|f| f.path == "e")
     });
     assert_eq!(
-        lns.file.as_ref().unwrap().new_path.as_deref(),
+        lns.file().unwrap().new_path.as_deref(),
         Some(format!("{dir}/g").as_str())
     );
     wait_file(&agent, "rm g", Kind::Unlink, &format!("{dir}/g"));
     let chm = wait_file(&agent, "chmod u+s f", Kind::Chmod, &format!("{dir}/f"));
-    assert_ne!(chm.file.as_ref().unwrap().mode & 0o4000, 0);
+    assert_ne!(chm.file().unwrap().mode & 0o4000, 0);
 
     // The plain read of b above produced nothing.
     let reads: Vec<Event> = file_events(&agent, &dir)
         .into_iter()
         .filter(|e| {
             e.kind == Kind::Open
-                && e.file.as_ref().unwrap().flags & 0o3 == 0
-                && e.file.as_ref().unwrap().flags & 0o1100 == 0
+                && e.file().unwrap().flags & 0o3 == 0
+                && e.file().unwrap().flags & 0o1100 == 0
         })
         .collect();
     assert!(
@@ -258,32 +246,30 @@ fn connects_report_address_port_path_and_result() {
 
     let port_is = |port: u16| {
         move |e: &Event| {
-            e.kind == Kind::Connect
-                && e.process.pid == me
-                && e.net.as_ref().unwrap().port == Some(port)
+            e.kind == Kind::Connect && e.process.pid == me && e.net().unwrap().port == Some(port)
         }
     };
     let ev = agent.wait_for("IPv4 connect", port_is(v4_port));
-    let n = ev.net.as_ref().unwrap();
+    let n = ev.net().unwrap();
     assert_eq!(n.family, Family::Inet);
     assert_eq!(n.address, Some("127.0.0.1".parse().unwrap()));
     assert_eq!(n.result, 0);
 
     let ev = agent.wait_for("IPv6 connect", port_is(v6_port));
-    let n = ev.net.as_ref().unwrap();
+    let n = ev.net().unwrap();
     assert_eq!(n.family, Family::Inet6);
     assert_eq!(n.address, Some("::1".parse().unwrap()));
     assert_eq!(n.result, 0);
 
     let path = sock.to_string_lossy().into_owned();
     let ev = agent.wait_for("unix connect", |e| {
-        e.kind == Kind::Connect && e.net.as_ref().unwrap().path.as_deref() == Some(path.as_str())
+        e.kind == Kind::Connect && e.net().unwrap().path.as_deref() == Some(path.as_str())
     });
-    let n = ev.net.as_ref().unwrap();
+    let n = ev.net().unwrap();
     assert_eq!(n.family, Family::Unix);
     assert_eq!(n.result, 0);
     assert_eq!(n.address, None);
 
     let ev = agent.wait_for("refused connect", port_is(refused_port));
-    assert_eq!(ev.net.as_ref().unwrap().result, -111, "ECONNREFUSED");
+    assert_eq!(ev.net().unwrap().result, -111, "ECONNREFUSED");
 }

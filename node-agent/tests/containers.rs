@@ -65,8 +65,7 @@ fn kubelet_cgroup_container_is_attributed_and_a_copied_binary_is_new() {
     assert_pod(&new, &p);
     assert_eq!(new.process.exe, "/tmp/busybox");
     let nb = new
-        .exec
-        .as_ref()
+        .exec()
         .unwrap()
         .new_binary
         .as_ref()
@@ -80,7 +79,7 @@ fn kubelet_cgroup_container_is_attributed_and_a_copied_binary_is_new() {
     assert_pod(&old, &p);
     assert_eq!(old.process.exe, "/bin/busybox");
     assert!(
-        old.exec.as_ref().unwrap().new_binary.is_none(),
+        old.exec().unwrap().new_binary.is_none(),
         "the rootfs's own busybox is not new"
     );
     // The forked command's lineage reaches the container's shell, then the runtime's shim.
@@ -100,7 +99,7 @@ fn kubelet_cgroup_container_is_attributed_and_a_copied_binary_is_new() {
     // The copy itself was seen as a write by the container.
     let write = agent.wait_for("cp's write of /tmp/busybox", |e| {
         e.kind == Kind::Open
-            && e.file.as_ref().is_some_and(|f| f.path == "/tmp/busybox")
+            && e.file().is_some_and(|f| f.path == "/tmp/busybox")
             && e.container.is_some()
     });
     assert_pod(&write, &p);
@@ -132,8 +131,7 @@ fn overlay_upper_layer_marks_new_binaries_under_plain_containerd_layout() {
     let new = exec_with(&agent, "exec of the copied binary", &new_marker);
     assert_pod(&new, &p);
     let nb = new
-        .exec
-        .as_ref()
+        .exec()
         .unwrap()
         .new_binary
         .as_ref()
@@ -147,7 +145,7 @@ fn overlay_upper_layer_marks_new_binaries_under_plain_containerd_layout() {
 
     let old = exec_with(&agent, "exec of the lower-layer busybox", &old_marker);
     assert_pod(&old, &p);
-    assert!(old.exec.as_ref().unwrap().new_binary.is_none());
+    assert!(old.exec().unwrap().new_binary.is_none());
 }
 
 /// Runs `argv` inside cgroup `cg` (relative to the cgroup2 root), moving the child there

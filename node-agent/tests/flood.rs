@@ -40,7 +40,7 @@ fn a_full_kernel_ring_buffer_is_counted_reported_and_survived() {
 
     let dropped = agent.wait_metric("peregrine_kernel_drops_total{reason=\"ringbuf_full\"}", 1.0);
     let loss = agent.wait_for("a loss event", |e| {
-        e.kind == Kind::Loss && e.loss.as_ref().unwrap().kernel_ringbuf_full > 0
+        e.kind == Kind::Loss && e.loss().unwrap().kernel_ringbuf_full > 0
     });
     assert!(loss.container.is_none());
     let per_cpu: f64 = agent
@@ -75,11 +75,11 @@ fn a_full_kernel_ring_buffer_is_counted_reported_and_survived() {
     let p = path.to_string_lossy();
     let delivered = events
         .iter()
-        .filter(|e| e.kind == Kind::Open && e.file.as_ref().unwrap().path == p)
+        .filter(|e| e.kind == Kind::Open && e.file().unwrap().path == p)
         .count() as u64;
     let lost: u64 = events
         .iter()
-        .filter_map(|e| e.loss.as_ref())
+        .filter_map(|e| e.loss())
         .map(|l| l.total())
         .sum();
     assert!(
@@ -102,10 +102,10 @@ fn a_full_user_queue_is_counted_separately_and_reported() {
 
     agent.wait_metric("peregrine_user_queue_drops_total", 1.0);
     let loss = agent.wait_for("a loss event for the queue", |e| {
-        e.kind == Kind::Loss && e.loss.as_ref().unwrap().user_queue_full > 0
+        e.kind == Kind::Loss && e.loss().unwrap().user_queue_full > 0
     });
     assert_eq!(
-        loss.loss.as_ref().unwrap().kernel_ringbuf_full,
+        loss.loss().unwrap().kernel_ringbuf_full,
         0,
         "the kernel side kept up"
     );
@@ -114,11 +114,11 @@ fn a_full_user_queue_is_counted_separately_and_reported() {
     let p = path.to_string_lossy();
     let delivered = events
         .iter()
-        .filter(|e| e.kind == Kind::Open && e.file.as_ref().unwrap().path == p)
+        .filter(|e| e.kind == Kind::Open && e.file().unwrap().path == p)
         .count() as u64;
     let lost: u64 = events
         .iter()
-        .filter_map(|e| e.loss.as_ref())
+        .filter_map(|e| e.loss())
         .map(|l| l.total())
         .sum();
     assert!(

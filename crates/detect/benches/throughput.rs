@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use peregrine_detect::{Catalog, Engine, Match};
 use peregrine_event::{
-    Ancestor, Container, Event, ExecInfo, ExitInfo, Family, FileInfo, ForkInfo, Kind,
+    Ancestor, Container, Detail, Event, ExecInfo, ExitInfo, Family, FileInfo, ForkInfo, Kind,
     MetadataState, NetInfo, Process, Timestamp,
 };
 
@@ -93,33 +93,31 @@ fn process(exe: &str, argv: &[&str], pid: u32, uid: u32, lineage: &[(&str, u32)]
 
 /// An event on the process's main thread. Each event gets its own process and container
 /// snapshot (no sharing), so that the streaming phase really reads every event's strings.
-fn ev(kind: Kind, p: &Process, c: &Option<Container>) -> Event {
+fn ev(kind: Kind, p: &Process, c: &Option<Container>, detail: Detail) -> Event {
     Event {
         kind,
         time: Timestamp::from_unix_nanos(1_764_000_000_000_000_000),
         tid: p.pid,
         process: Arc::new(p.clone()),
         container: c.clone().map(Arc::new),
-        exec: None,
-        fork: None,
-        exit: None,
-        file: None,
-        net: None,
-        loss: None,
+        detail,
     }
 }
 
 fn open(p: &Process, c: &Option<Container>, path: String, flags: u32) -> Event {
-    let mut e = ev(Kind::Open, p, c);
-    e.file = Some(FileInfo {
-        path,
-        flags: flags | O_CLOEXEC,
-        mode: 0o644,
-        result: 7,
-        resolved: true,
-        ..FileInfo::default()
-    });
-    e
+    ev(
+        Kind::Open,
+        p,
+        c,
+        Detail::File(FileInfo {
+            path,
+            flags: flags | O_CLOEXEC,
+            mode: 0o644,
+            result: 7,
+            resolved: true,
+            ..FileInfo::default()
+        }),
+    )
 }
 
 fn file2(
@@ -129,47 +127,59 @@ fn file2(
     path: String,
     new_path: Option<String>,
 ) -> Event {
-    let mut e = ev(kind, p, c);
-    e.file = Some(FileInfo {
-        path,
-        new_path,
-        result: 0,
-        ..FileInfo::default()
-    });
-    e
+    ev(
+        kind,
+        p,
+        c,
+        Detail::File(FileInfo {
+            path,
+            new_path,
+            result: 0,
+            ..FileInfo::default()
+        }),
+    )
 }
 
 fn connect_inet(p: &Process, c: &Option<Container>, addr: String, port: u16) -> Event {
-    let mut e = ev(Kind::Connect, p, c);
-    e.net = Some(NetInfo {
-        family: Family::Inet,
-        address: addr.parse().ok(),
-        port: Some(port),
-        path: None,
-        result: -115,
-    });
-    e
+    ev(
+        Kind::Connect,
+        p,
+        c,
+        Detail::Net(NetInfo {
+            family: Family::Inet,
+            address: addr.parse().ok(),
+            port: Some(port),
+            path: None,
+            result: -115,
+        }),
+    )
 }
 
 fn connect_unix(p: &Process, c: &Option<Container>, path: &str) -> Event {
-    let mut e = ev(Kind::Connect, p, c);
-    e.net = Some(NetInfo {
-        family: Family::Unix,
-        address: None,
-        port: None,
-        path: Some(path.into()),
-        result: 0,
-    });
-    e
+    ev(
+        Kind::Connect,
+        p,
+        c,
+        Detail::Net(NetInfo {
+            family: Family::Unix,
+            address: None,
+            port: None,
+            path: Some(path.into()),
+            result: 0,
+        }),
+    )
 }
 
 fn exec(p: &Process, c: &Option<Container>) -> Event {
-    let mut e = ev(Kind::Exec, p, c);
-    e.exec = Some(ExecInfo {
-        filename: p.exe.clone(),
-        ..ExecInfo::default()
-    });
-    e
+    ev(
+        Kind::Exec,
+        p,
+        c,
+        Detail::Exec(ExecInfo {
+            filename: p.exe.clone(),
+            ..ExecInfo::default()
+        }),
+    )
 }
 
 /// Builds `n` events of the mix. Returns them and how many are expected to fire.
@@ -306,22 +316,24 @@ fn build_mix(n: usize) -> (Vec<Event>, usize) {
             // 5% exec, 3% fork, 3% exit.
             800..=829 => exec(&sh, &app_c),
             830..=849 => exec(&python, &app_c),
-            850..=879 => {
-                let mut e = ev(Kind::Fork, &app, &app_c);
-                e.fork = Some(ForkInfo {
+            850..=879 => ev(
+                Kind::Fork,
+                &app,
+                &app_c,
+                Detail::Fork(ForkInfo {
                     child_pid: 7000 + k as u32,
                     ..ForkInfo::default()
-                });
-                e
-            }
-            880..=909 => {
-                let mut e = ev(Kind::Exit, &python, &app_c);
-                e.exit = Some(ExitInfo {
+                }),
+            ),
+            880..=909 => ev(
+                Kind::Exit,
+                &python,
+                &app_c,
+                Detail::Exit(ExitInfo {
                     code: Some(0),
                     signal: None,
-                });
-                e
-            }
+                }),
+            ),
             // 8%: renames and unlinks of temporary files, log rotation on the host.
             910..=949 => file2(
                 Kind::Rename,

@@ -9,16 +9,11 @@ use crate::field::Subject;
 use crate::program::Program;
 use crate::rule::{Rule, RuleInfo, RuleSet};
 
-/// Kind discriminants are `family << 8 | index` (node-agent-common); a kind's slot in the index
-/// is `family * 16 + index`, so a kind added later gets a slot without renumbering anything.
-const FAMILIES: usize = 16;
-const PER_FAMILY: usize = 16;
-const SLOTS: usize = FAMILIES * PER_FAMILY;
+/// One index slot per kind, from the kind table in node-agent-common.
+const SLOTS: usize = Kind::ALL.len();
 
 pub(crate) fn kind_slot(kind: Kind) -> Option<usize> {
-    let v = kind as u32 as usize;
-    let (family, index) = (v >> 8, v & 0xff);
-    (family < FAMILIES && index < PER_FAMILY).then_some(family * PER_FAMILY + index)
+    Some(kind.slot()).filter(|&s| s < SLOTS)
 }
 
 /// What makes a finding distinct: its type, the resource (the container, or the node for a

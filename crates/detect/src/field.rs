@@ -222,13 +222,8 @@ pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
     prev.last().copied().unwrap_or(0)
 }
 
-/// O_* bits that make an open able to change a file (same values on x86_64 and arm64).
-pub const O_WRONLY: u32 = 0o1;
-pub const O_RDWR: u32 = 0o2;
-pub const O_CREAT: u32 = 0o100;
-pub const O_TRUNC: u32 = 0o1000;
-pub const O_APPEND: u32 = 0o2000;
-const WRITE_INTENT: u32 = O_WRONLY | O_RDWR | O_CREAT | O_TRUNC;
+/// The open flags rules and tests use; one definition, shared with the kernel's filter.
+pub use peregrine_event::{O_APPEND, O_CREAT, O_RDWR, O_TRUNC, O_WRONLY, WRITE_INTENT};
 
 /// A field's value in one event, borrowed from it.
 #[derive(Clone, Copy, Debug)]
@@ -313,9 +308,9 @@ impl<'a> Subject<'a> {
         let p = &ev.process;
         let parent = p.lineage.first();
         let c = ev.container.as_ref();
-        let file = ev.file.as_ref();
-        let net = ev.net.as_ref();
-        let exec = ev.exec.as_ref();
+        let file = ev.file();
+        let net = ev.net();
+        let exec = ev.exec();
         match f {
             Field::Kind => Val::Str(ev.kind.name()),
             Field::ProcessPid => Val::Int(p.pid.into()),
@@ -382,17 +377,14 @@ impl<'a> Subject<'a> {
                 }
             }
             Field::ForkChildPid => ev
-                .fork
-                .as_ref()
+                .fork()
                 .map_or(Val::Missing, |x| Val::Int(x.child_pid.into())),
             Field::ExitCode => ev
-                .exit
-                .as_ref()
+                .exit()
                 .and_then(|x| x.code)
                 .map_or(Val::Missing, |v| Val::Int(v.into())),
             Field::ExitSignal => ev
-                .exit
-                .as_ref()
+                .exit()
                 .and_then(|x| x.signal)
                 .map_or(Val::Missing, |v| Val::Int(v.into())),
             Field::FilePath => file.map_or(Val::Missing, |f| Val::Str(&f.path)),

@@ -222,7 +222,7 @@ impl Program {
 mod tests {
     use std::sync::Arc;
 
-    use peregrine_event::{Event, FileInfo, Process, Timestamp};
+    use peregrine_event::{Detail, Event, FileInfo, Process, Timestamp};
     use serde_yaml_ng::Value as Yaml;
 
     use super::*;
@@ -245,17 +245,12 @@ mod tests {
             tid: 0,
             process: Arc::new(Process::default()),
             container: None,
-            exec: None,
-            fork: None,
-            exit: None,
-            file: Some(FileInfo {
+            detail: Detail::File(FileInfo {
                 path: path.into(),
                 new_path: new_path.map(Into::into),
                 flags,
                 ..FileInfo::default()
             }),
-            net: None,
-            loss: None,
         }
     }
 
@@ -308,7 +303,7 @@ mod tests {
             let s = Subject::new(e);
             let tree = n.eval(&s);
             let program = Program::for_kind(&n, e.kind).is_some_and(|p| p.eval(&s));
-            assert_eq!(program, tree, "{:?} {:?}", e.kind, e.file);
+            assert_eq!(program, tree, "{:?} {:?}", e.kind, e.detail);
         }
     }
 }

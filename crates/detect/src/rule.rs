@@ -1065,7 +1065,7 @@ fn compile_context(name: &str, spec: &Yaml, at: &At) -> Result<ContextEntry, Rul
 mod tests {
     use std::sync::Arc;
 
-    use peregrine_event::{Event, FileInfo, Kind, Process, Timestamp};
+    use peregrine_event::{Detail, Event, ExecInfo, FileInfo, Kind, Process, Timestamp};
 
     use super::*;
 
@@ -1080,16 +1080,15 @@ mod tests {
                 ..Process::default()
             }),
             container: None,
-            exec: None,
-            fork: None,
-            exit: None,
-            file: (kind != Kind::Exec).then(|| FileInfo {
-                path: path.into(),
-                flags,
-                ..FileInfo::default()
-            }),
-            net: None,
-            loss: None,
+            detail: if kind == Kind::Exec {
+                Detail::Exec(ExecInfo::default())
+            } else {
+                Detail::File(FileInfo {
+                    path: path.into(),
+                    flags,
+                    ..FileInfo::default()
+                })
+            },
         }
     }
 
@@ -1148,7 +1147,7 @@ mod tests {
                     "{cond} on {:?} uid={} {:?}",
                     e.kind,
                     e.process.uid,
-                    e.file
+                    e.detail
                 );
                 outcomes.insert(want);
             }

@@ -14,7 +14,10 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 pub use crate::time::Timestamp;
-pub use node_agent_common::Kind;
+/// The kind table and the flag constants shared with the kernel (one definition each).
+pub use node_agent_common::{
+    Kind, KindFamily, O_APPEND, O_CREAT, O_RDWR, O_TRUNC, O_WRONLY, WRITE_INTENT,
+};
 
 /// One enriched runtime event.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -29,18 +32,61 @@ pub struct Event {
     pub process: Arc<Process>,
     /// `null` for a process on the host.
     pub container: Option<Arc<Container>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub exec: Option<ExecInfo>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fork: Option<ForkInfo>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub exit: Option<ExitInfo>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub file: Option<FileInfo>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub net: Option<NetInfo>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub loss: Option<LossInfo>,
+    /// The kind-specific part, in JSON one key named by [`Kind::detail`] (`exec`, `file`, ...).
+    #[serde(flatten)]
+    pub detail: Detail,
+}
+
+/// The kind-specific part of an event. Which variant a kind carries is the kind table's
+/// `detail` column in node-agent-common ([`Kind::detail`]); [`Detail::fits`] checks it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Detail {
+    Exec(ExecInfo),
+    Fork(ForkInfo),
+    Exit(ExitInfo),
+    File(FileInfo),
+    Net(NetInfo),
+    Loss(LossInfo),
+}
+
+impl Detail {
+    /// The JSON key, as named in the kind table.
+    pub const fn key(&self) -> &'static str {
+        match self {
+            Detail::Exec(_) => "exec",
+            Detail::Fork(_) => "fork",
+            Detail::Exit(_) => "exit",
+            Detail::File(_) => "file",
+            Detail::Net(_) => "net",
+            Detail::Loss(_) => "loss",
+        }
+    }
+
+    /// The kind's detail with every field empty (for builders that fill it in), or `None` for
+    /// a kind that is never emitted.
+    pub fn empty(kind: Kind) -> Option<Detail> {
+        Some(match kind.detail()? {
+            "exec" => Detail::Exec(ExecInfo::default()),
+            "fork" => Detail::Fork(ForkInfo::default()),
+            "exit" => Detail::Exit(ExitInfo::default()),
+            "file" => Detail::File(FileInfo::default()),
+            "net" => Detail::Net(NetInfo {
+                family: Family::Inet,
+                address: None,
+                port: None,
+                path: None,
+                result: 0,
+            }),
+            "loss" => Detail::Loss(LossInfo::default()),
+            _ => return None,
+        })
+    }
+
+    /// Whether this detail is the one the kind table gives `kind`.
+    pub fn fits(&self, kind: Kind) -> bool {
+        kind.detail() == Some(self.key())
+    }
 }
 
 /// The process that caused the event, from the agent's process table.
@@ -241,6 +287,38 @@ impl Event {
     }
 }
 
+/// `Event::exec()`, `Event::exec_mut()` and the like: the detail when it is that variant.
+macro_rules! detail_accessors {
+    ($($get:ident, $get_mut:ident, $variant:ident, $ty:ty;)*) => {
+        impl Event {
+            $(
+                pub fn $get(&self) -> Option<&$ty> {
+                    match &self.detail {
+                        Detail::$variant(x) => Some(x),
+                        _ => None,
+                    }
+                }
+
+                pub fn $get_mut(&mut self) -> Option<&mut $ty> {
+                    match &mut self.detail {
+                        Detail::$variant(x) => Some(x),
+                        _ => None,
+                    }
+                }
+            )*
+        }
+    };
+}
+
+detail_accessors! {
+    exec, exec_mut, Exec, ExecInfo;
+    fork, fork_mut, Fork, ForkInfo;
+    exit, exit_mut, Exit, ExitInfo;
+    file, file_mut, File, FileInfo;
+    net, net_mut, Net, NetInfo;
+    loss, loss_mut, Loss, LossInfo;
+}
+
 fn is_false(b: &bool) -> bool {
     !*b
 }
@@ -290,10 +368,7 @@ mod tests {
                 ..Process::default()
             }),
             container: None,
-            exec: None,
-            fork: None,
-            exit: None,
-            file: Some(FileInfo {
+            detail: Detail::File(FileInfo {
                 path: "/tmp/a\nb\"c".into(),
                 flags: 0o101,
                 mode: 0o4755,
@@ -301,8 +376,6 @@ mod tests {
                 result: 3,
                 ..FileInfo::default()
             }),
-            net: None,
-            loss: None,
         }
     }
 

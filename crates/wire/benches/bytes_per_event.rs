@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use peregrine_event::{
-    Ancestor, Container, Event, ExecInfo, ExitInfo, Family, FileInfo, ForkInfo, Kind, LossInfo,
-    MetadataState, NetInfo, Process, Timestamp, mode_octal,
+    Ancestor, Container, Detail, Event, ExecInfo, ExitInfo, Family, FileInfo, ForkInfo, Kind,
+    LossInfo, MetadataState, NetInfo, Process, Timestamp, mode_octal,
 };
 use peregrine_wire::{AgentIdentity, BatchEncoder, EncodedMessage, EncoderConfig, Message, decode};
 use uuid::Uuid;
@@ -377,12 +377,7 @@ fn event(
         tid: process.pid,
         process: Arc::clone(process),
         container: container.clone(),
-        exec: None,
-        fork: None,
-        exit: None,
-        file: None,
-        net: None,
-        loss: None,
+        detail: Detail::empty(kind).expect("an emitted kind"),
     }
 }
 
@@ -584,7 +579,7 @@ impl World {
         if roll < 13 {
             let t = self.tick();
             let mut e = event(Kind::Loss, t, &self.actors[0].process, &None);
-            e.loss = Some(LossInfo {
+            e.detail = Detail::Loss(LossInfo {
                 kernel_ringbuf_full: self.rng.below(500),
                 user_queue_full: self.rng.below(3),
                 ..LossInfo::default()
@@ -619,7 +614,7 @@ impl World {
             };
             let mut e = event(Kind::Connect, t, &process, &a.container);
             e.tid = tid;
-            e.net = Some(NetInfo {
+            e.detail = Detail::Net(NetInfo {
                 family,
                 address,
                 port,
@@ -666,7 +661,7 @@ impl World {
         };
         let mut e = event(Kind::Open, t, &process, &a.container);
         e.tid = tid;
-        e.file = Some(file.clone());
+        e.detail = Detail::File(file.clone());
         out.push(e);
         // Log rotation: rename, then chmod of the new file.
         if is_log && self.rng.below(300) == 0 {
@@ -674,7 +669,7 @@ impl World {
             let t = self.tick();
             let mut e = event(Kind::Rename, t, &process, &container);
             e.tid = tid;
-            e.file = Some(FileInfo {
+            e.detail = Detail::File(FileInfo {
                 new_path: Some(format!("{}.1", file.path)),
                 flags: 0,
                 mode: 0,
@@ -687,7 +682,7 @@ impl World {
             let t = self.tick();
             let mut e = event(Kind::Chmod, t, &process, &container);
             e.tid = tid;
-            e.file = Some(FileInfo {
+            e.detail = Detail::File(FileInfo {
                 mode: 0o640,
                 mode_octal: mode_octal(0o640),
                 result: 0,
@@ -713,14 +708,14 @@ impl World {
         sh.start_time = self.tick();
         let sh = Arc::new(sh);
         let mut e = event(Kind::Fork, sh.start_time, &shim, &container);
-        e.fork = Some(ForkInfo {
+        e.detail = Detail::Fork(ForkInfo {
             child_pid: sh.pid,
             child_uuid: sh.uuid,
         });
         out.push(e);
         let t = self.tick();
         let mut e = event(Kind::Exec, t, &sh, &container);
-        e.exec = Some(ExecInfo {
+        e.detail = Detail::Exec(ExecInfo {
             filename: "/bin/sh".into(),
             exe_dev: 0x4c,
             exe_ino: 1234,
@@ -740,7 +735,7 @@ impl World {
             child.start_time = self.tick();
             let child = Arc::new(child);
             let mut e = event(Kind::Fork, child.start_time, &sh, &container);
-            e.fork = Some(ForkInfo {
+            e.detail = Detail::Fork(ForkInfo {
                 child_pid: child.pid,
                 child_uuid: child.uuid,
             });
@@ -748,7 +743,7 @@ impl World {
             let t = self.tick();
             let mut e = event(Kind::Exec, t, &child, &container);
             let exe_ino = 5000 + exe.len() as u64;
-            e.exec = Some(ExecInfo {
+            e.detail = Detail::Exec(ExecInfo {
                 filename: exe.into(),
                 exe_dev: 0x4c,
                 exe_ino,
@@ -760,7 +755,7 @@ impl World {
         }
         let t = self.tick();
         let mut e = event(Kind::Connect, t, &children[0], &container);
-        e.net = Some(NetInfo {
+        e.detail = Detail::Net(NetInfo {
             family: Family::Inet,
             address: Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
             port: Some(8080),
@@ -771,7 +766,7 @@ impl World {
         for p in children.iter().chain([&sh]) {
             let t = self.tick();
             let mut e = event(Kind::Exit, t, p, &container);
-            e.exit = Some(ExitInfo {
+            e.detail = Detail::Exit(ExitInfo {
                 code: Some(0),
                 signal: None,
             });

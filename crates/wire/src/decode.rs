@@ -6,8 +6,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 use peregrine_event::{
-    Ancestor, Container, Event, ExecInfo, ExitInfo, Family, FileInfo, ForkInfo, Kind, LossInfo,
-    MetadataState, NetInfo, NewBinary, NewBinaryEvidence, Process, Timestamp,
+    Ancestor, Container, Detail, Event, ExecInfo, ExitInfo, Family, FileInfo, ForkInfo, Kind,
+    LossInfo, MetadataState, NetInfo, NewBinary, NewBinaryEvidence, Process, Timestamp,
 };
 use prost::Message as _;
 use uuid::Uuid;
@@ -243,24 +243,27 @@ pub(crate) fn estimate(b: &pb::EventBatch) -> Result<u64, WireError> {
         if let Some(i) = container.checked_sub(1) {
             c += entry(&containers, i, "container_refs", "container")?;
         }
-        if let Some(x) = &e.exec {
-            c += s.len(x.filename, "ExecInfo.filename")?;
-            if let Some(by) = x.new_binary.as_ref().and_then(|n| n.modified_by) {
-                c += entry(&ancestors, by, "NewBinary.modified_by", "ancestor")?;
-            }
-        }
-        if let Some(f) = &e.file {
-            c += s.len(f.path, "FileInfo.path")? + s.opt_len(f.new_path, "FileInfo.new_path")?;
-            c += match pb::ModeText::try_from(f.mode_text) {
-                Ok(pb::ModeText::Octal) => octal_len(f.mode),
-                Ok(pb::ModeText::Explicit) => {
-                    s.len(f.mode_octal_text, "FileInfo.mode_octal_text")?
+        use pb::event_details::Detail as D;
+        match &e.detail {
+            Some(D::Exec(x)) => {
+                c += s.len(x.filename, "ExecInfo.filename")?;
+                if let Some(by) = x.new_binary.as_ref().and_then(|n| n.modified_by) {
+                    c += entry(&ancestors, by, "NewBinary.modified_by", "ancestor")?;
                 }
-                _ => 0,
-            };
-        }
-        if let Some(n) = &e.net {
-            c += s.opt_len(n.path, "NetInfo.path")?;
+            }
+            Some(D::File(f)) => {
+                c +=
+                    s.len(f.path, "FileInfo.path")? + s.opt_len(f.new_path, "FileInfo.new_path")?;
+                c += match pb::ModeText::try_from(f.mode_text) {
+                    Ok(pb::ModeText::Octal) => octal_len(f.mode),
+                    Ok(pb::ModeText::Explicit) => {
+                        s.len(f.mode_octal_text, "FileInfo.mode_octal_text")?
+                    }
+                    _ => 0,
+                };
+            }
+            Some(D::Net(n)) => c += s.opt_len(n.path, "NetInfo.path")?,
+            Some(D::Fork(_) | D::Exit(_) | D::Loss(_)) | None => {}
         }
         total = total.saturating_add(c);
     }
@@ -294,11 +297,8 @@ fn hex(digest: &[u8]) -> String {
     s
 }
 
-fn kind(value: i32) -> Result<Kind, Inconsistency> {
-    u32::try_from(value)
-        .ok()
-        .and_then(Kind::from_u32)
-        .ok_or(Inconsistency::InvalidKind(value))
+fn kind(value: u32) -> Result<Kind, Inconsistency> {
+    Kind::from_u32(value).ok_or(Inconsistency::InvalidKind(value))
 }
 
 fn metadata_state(value: i32) -> Result<MetadataState, Inconsistency> {
@@ -497,6 +497,36 @@ fn net(n: &pb::NetInfo, s: &Strings<'_>) -> Result<NetInfo, Inconsistency> {
     })
 }
 
+/// An event's kind-specific part; every shipped kind has one.
+fn detail(
+    e: &pb::EventDetails,
+    s: &Strings<'_>,
+    ancestors: &[Ancestor],
+    base: i64,
+) -> Result<Detail, Inconsistency> {
+    use pb::event_details::Detail as D;
+    Ok(match &e.detail {
+        None => return Err(Inconsistency::MissingDetail),
+        Some(D::Exec(x)) => Detail::Exec(exec(x, s, ancestors, base)?),
+        Some(D::Fork(f)) => Detail::Fork(ForkInfo {
+            child_pid: f.child_pid,
+            child_uuid: uuid(&f.child_uuid, "ForkInfo.child_uuid")?,
+        }),
+        Some(D::Exit(x)) => Detail::Exit(ExitInfo {
+            code: x.code,
+            signal: x.signal,
+        }),
+        Some(D::File(f)) => Detail::File(file(f, s)?),
+        Some(D::Net(n)) => Detail::Net(net(n, s)?),
+        Some(D::Loss(l)) => Detail::Loss(LossInfo {
+            kernel_ringbuf_full: l.kernel_ringbuf_full,
+            kernel_no_scratch: l.kernel_no_scratch,
+            user_queue_full: l.user_queue_full,
+            downstream: l.downstream,
+        }),
+    })
+}
+
 /// Rebuilds the events of a batch whose size has been checked.
 fn rebuild(b: &pb::EventBatch) -> Result<Vec<Event>, Inconsistency> {
     let s = Strings(&b.strings);
@@ -555,39 +585,21 @@ fn rebuild(b: &pb::EventBatch) -> Result<Vec<Event>, Inconsistency> {
             None => None,
             Some(c) => Some(entry(&containers, c, "container_refs", "container")?.clone()),
         };
+        let kind = kind(kind_number)?;
+        let detail = detail(e, &s, &ancestors, base)?;
+        if !detail.fits(kind) {
+            return Err(Inconsistency::DetailMismatch {
+                kind: kind.name(),
+                detail: detail.key(),
+            });
+        }
         events.push(Event {
-            kind: kind(kind_number)?,
+            kind,
             time: Timestamp::from_unix_nanos(t),
             tid,
             process: p,
             container,
-            exec: e
-                .exec
-                .as_ref()
-                .map(|x| exec(x, &s, &ancestors, base))
-                .transpose()?,
-            fork: e
-                .fork
-                .as_ref()
-                .map(|f| {
-                    Ok::<_, Inconsistency>(ForkInfo {
-                        child_pid: f.child_pid,
-                        child_uuid: uuid(&f.child_uuid, "ForkInfo.child_uuid")?,
-                    })
-                })
-                .transpose()?,
-            exit: e.exit.as_ref().map(|x| ExitInfo {
-                code: x.code,
-                signal: x.signal,
-            }),
-            file: e.file.as_ref().map(|f| file(f, &s)).transpose()?,
-            net: e.net.as_ref().map(|n| net(n, &s)).transpose()?,
-            loss: e.loss.as_ref().map(|l| LossInfo {
-                kernel_ringbuf_full: l.kernel_ringbuf_full,
-                kernel_no_scratch: l.kernel_no_scratch,
-                user_queue_full: l.user_queue_full,
-                downstream: l.downstream,
-            }),
+            detail,
         });
     }
     Ok(events)

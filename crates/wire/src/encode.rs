@@ -8,7 +8,7 @@ use std::mem::size_of;
 use std::net::IpAddr;
 
 use peregrine_event::{
-    Ancestor, Container, Event, ExecInfo, Family, FileInfo, MetadataState, NetInfo,
+    Ancestor, Container, Detail, Event, ExecInfo, Family, FileInfo, MetadataState, NetInfo,
     NewBinaryEvidence, Process, Timestamp,
 };
 use prost::Message as _;
@@ -321,7 +321,7 @@ impl BatchEncoder {
             bytes = bytes.saturating_add(s.len());
         });
         let ancestors = e.process.lineage.len()
-            + usize::from(e.exec.as_ref().is_some_and(|x| {
+            + usize::from(e.exec().is_some_and(|x| {
                 x.new_binary
                     .as_ref()
                     .is_some_and(|n| n.modified_by.is_some())
@@ -476,22 +476,27 @@ fn for_each_string<'a>(e: &'a Event, mut f: impl FnMut(&'a str)) {
             f(s);
         }
     }
-    if let Some(x) = &e.exec {
-        f(&x.filename);
-        if let Some(a) = x.new_binary.as_ref().and_then(|n| n.modified_by.as_ref()) {
-            f(&a.exe);
-            f(&a.comm);
+    match &e.detail {
+        Detail::Exec(x) => {
+            f(&x.filename);
+            if let Some(a) = x.new_binary.as_ref().and_then(|n| n.modified_by.as_ref()) {
+                f(&a.exe);
+                f(&a.comm);
+            }
         }
-    }
-    if let Some(file) = &e.file {
-        f(&file.path);
-        f(&file.mode_octal);
-        if let Some(n) = &file.new_path {
-            f(n);
+        Detail::File(file) => {
+            f(&file.path);
+            f(&file.mode_octal);
+            if let Some(n) = &file.new_path {
+                f(n);
+            }
         }
-    }
-    if let Some(s) = e.net.as_ref().and_then(|n| n.path.as_ref()) {
-        f(s);
+        Detail::Net(n) => {
+            if let Some(s) = &n.path {
+                f(s);
+            }
+        }
+        Detail::Fork(_) | Detail::Exit(_) | Detail::Loss(_) => {}
     }
 }
 
@@ -671,8 +676,7 @@ impl<'a> Builder<'a> {
         let mut prev = base;
         for e in events {
             let t = e.time.unix_nanos();
-            // The enum's numbers are the stable Kind numbers; all of them fit in an i32.
-            kinds.push(i32::try_from(e.kind as u32).unwrap_or(0));
+            kinds.push(e.kind as u32);
             time_deltas_ns.push(t.wrapping_sub(prev));
             prev = t;
             process_refs.push(b.process(&e.process)?);
@@ -807,24 +811,28 @@ impl<'a> Builder<'a> {
     }
 
     fn details(&mut self, e: &'a Event) -> Result<pb::EventDetails, WireError> {
-        Ok(pb::EventDetails {
-            exec: e.exec.as_ref().map(|x| self.exec(x)).transpose()?,
-            fork: e.fork.as_ref().map(|f| pb::ForkInfo {
+        use pb::event_details::Detail as D;
+        let detail = match &e.detail {
+            Detail::Exec(x) => D::Exec(self.exec(x)?),
+            Detail::Fork(f) => D::Fork(pb::ForkInfo {
                 child_pid: f.child_pid,
                 child_uuid: uuid_bytes(&f.child_uuid),
             }),
-            exit: e.exit.as_ref().map(|x| pb::ExitInfo {
+            Detail::Exit(x) => D::Exit(pb::ExitInfo {
                 code: x.code,
                 signal: x.signal,
             }),
-            file: e.file.as_ref().map(|f| self.file(f)).transpose()?,
-            net: e.net.as_ref().map(|n| self.net(n)).transpose()?,
-            loss: e.loss.as_ref().map(|l| pb::LossInfo {
+            Detail::File(f) => D::File(self.file(f)?),
+            Detail::Net(n) => D::Net(self.net(n)?),
+            Detail::Loss(l) => D::Loss(pb::LossInfo {
                 kernel_ringbuf_full: l.kernel_ringbuf_full,
                 kernel_no_scratch: l.kernel_no_scratch,
                 user_queue_full: l.user_queue_full,
                 downstream: l.downstream,
             }),
+        };
+        Ok(pb::EventDetails {
+            detail: Some(detail),
         })
     }
 

@@ -104,7 +104,18 @@ pub enum Inconsistency {
 
     /// The event kind number is not a known `Kind`.
     #[error("unknown event kind number {0:#06x}")]
-    InvalidKind(i32),
+    InvalidKind(u32),
+
+    /// An event has no kind-specific part.
+    #[error("an event has no details")]
+    MissingDetail,
+
+    /// An event's details are not the ones its kind carries (the kind table's `detail`).
+    #[error("a {kind} event carries {detail} details")]
+    DetailMismatch {
+        kind: &'static str,
+        detail: &'static str,
+    },
 
     /// An enum field holds a value this schema version does not define (or the invalid 0).
     #[error("{field}: invalid enum value {value}")]

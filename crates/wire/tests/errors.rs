@@ -11,6 +11,16 @@ use peregrine_wire::{
 };
 use prost::Message as _;
 
+use pb::event_details::Detail as D;
+use peregrine_event::Kind;
+
+fn file_of(d: &mut pb::EventDetails) -> &mut pb::FileInfo {
+    match &mut d.detail {
+        Some(D::File(f)) => f,
+        other => panic!("not a file detail: {other:?}"),
+    }
+}
+
 fn batch_of(env: &mut pb::Envelope) -> &mut pb::EventBatch {
     match env.body.as_mut() {
         Some(pb::envelope::Body::Batch(b)) => b,
@@ -222,7 +232,7 @@ fn count_mismatches() {
     // Every event column must have exactly one entry per event.
     type Mutation = Box<dyn Fn(&mut pb::EventBatch)>;
     let columns: Vec<(&str, Mutation)> = vec![
-        ("kinds", Box::new(|b| b.kinds.push(pb::Kind::Open as i32))),
+        ("kinds", Box::new(|b| b.kinds.push(Kind::Open as u32))),
         ("time deltas", Box::new(|b| b.time_deltas_ns.clear())),
         ("process refs", Box::new(|b| b.process_refs.push(0))),
         ("thread id deltas", Box::new(|b| b.tid_deltas.clear())),
@@ -299,11 +309,11 @@ fn indices_out_of_range() {
         ("container_refs", Box::new(|b| b.container_refs[0] = 1)),
         (
             "FileInfo.path",
-            Box::new(|b| b.details[0].file.as_mut().unwrap().path = 4),
+            Box::new(|b| file_of(&mut b.details[0]).path = 4),
         ),
         (
             "FileInfo.new_path",
-            Box::new(|b| b.details[0].file.as_mut().unwrap().new_path = Some(u32::MAX)),
+            Box::new(|b| file_of(&mut b.details[0]).new_path = Some(u32::MAX)),
         ),
         ("Process.argv", Box::new(|b| b.processes[0].argv.push(99))),
         ("Process.comm", Box::new(|b| b.processes[0].comm = 4)),
@@ -318,7 +328,7 @@ fn indices_out_of_range() {
         (
             "FileInfo.mode_octal_text",
             Box::new(|b| {
-                let f = b.details[0].file.as_mut().unwrap();
+                let f = file_of(&mut b.details[0]);
                 f.mode_text = pb::ModeText::Explicit as i32;
                 f.mode_octal_text = 4;
             }),
@@ -359,7 +369,7 @@ fn indices_out_of_range() {
 
 #[test]
 fn invalid_kinds_and_enums() {
-    for kind in [0, 0x0103, 0x0400, 0x0f03, -1, i32::MAX] {
+    for kind in [0, 0x0103, 0x0400, 0x0f03, u32::MAX, i32::MAX as u32] {
         let mut env = minimal_batch();
         batch_of(&mut env).kinds[0] = kind;
         assert_eq!(inconsistency(&env), Inconsistency::InvalidKind(kind));
@@ -392,43 +402,43 @@ fn invalid_kinds_and_enums() {
             "NetInfo.family",
             0,
             Box::new(|b, v| {
-                b.details[0].net = Some(pb::NetInfo {
+                b.details[0].detail = Some(D::Net(pb::NetInfo {
                     family: v,
                     ..Default::default()
-                })
+                }))
             }),
         ),
         (
             "NetInfo.family",
             4,
             Box::new(|b, v| {
-                b.details[0].net = Some(pb::NetInfo {
+                b.details[0].detail = Some(D::Net(pb::NetInfo {
                     family: v,
                     ..Default::default()
-                })
+                }))
             }),
         ),
         (
             "FileInfo.mode_text",
             3,
-            Box::new(|b, v| b.details[0].file.as_mut().unwrap().mode_text = v),
+            Box::new(|b, v| file_of(&mut b.details[0]).mode_text = v),
         ),
         (
             "FileInfo.mode_text",
             -1,
-            Box::new(|b, v| b.details[0].file.as_mut().unwrap().mode_text = v),
+            Box::new(|b, v| file_of(&mut b.details[0]).mode_text = v),
         ),
         (
             "NewBinary.evidence",
             0,
             Box::new(|b, v| {
-                b.details[0].exec = Some(pb::ExecInfo {
+                b.details[0].detail = Some(D::Exec(pb::ExecInfo {
                     new_binary: Some(pb::NewBinary {
                         evidence: v,
                         ..Default::default()
                     }),
                     ..Default::default()
-                })
+                }))
             }),
         ),
     ];
@@ -472,18 +482,18 @@ fn invalid_lengths_and_ranges() {
     };
     for len in [0usize, 3, 5, 15, 17] {
         let mut env = minimal_batch();
-        batch_of(&mut env).details[0].net = Some(inet(vec![1; len]));
+        batch_of(&mut env).details[0].detail = Some(D::Net(inet(vec![1; len])));
         assert!(matches!(
             inconsistency(&env),
             Inconsistency::InvalidLength { field: "NetInfo.address", len: l, .. } if l == len
         ));
     }
     let mut env = minimal_batch();
-    batch_of(&mut env).details[0].net = Some(pb::NetInfo {
+    batch_of(&mut env).details[0].detail = Some(D::Net(pb::NetInfo {
         port: Some(65536),
         family: pb::Family::Inet as i32,
         ..Default::default()
-    });
+    }));
     assert_eq!(
         inconsistency(&env),
         Inconsistency::OutOfRange {
@@ -502,10 +512,10 @@ fn invalid_lengths_and_ranges() {
         }
     ));
     let mut env = minimal_batch();
-    batch_of(&mut env).details[0].fork = Some(pb::ForkInfo {
+    batch_of(&mut env).details[0].detail = Some(D::Fork(pb::ForkInfo {
         child_pid: 1,
         child_uuid: vec![1; 17],
-    });
+    }));
     assert!(matches!(
         inconsistency(&env),
         Inconsistency::InvalidLength {
@@ -599,4 +609,36 @@ fn heartbeat_limits() {
             limit: 4096
         })
     ));
+}
+
+#[test]
+fn a_detail_must_be_present_and_fit_its_kind() {
+    let mut env = minimal_batch();
+    batch_of(&mut env).details[0].detail = None;
+    assert_eq!(inconsistency(&env), Inconsistency::MissingDetail);
+
+    // An open (file family) that carries a connect's details.
+    let mut env = minimal_batch();
+    batch_of(&mut env).details[0].detail = Some(D::Net(pb::NetInfo {
+        family: pb::Family::Unix as i32,
+        ..Default::default()
+    }));
+    assert_eq!(
+        inconsistency(&env),
+        Inconsistency::DetailMismatch {
+            kind: "open",
+            detail: "net"
+        }
+    );
+
+    // A kind the agent consumes itself is never shipped, whatever it carries.
+    let mut env = minimal_batch();
+    batch_of(&mut env).kinds[0] = Kind::CgroupMkdir as u32;
+    assert_eq!(
+        inconsistency(&env),
+        Inconsistency::DetailMismatch {
+            kind: "cgroup_mkdir",
+            detail: "file"
+        }
+    );
 }

@@ -8,7 +8,7 @@ mod common;
 use std::sync::Arc;
 
 use common::*;
-use peregrine_event::{Event, FileInfo, Kind, Timestamp};
+use peregrine_event::{Detail, Event, FileInfo, Kind, Timestamp};
 use peregrine_wire::{
     BatchEncoder, EncodedMessage, EncoderConfig, Limits, Message, WireError, decode_with_limits,
 };
@@ -41,7 +41,7 @@ fn large_events(n: usize, argv_bytes: usize) -> Vec<Event> {
                 noise(i as u64 + 1, argv_bytes),
             ];
             let mut e = bare(Kind::Open, i as i64 * 1_000, p, Some(pod()));
-            e.file = Some(FileInfo {
+            e.detail = Detail::File(FileInfo {
                 path: format!("/tmp/{}", noise(i as u64 + 99, 20)),
                 ..FileInfo::default()
             });
@@ -120,7 +120,7 @@ fn default_limits_split_a_huge_batch() {
 fn count_and_size_limits_split_too() {
     // Highly compressible events: the body limit never binds, the decoder's caps do.
     let events: Vec<Event> = (0..5_000)
-        .map(|i| bare(Kind::CgroupMkdir, i, shell(), None))
+        .map(|i| bare(Kind::Exit, i, shell(), None))
         .collect();
     let limits = Limits {
         max_events: 700,
@@ -198,7 +198,7 @@ fn an_event_over_a_count_limit_is_reported() {
         ..EncoderConfig::default()
     };
     let mut enc = BatchEncoder::new(identity(), cfg).unwrap();
-    let mut e = bare(Kind::CgroupMkdir, 0, shell(), None);
+    let mut e = bare(Kind::Exit, 0, shell(), None);
     Arc::make_mut(&mut e.process).argv = (0..50).map(|i| format!("arg{i}")).collect();
     let err = enc.push(e).unwrap_err();
     assert!(

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use peregrine_event::{
-    Ancestor, Container, Event, ExecInfo, ExitInfo, Family, FileInfo, ForkInfo, Kind,
+    Ancestor, Container, Detail, Event, ExecInfo, ExitInfo, Family, FileInfo, ForkInfo, Kind,
     MetadataState, NetInfo, NewBinary, NewBinaryEvidence, Process, Timestamp,
 };
 use peregrine_wire::{
@@ -17,11 +17,8 @@ use peregrine_wire::{
 };
 use uuid::Uuid;
 
-/// `O_WRONLY`, `O_CREAT`, `O_APPEND`, `O_TRUNC` (x86-64 and arm64 values).
-pub const O_WRONLY: u32 = 0o1;
-pub const O_CREAT: u32 = 0o100;
-pub const O_TRUNC: u32 = 0o1000;
-pub const O_APPEND: u32 = 0o2000;
+pub use peregrine_event::{O_APPEND, O_CREAT, O_TRUNC, O_WRONLY};
+/// Not a write-intent bit; sample opens carry it as real programs do.
 pub const O_CLOEXEC: u32 = 0o2000000;
 
 /// 2026-11-24T10:00:00Z.
@@ -117,19 +114,20 @@ pub fn process(
     }
 }
 
-fn event(kind: Kind, t: i64, p: &Arc<Process>, c: Option<&Arc<Container>>) -> Event {
+fn event(
+    kind: Kind,
+    t: i64,
+    p: &Arc<Process>,
+    c: Option<&Arc<Container>>,
+    detail: Detail,
+) -> Event {
     Event {
         kind,
         time: Timestamp::from_unix_nanos(t),
         tid: p.pid,
         process: Arc::clone(p),
         container: c.cloned(),
-        exec: None,
-        fork: None,
-        exit: None,
-        file: None,
-        net: None,
-        loss: None,
+        detail,
     }
 }
 
@@ -141,23 +139,27 @@ fn open(
     flags: u32,
     result: i64,
 ) -> Event {
-    let mut e = event(Kind::Open, t, p, c);
-    e.file = Some(FileInfo {
-        path: path.into(),
-        flags,
-        mode: if flags & O_CREAT != 0 { 0o644 } else { 0 },
-        mode_octal: if flags & O_CREAT != 0 {
-            "644".into()
-        } else {
-            String::new()
-        },
-        result,
-        resolved: true,
-        ino: 1_000 + t.rem_euclid(997) as u64,
-        dev: 0x803,
-        ..FileInfo::default()
-    });
-    e
+    event(
+        Kind::Open,
+        t,
+        p,
+        c,
+        Detail::File(FileInfo {
+            path: path.into(),
+            flags,
+            mode: if flags & O_CREAT != 0 { 0o644 } else { 0 },
+            mode_octal: if flags & O_CREAT != 0 {
+                "644".into()
+            } else {
+                String::new()
+            },
+            result,
+            resolved: true,
+            ino: 1_000 + t.rem_euclid(997) as u64,
+            dev: 0x803,
+            ..FileInfo::default()
+        }),
+    )
 }
 
 fn connect_inet(
@@ -167,27 +169,35 @@ fn connect_inet(
     addr: [u8; 4],
     port: u16,
 ) -> Event {
-    let mut e = event(Kind::Connect, t, p, c);
-    e.net = Some(NetInfo {
-        family: Family::Inet,
-        address: Some(std::net::IpAddr::from(addr)),
-        port: Some(port),
-        path: None,
-        result: -115,
-    });
-    e
+    event(
+        Kind::Connect,
+        t,
+        p,
+        c,
+        Detail::Net(NetInfo {
+            family: Family::Inet,
+            address: Some(std::net::IpAddr::from(addr)),
+            port: Some(port),
+            path: None,
+            result: -115,
+        }),
+    )
 }
 
 fn connect_unix(t: i64, p: &Arc<Process>, c: Option<&Arc<Container>>, path: &str) -> Event {
-    let mut e = event(Kind::Connect, t, p, c);
-    e.net = Some(NetInfo {
-        family: Family::Unix,
-        address: None,
-        port: None,
-        path: Some(path.into()),
-        result: 0,
-    });
-    e
+    event(
+        Kind::Connect,
+        t,
+        p,
+        c,
+        Detail::Net(NetInfo {
+            family: Family::Unix,
+            address: None,
+            port: None,
+            path: Some(path.into()),
+            result: 0,
+        }),
+    )
 }
 
 fn exec(
@@ -196,15 +206,19 @@ fn exec(
     c: Option<&Arc<Container>>,
     new_binary: Option<NewBinary>,
 ) -> Event {
-    let mut e = event(Kind::Exec, t, p, c);
-    e.exec = Some(ExecInfo {
-        filename: p.exe.clone(),
-        exe_dev: 0x2d,
-        exe_ino: 4_000 + u64::from(p.pid),
-        env_truncated: false,
-        new_binary,
-    });
-    e
+    event(
+        Kind::Exec,
+        t,
+        p,
+        c,
+        Detail::Exec(ExecInfo {
+            filename: p.exe.clone(),
+            exe_dev: 0x2d,
+            exe_ino: 4_000 + u64::from(p.pid),
+            env_truncated: false,
+            new_binary,
+        }),
+    )
 }
 
 /// The attacks of one compromised pod, at `t` (ns): a cgroups `release_agent` written
@@ -305,8 +319,7 @@ pub fn ssh_key_append(index: u32, t: i64) -> Vec<Event> {
         .into_iter()
         .filter(|e| {
             e.kind == Kind::Open
-                && e.file
-                    .as_ref()
+                && e.file()
                     .is_some_and(|f| f.path.ends_with("authorized_keys"))
         })
         .collect()
@@ -316,11 +329,7 @@ pub fn ssh_key_append(index: u32, t: i64) -> Vec<Event> {
 pub fn release_agent_write(index: u32, t: i64) -> Vec<Event> {
     attack(index, t)
         .into_iter()
-        .filter(|e| {
-            e.file
-                .as_ref()
-                .is_some_and(|f| f.path.ends_with("release_agent"))
-        })
+        .filter(|e| e.file().is_some_and(|f| f.path.ends_with("release_agent")))
         .collect()
 }
 
@@ -516,23 +525,27 @@ pub fn benign(n: usize, t0: i64, seed: u64) -> Vec<Event> {
                 0,
                 14,
             ),
-            9 => {
-                let mut e = event(Kind::Fork, t, &probe_sh, Some(&web));
-                e.fork = Some(ForkInfo {
+            9 => event(
+                Kind::Fork,
+                t,
+                &probe_sh,
+                Some(&web),
+                Detail::Fork(ForkInfo {
                     child_pid: 8_001,
                     child_uuid: uuid(24),
-                });
-                e
-            }
+                }),
+            ),
             10 => exec(t, &probe_curl, Some(&web), None),
-            _ => {
-                let mut e = event(Kind::Exit, t, &probe_curl, Some(&web));
-                e.exit = Some(ExitInfo {
+            _ => event(
+                Kind::Exit,
+                t,
+                &probe_curl,
+                Some(&web),
+                Detail::Exit(ExitInfo {
                     code: Some(0),
                     signal: None,
-                });
-                e
-            }
+                }),
+            ),
         };
         out.push(ev);
     }

@@ -5,7 +5,7 @@ use std::sync::{Arc, OnceLock};
 
 use peregrine_detect::{Catalog, Engine, Match, O_APPEND, O_CREAT, O_RDWR, O_TRUNC, O_WRONLY};
 use peregrine_event::{
-    Ancestor, Container, Event, ExecInfo, Family, FileInfo, Kind, MetadataState, NetInfo,
+    Ancestor, Container, Detail, Event, ExecInfo, Family, FileInfo, Kind, MetadataState, NetInfo,
     NewBinary, NewBinaryEvidence, Process, Timestamp,
 };
 
@@ -43,12 +43,7 @@ fn base(kind: Kind) -> Event {
             ..Process::default()
         }),
         container: Some(Arc::new(container())),
-        exec: None,
-        fork: None,
-        exit: None,
-        file: None,
-        net: None,
-        loss: None,
+        detail: Detail::empty(kind).expect("an emitted kind"),
     }
 }
 
@@ -84,7 +79,7 @@ pub fn container() -> Container {
 
 fn file_event(kind: Kind, path: &str, new_path: Option<&str>, flags: u32) -> E {
     let mut ev = base(kind);
-    ev.file = Some(FileInfo {
+    ev.detail = Detail::File(FileInfo {
         path: path.into(),
         new_path: new_path.map(Into::into),
         flags,
@@ -109,7 +104,7 @@ impl E {
         let name = exe.rsplit('/').next().unwrap_or(exe).to_owned();
         p.comm = name.chars().take(15).collect();
         p.argv = vec![name];
-        ev.exec = Some(ExecInfo {
+        ev.detail = Detail::Exec(ExecInfo {
             filename: exe.into(),
             ..ExecInfo::default()
         });
@@ -135,14 +130,14 @@ impl E {
     }
     pub fn chmod(path: &str, mode: u32) -> E {
         let mut e = file_event(Kind::Chmod, path, None, 0);
-        if let Some(f) = e.0.file.as_mut() {
+        if let Some(f) = e.0.file_mut() {
             f.mode = mode;
         }
         e
     }
     pub fn connect_unix(path: &str) -> E {
         let mut ev = base(Kind::Connect);
-        ev.net = Some(NetInfo {
+        ev.detail = Detail::Net(NetInfo {
             family: Family::Unix,
             address: None,
             port: None,
@@ -153,7 +148,7 @@ impl E {
     }
     pub fn connect_inet(addr: &str, port: u16) -> E {
         let mut ev = base(Kind::Connect);
-        ev.net = Some(NetInfo {
+        ev.detail = Detail::Net(NetInfo {
             family: Family::Inet,
             address: Some(addr.parse().unwrap()),
             port: Some(port),
@@ -195,7 +190,7 @@ impl E {
     }
     /// The path given to execve (a script, for instance) when it differs from the exe.
     pub fn filename(mut self, f: &str) -> E {
-        if let Some(x) = self.0.exec.as_mut() {
+        if let Some(x) = self.0.exec_mut() {
             x.filename = f.into();
         }
         self
@@ -211,16 +206,16 @@ impl E {
         self
     }
     pub fn result(mut self, r: i64) -> E {
-        if let Some(f) = self.0.file.as_mut() {
+        if let Some(f) = self.0.file_mut() {
             f.result = r;
         }
-        if let Some(n) = self.0.net.as_mut() {
+        if let Some(n) = self.0.net_mut() {
             n.result = r;
         }
         self
     }
     pub fn new_binary(mut self, modified_by: Option<&str>) -> E {
-        if let Some(x) = self.0.exec.as_mut() {
+        if let Some(x) = self.0.exec_mut() {
             x.new_binary = Some(NewBinary {
                 evidence: if modified_by.is_some() {
                     NewBinaryEvidence::ObservedWrite

@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use base64::Engine;
 use peregrine_event::{
-    Ancestor, Container, Event, ExecInfo, ExitInfo, Family, FileInfo, ForkInfo, Kind, LossInfo,
-    MetadataState, NetInfo, NewBinary, NewBinaryEvidence, Process, Timestamp, mode_octal,
+    Ancestor, Container, Detail, Event, ExecInfo, ExitInfo, Family, FileInfo, ForkInfo, Kind,
+    LossInfo, MetadataState, NetInfo, NewBinary, NewBinaryEvidence, Process, Timestamp, mode_octal,
 };
 use peregrine_wire::{AgentIdentity, pb};
 use proptest::prelude::*;
@@ -89,7 +89,7 @@ pub fn pod() -> Container {
     }
 }
 
-/// An event without details, on the process's main thread (`tid == pid`).
+/// An event with an empty detail, on the process's main thread (`tid == pid`).
 pub fn bare(kind: Kind, dt: i64, process: Process, container: Option<Container>) -> Event {
     Event {
         kind,
@@ -97,12 +97,7 @@ pub fn bare(kind: Kind, dt: i64, process: Process, container: Option<Container>)
         tid: process.pid,
         process: Arc::new(process),
         container: container.map(Arc::new),
-        exec: None,
-        fork: None,
-        exit: None,
-        file: None,
-        net: None,
-        loss: None,
+        detail: Detail::empty(kind).expect("an emitted kind"),
     }
 }
 
@@ -148,7 +143,7 @@ pub fn every_kind() -> Vec<Event> {
 
     let mut v = Vec::new();
     let mut e = bare(Kind::Exec, 0, sh.clone(), Some(pod()));
-    e.exec = Some(ExecInfo {
+    e.detail = Detail::Exec(ExecInfo {
         filename: "./run.sh".into(),
         exe_dev: 0x4c,
         exe_ino: 99,
@@ -161,7 +156,7 @@ pub fn every_kind() -> Vec<Event> {
     });
     v.push(e);
     let mut e = bare(Kind::Exec, 10, odd_sha, None);
-    e.exec = Some(ExecInfo {
+    e.detail = Detail::Exec(ExecInfo {
         filename: "/proc/self/fd/3".into(),
         new_binary: Some(NewBinary {
             evidence: NewBinaryEvidence::OverlayUpper,
@@ -172,36 +167,36 @@ pub fn every_kind() -> Vec<Event> {
     });
     v.push(e);
     let mut e = bare(Kind::Fork, 5, host.clone(), None); // time goes backwards
-    e.fork = Some(ForkInfo {
+    e.detail = Detail::Fork(ForkInfo {
         child_pid: 4243,
         child_uuid: Uuid::from_u128(77),
     });
     v.push(e);
     let mut e = bare(Kind::Exit, 20, sh.clone(), Some(pod()));
     e.tid = threaded;
-    e.exit = Some(ExitInfo {
+    e.detail = Detail::Exit(ExitInfo {
         code: Some(0),
         signal: None,
     });
     v.push(e);
     let mut e = bare(Kind::Exit, 21, sh.clone(), Some(pending.clone()));
     e.tid = low_tid;
-    e.exit = Some(ExitInfo {
+    e.detail = Detail::Exit(ExitInfo {
         code: None,
         signal: Some(9),
     });
     v.push(e);
     let mut e = bare(Kind::Exit, 22, host.clone(), None);
-    e.exit = Some(ExitInfo::default());
+    e.detail = Detail::Exit(ExitInfo::default());
     v.push(e);
 
     let mut e = bare(Kind::Open, 30, sh.clone(), Some(pod()));
     e.tid = threaded;
-    e.file = Some(file("/var/log/app.log"));
+    e.detail = Detail::File(file("/var/log/app.log"));
     v.push(e);
     let mut e = bare(Kind::Open, 31, sh.clone(), Some(pod()));
     e.tid = threaded;
-    e.file = Some(FileInfo {
+    e.detail = Detail::File(FileInfo {
         mode: 0,
         mode_octal: String::new(),
         result: -13,
@@ -213,7 +208,7 @@ pub fn every_kind() -> Vec<Event> {
     });
     v.push(e);
     let mut e = bare(Kind::Rename, 32, sh.clone(), Some(pod()));
-    e.file = Some(FileInfo {
+    e.detail = Detail::File(FileInfo {
         new_path: Some("/var/log/app.log.1".into()),
         flags: 1,
         mode: 0,
@@ -223,19 +218,19 @@ pub fn every_kind() -> Vec<Event> {
     });
     v.push(e);
     let mut e = bare(Kind::Link, 33, sh.clone(), None);
-    e.file = Some(FileInfo {
+    e.detail = Detail::File(FileInfo {
         new_path: Some("/tmp/hard".into()),
         ..file("/etc/shadow")
     });
     v.push(e);
     let mut e = bare(Kind::Symlink, 34, sh.clone(), None);
-    e.file = Some(FileInfo {
+    e.detail = Detail::File(FileInfo {
         new_path: Some(String::new()),
         ..file("/etc/passwd")
     });
     v.push(e);
     let mut e = bare(Kind::Unlink, 35, sh.clone(), None);
-    e.file = Some(FileInfo {
+    e.detail = Detail::File(FileInfo {
         flags: 0x200,
         mode: 0,
         mode_octal: String::new(),
@@ -243,21 +238,21 @@ pub fn every_kind() -> Vec<Event> {
     });
     v.push(e);
     let mut e = bare(Kind::Chmod, 36, sh.clone(), None);
-    e.file = Some(FileInfo {
+    e.detail = Detail::File(FileInfo {
         mode: 0o104755,
         mode_octal: mode_octal(0o104755),
         ..file("/tmp/suid")
     });
     v.push(e);
     let mut e = bare(Kind::Chmod, 37, sh.clone(), None);
-    e.file = Some(FileInfo {
+    e.detail = Detail::File(FileInfo {
         mode: 0,
         mode_octal: mode_octal(0), // "0": not empty
         ..file("/tmp/none")
     });
     v.push(e);
     let mut e = bare(Kind::Chmod, 38, sh.clone(), None);
-    e.file = Some(FileInfo {
+    e.detail = Detail::File(FileInfo {
         mode: 0o755,
         mode_octal: "0755 (not canonical)".into(),
         ..file("/tmp/odd")
@@ -312,7 +307,7 @@ pub fn every_kind() -> Vec<Event> {
     for (i, (family, address, port, path, result)) in nets.into_iter().enumerate() {
         let mut e = bare(Kind::Connect, 40 + i as i64, sh.clone(), Some(pod()));
         e.tid = threaded;
-        e.net = Some(NetInfo {
+        e.detail = Detail::Net(NetInfo {
             family,
             address,
             port,
@@ -323,15 +318,17 @@ pub fn every_kind() -> Vec<Event> {
     }
 
     let mut e = bare(Kind::Loss, 60, host.clone(), None);
-    e.loss = Some(LossInfo {
+    e.detail = Detail::Loss(LossInfo {
         kernel_ringbuf_full: 12,
         kernel_no_scratch: 1,
         user_queue_full: u64::MAX,
         downstream: 0,
     });
     v.push(e);
-    v.push(bare(Kind::CgroupMkdir, 61, host.clone(), None));
-    let mut e = bare(Kind::CgroupRmdir, 0, host, Some(pending));
+    // Kinds the agent consumes itself (cgroup_mkdir, cgroup_rmdir) have no detail and are never
+    // shipped; an exit with an empty detail stands in for the smallest event.
+    v.push(bare(Kind::Exit, 61, host.clone(), None));
+    let mut e = bare(Kind::Exit, 0, host, Some(pending));
     e.time = Timestamp::from_unix_nanos(i64::MIN); // the largest possible step back
     v.push(e);
     v
@@ -389,17 +386,16 @@ pub fn minimal_batch() -> pb::Envelope {
                 ..pb::Process::default()
             }],
             containers: vec![],
-            kinds: vec![pb::Kind::Open as i32],
+            kinds: vec![Kind::Open as u32],
             time_deltas_ns: vec![0],
             process_refs: vec![0],
             tid_deltas: vec![0],
             container_refs: vec![0],
             details: vec![pb::EventDetails {
-                file: Some(pb::FileInfo {
+                detail: Some(pb::event_details::Detail::File(pb::FileInfo {
                     path: 3,
                     ..pb::FileInfo::default()
-                }),
-                ..pb::EventDetails::default()
+                })),
             }],
         })),
     }
@@ -674,17 +670,9 @@ pub fn loss_s() -> impl Strategy<Value = LossInfo> {
     })
 }
 
-/// The per-event details; every combination of present/absent.
-pub type Details = (
-    Option<ExecInfo>,
-    Option<ForkInfo>,
-    Option<ExitInfo>,
-    Option<FileInfo>,
-    Option<NetInfo>,
-    Option<LossInfo>,
-);
-
-pub fn details_s() -> impl Strategy<Value = Details> {
+/// An event's kind and its detail: any kind that is shipped, with a detail of the variant the
+/// kind table gives it.
+pub fn kind_detail_s() -> impl Strategy<Value = (Kind, Detail)> {
     let fork = (any::<u32>(), uuid()).prop_map(|(child_pid, child_uuid)| ForkInfo {
         child_pid,
         child_uuid,
@@ -694,14 +682,18 @@ pub fn details_s() -> impl Strategy<Value = Details> {
         prop::option::of(any::<i32>()),
     )
         .prop_map(|(code, signal)| ExitInfo { code, signal });
-    (
-        prop::option::weighted(0.2, exec_s()),
-        prop::option::weighted(0.2, fork),
-        prop::option::weighted(0.2, exit),
-        prop::option::weighted(0.3, file_s()),
-        prop::option::weighted(0.3, net_s()),
-        prop::option::weighted(0.1, loss_s()),
-    )
+    let detail = prop_oneof![
+        2 => exec_s().prop_map(Detail::Exec),
+        2 => fork.prop_map(Detail::Fork),
+        2 => exit.prop_map(Detail::Exit),
+        3 => file_s().prop_map(Detail::File),
+        3 => net_s().prop_map(Detail::Net),
+        1 => loss_s().prop_map(Detail::Loss),
+    ];
+    (detail, any::<prop::sample::Index>()).prop_map(|(detail, i)| {
+        let kinds: Vec<Kind> = Kind::ALL.into_iter().filter(|k| detail.fits(*k)).collect();
+        (*i.get(&kinds), detail)
+    })
 }
 
 /// A batch whose events share processes and containers (as real batches do), with varying
@@ -715,35 +707,27 @@ pub fn batch_s(max_events: usize) -> impl Strategy<Value = Vec<Event>> {
             let n_p = procs.len();
             let n_c = conts.len();
             let event = (
-                prop::sample::select(Kind::ALL.to_vec()),
+                kind_detail_s(),
                 timestamp(),
                 0..n_p,
                 prop::option::of(any::<u32>()),
                 prop::option::of(0..n_c.max(1)),
-                details_s(),
             );
             prop::collection::vec(event, 0..max_events).prop_map(move |evs| {
                 evs.into_iter()
-                    .map(
-                        |(kind, time, p, tid, c, (exec, fork, exit, file, net, loss))| {
-                            // Events of one process share its snapshot, as the agent's do.
-                            let process = Arc::clone(&procs[p]);
-                            Event {
-                                kind,
-                                time,
-                                // The main thread unless another one was drawn.
-                                tid: tid.unwrap_or(process.pid),
-                                process,
-                                container: c.and_then(|c| conts.get(c).cloned()),
-                                exec,
-                                fork,
-                                exit,
-                                file,
-                                net,
-                                loss,
-                            }
-                        },
-                    )
+                    .map(|((kind, detail), time, p, tid, c)| {
+                        // Events of one process share its snapshot, as the agent's do.
+                        let process = Arc::clone(&procs[p]);
+                        Event {
+                            kind,
+                            time,
+                            // The main thread unless another one was drawn.
+                            tid: tid.unwrap_or(process.pid),
+                            process,
+                            container: c.and_then(|c| conts.get(c).cloned()),
+                            detail,
+                        }
+                    })
                     .collect()
             })
         })
