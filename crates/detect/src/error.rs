@@ -33,6 +33,12 @@ pub enum RuleError {
     #[error("rule set {set:?}: invalid YAML or unknown key: {message}")]
     Yaml { set: String, message: String },
 
+    #[error("rule set {set:?}: {reason}")]
+    BadPackVersion { set: String, reason: String },
+
+    #[error("{at}: {reason}")]
+    BadMaturity { at: Box<At>, reason: String },
+
     #[error("rule set {set:?}: rule id {id:?} is invalid: {reason}")]
     BadId {
         set: String,

@@ -102,14 +102,17 @@ fn the_complete_example_works_as_described() {
 
 #[test]
 fn documented_error_messages_are_real() {
-    let rule = |id: &str, kinds: &str, cond: &str| {
-        let yaml = format!(
-            "rules:\n  - id: {id}\n    title: t\n    type: 'Execution:Runtime/X'\n    severity: 5\n    kinds: {kinds}\n    condition: {cond}\n"
-        );
-        RuleSet::from_yaml("site.yaml", &yaml)
+    let yaml = |id: &str, kinds: &str, cond: &str| {
+        format!(
+            "version: 1.0.0\nrules:\n  - id: {id}\n    maturity: stable\n    title: t\n    type: 'Execution:Runtime/X'\n    severity: 5\n    kinds: {kinds}\n    condition: {cond}\n"
+        )
+    };
+    let load_error = |yaml: &str| {
+        RuleSet::from_yaml("site.yaml", yaml)
             .unwrap_err()
             .to_string()
     };
+    let rule = |id: &str, kinds: &str, cond: &str| load_error(&yaml(id, kinds, cond));
     let errors = [
         rule(
             "kubectl-in-app-pod",
@@ -127,6 +130,11 @@ fn documented_error_messages_are_real() {
             "{field: file.mode, op: bits_any, value: \"0o8000\"}",
         ),
         rule("x", "[exec]", "{field: file.path, op: eq, value: /x}"),
+        load_error(
+            &yaml("x", "[exec]", "{field: kind, op: exists}")
+                .replace("maturity: stable", "maturity: beta"),
+        ),
+        load_error("version: 2.0.0\nrules: []\n"),
     ];
     for e in errors {
         assert!(

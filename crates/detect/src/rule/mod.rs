@@ -5,15 +5,18 @@
 //! - [`condition`]: the `all`/`any`/`not` tree;
 //! - [`exception`]: structured exceptions;
 //! - [`context`]: what a rule adds to a finding's `RuntimeContext`;
+//! - [`pack`]: the file's pack version and each rule's maturity;
 //! - this module: checking a rule's metadata and assembling the [`RuleSet`].
 
 mod condition;
 mod context;
 mod exception;
+mod pack;
 mod predicate;
 mod schema;
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use peregrine_event::Kind;
 use peregrine_finding::{Evidence, MitreTag, RuntimeContext};
@@ -27,13 +30,18 @@ use self::condition::compile_node;
 pub(crate) use self::condition::compile_node_for_tests;
 use self::context::{ContextEntry, compile_context, render_str};
 use self::exception::{Exception, compile_exceptions};
-use self::schema::{FileDef, RuleDef};
+pub use self::pack::{Maturity, RULE_PACK_MAJOR};
+use self::pack::{parse_maturity, parse_pack_version};
+use self::schema::{FileDef, RuleDef, VersionProbe};
 
 /// A compiled rule.
 #[derive(Clone, Debug)]
 pub(crate) struct Rule {
     pub(crate) set: String,
     pub(crate) id: String,
+    /// The `version` of the file the rule came from.
+    pub(crate) pack_version: Arc<str>,
+    pub(crate) maturity: Maturity,
     pub(crate) title: String,
     pub(crate) description: String,
     pub(crate) finding_type: String,
@@ -99,6 +107,9 @@ pub struct RuleSet {
 #[derive(Clone, Copy, Debug)]
 pub struct RuleInfo<'a> {
     pub id: &'a str,
+    /// The `version` of the rule file it came from.
+    pub pack_version: &'a str,
+    pub maturity: Maturity,
     pub title: &'a str,
     pub description: &'a str,
     pub finding_type: &'a str,
@@ -112,6 +123,8 @@ impl<'a> From<&'a Rule> for RuleInfo<'a> {
     fn from(r: &'a Rule) -> Self {
         RuleInfo {
             id: &r.id,
+            pack_version: &r.pack_version,
+            maturity: r.maturity,
             title: &r.title,
             description: &r.description,
             finding_type: &r.finding_type,
@@ -127,11 +140,22 @@ impl RuleSet {
     /// Parses and compiles a rule file. Every rule is checked; all problems are reported
     /// together ([`RuleError::Several`] when there is more than one). A set that fails to load
     /// is rejected whole, and never touches the rules of other sets.
+    ///
+    /// The file's `version` is checked first: a pack for another major version is refused
+    /// before its rules are read.
     pub fn from_yaml(name: &str, yaml: &str) -> Result<RuleSet, RuleError> {
-        let file: FileDef = serde_yaml_ng::from_str(yaml).map_err(|e| RuleError::Yaml {
+        let yaml_error = |e: serde_yaml_ng::Error| RuleError::Yaml {
             set: name.to_owned(),
             message: e.to_string(),
-        })?;
+        };
+        let probe: VersionProbe = serde_yaml_ng::from_str(yaml).map_err(yaml_error)?;
+        let pack_version: Arc<str> = parse_pack_version(probe.version.as_ref())
+            .map_err(|reason| RuleError::BadPackVersion {
+                set: name.to_owned(),
+                reason,
+            })?
+            .into();
+        let file: FileDef = serde_yaml_ng::from_str(yaml).map_err(yaml_error)?;
         let mut errors = Vec::new();
         let mut rules = Vec::new();
         let mut seen = HashSet::new();
@@ -147,7 +171,7 @@ impl RuleSet {
                 });
                 continue;
             }
-            match compile_rule(name, def) {
+            match compile_rule(name, &pack_version, def) {
                 Ok(r) => rules.push(r),
                 Err(e) => errors.push(e),
             }
@@ -195,6 +219,12 @@ impl RuleSet {
         self.rules.extend(other.rules);
         self.overrides.extend(other.overrides);
         Ok(())
+    }
+
+    /// Keeps only the rules of the given maturities. Overrides are kept: one aimed at a rule
+    /// that is dropped is reported by [`Engine::warnings`](crate::Engine::warnings).
+    pub fn retain_maturities(&mut self, keep: &[Maturity]) {
+        self.rules.retain(|r| keep.contains(&r.maturity));
     }
 
     pub fn name(&self) -> &str {
@@ -252,12 +282,17 @@ fn valid_finding_type(t: &str) -> bool {
         && family.bytes().all(|b| b.is_ascii_graphic())
 }
 
-fn compile_rule(set: &str, def: RuleDef) -> Result<Rule, RuleError> {
+fn compile_rule(set: &str, pack_version: &Arc<str>, def: RuleDef) -> Result<Rule, RuleError> {
     let at = |part: &str| At {
         set: set.to_owned(),
         rule: def.id.clone(),
         part: part.to_owned(),
     };
+    let maturity =
+        parse_maturity(def.maturity.as_ref()).map_err(|reason| RuleError::BadMaturity {
+            at: Box::new(at("maturity")),
+            reason,
+        })?;
     if def.title.trim().is_empty() {
         return Err(RuleError::BadRule {
             at: Box::new(at("title")),
@@ -350,6 +385,8 @@ fn compile_rule(set: &str, def: RuleDef) -> Result<Rule, RuleError> {
     Ok(Rule {
         set: set.to_owned(),
         id: def.id,
+        pack_version: Arc::clone(pack_version),
+        maturity,
         title: def.title.trim().to_owned(),
         description: def.description.trim().to_owned(),
         finding_type: def.finding_type,

@@ -10,16 +10,33 @@ use serde_yaml_ng::Value as Yaml;
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct FileDef {
+    /// The rule-pack version, checked first through [`VersionProbe`]; declared here so that
+    /// `deny_unknown_fields` accepts it.
+    #[serde(default, rename = "version")]
+    pub(super) _version: Option<Yaml>,
     #[serde(default)]
     pub(super) rules: Vec<RuleDef>,
     #[serde(default)]
     pub(super) overrides: Vec<OverrideDef>,
 }
 
+/// Only a file's `version`, read before the rest: a pack written for a newer rule language may
+/// use keys this build does not know, and its author should hear about the version, not about
+/// the first unknown key.
+#[derive(Deserialize)]
+pub(super) struct VersionProbe {
+    #[serde(default)]
+    pub(super) version: Option<Yaml>,
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RuleDef {
     pub(super) id: String,
+    /// Read as any value and checked when the rule compiles, so that a missing or unknown
+    /// maturity is reported with the rule's id.
+    #[serde(default)]
+    pub(super) maturity: Option<Yaml>,
     pub(super) title: String,
     #[serde(default)]
     pub(super) description: String,
