@@ -50,6 +50,8 @@
 //! Event strings (paths, argv, names, labels) are attacker-controlled: they are only compared
 //! against patterns compiled from rule text, never compiled into patterns themselves.
 
+#[cfg(any(test, feature = "cases"))]
+pub mod cases;
 mod catalog;
 mod engine;
 mod error;

@@ -6,8 +6,6 @@
 
 mod common;
 
-use std::sync::Arc;
-
 use common::*;
 use peregrine_detect::{Catalog, Engine, Field, RuleSet};
 
@@ -48,13 +46,7 @@ fn the_complete_example_works_as_described() {
     let engine = Engine::new([Catalog::builtin().unwrap(), set]);
     assert!(engine.warnings().is_empty());
 
-    let in_prod = |e: E| {
-        let mut e = e.argv(&["kubectl", "get", "pods"]);
-        let c = Arc::make_mut(e.0.container.as_mut().unwrap());
-        c.pod_namespace = Some("prod".into());
-        c.pod_name = Some("api-7d9f".into());
-        e
-    };
+    let in_prod = |e: E| e.argv(&["kubectl", "get", "pods"]).pod("prod", "api-7d9f");
     let ev = in_prod(E::exec("/usr/local/bin/kubectl")).ev();
     let m = eval(&engine, &ev);
     assert_eq!(m.len(), 1);
@@ -90,9 +82,8 @@ fn the_complete_example_works_as_described() {
     assert_eq!(evidence, documented, "the evidence shown in docs/rules.md");
 
     // The exception, and a namespace outside the list.
-    let mut debug = in_prod(E::exec("/usr/local/bin/kubectl"));
-    Arc::make_mut(debug.0.container.as_mut().unwrap()).image =
-        Some("123456789012.dkr.ecr.eu-west-1.amazonaws.com/platform/debug:1.2".into());
+    let debug = in_prod(E::exec("/usr/local/bin/kubectl"))
+        .image("123456789012.dkr.ecr.eu-west-1.amazonaws.com/platform/debug:1.2");
     assert!(eval(&engine, &debug.ev()).is_empty());
     assert!(
         eval(&engine, &E::exec("/usr/local/bin/kubectl").ev()).is_empty(),

@@ -7,8 +7,6 @@
 
 mod common;
 
-use std::sync::Arc;
-
 use common::*;
 use peregrine_detect::{
     AggregationResource, Catalog, Engine, EngineWarning, Match, Maturity, RuleError, RuleSet,
@@ -618,15 +616,12 @@ fn in_with_a_large_list_uses_the_set() {
 fn exceptions_suppress_matching_tuples_only() {
     let extra = "    exceptions:\n      - name: build-tools\n        fields: [container.image, process.exe]\n        ops: [prefix, in]\n        values:\n          - [ci.example.com/, [/usr/bin/make, /usr/bin/cc]]\n          - [public.ecr.aws/nginx/, /usr/sbin/nginx]\n";
     let engine = engine_of("[exec]", "{field: process.uid, op: gte, value: 0}", extra);
-    let mut ci = E::exec("/usr/bin/make");
-    Arc::make_mut(ci.0.container.as_mut().unwrap()).image = Some("ci.example.com/runner:1".into());
+    let ci = E::exec("/usr/bin/make").image("ci.example.com/runner:1");
     assert!(!fires(&engine, ci.clone()), "first tuple");
     assert!(!fires(&engine, E::exec("/usr/sbin/nginx")), "second tuple");
     // A tuple only applies when every field matches.
     assert!(fires(&engine, E::exec("/usr/bin/make")), "image differs");
-    let mut other = E::exec("/usr/bin/curl");
-    Arc::make_mut(other.0.container.as_mut().unwrap()).image =
-        Some("ci.example.com/runner:1".into());
+    let other = E::exec("/usr/bin/curl").image("ci.example.com/runner:1");
     assert!(fires(&engine, other), "exe differs");
     // An exception on a field the event lacks never applies.
     assert!(fires(&engine, E::exec("/usr/bin/make").host()));
@@ -647,8 +642,9 @@ fn overrides_disable_or_add_exceptions_to_builtin_rules() {
             rule: "no-such-rule".into()
         }]
     );
-    let mut ci = E::exec("/tmp/built").new_binary(None);
-    Arc::make_mut(ci.0.container.as_mut().unwrap()).image = Some("ci.example.com/runner:1".into());
+    let ci = E::exec("/tmp/built")
+        .new_binary(None)
+        .image("ci.example.com/runner:1");
     assert!(eval(&engine, &ci.ev()).is_empty());
     assert!(!eval(&engine, &E::exec("/tmp/built").new_binary(None).ev()).is_empty());
     assert!(eval(&engine, &E::exec("/usr/sbin/tcpdump").ev()).is_empty());
@@ -917,9 +913,7 @@ fn to_finding_for_a_host_process_names_the_node() {
 
 #[test]
 fn titles_quote_workload_strings_safely() {
-    let mut e = E::open("/tmp/release_agent", WRITE);
-    Arc::make_mut(e.0.container.as_mut().unwrap()).pod_name =
-        Some("evil\nFAKE: all clear\u{1b}[2J".into());
+    let e = E::open("/tmp/release_agent", WRITE).pod("default", "evil\nFAKE: all clear\u{1b}[2J");
     let (m, ev) = fire("cgroups-release-agent-modified", e);
     let f = to_finding(&m, &ev, &env(), Timestamp::from_unix_nanos(T0));
     assert!(

@@ -145,37 +145,22 @@ pub(super) fn compile_node(v: &Yaml, at: &At, next: &mut u32) -> Result<Node, Ru
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use std::collections::HashSet;
 
-    use peregrine_event::{Event, FileInfo, Kind, Process, Timestamp};
+    use peregrine_event::{Event, Kind};
 
     use super::*;
+    use crate::cases::{EventSpec, Flags, build_event};
     use crate::program::Program;
 
     fn ev(kind: Kind, uid: u32, path: &str, flags: u32) -> Event {
-        Event {
-            kind,
-            time: Timestamp::default(),
-            tid: 0,
-            process: Arc::new(Process {
-                uid,
-                exe: "/bin/x".into(),
-                ..Process::default()
-            }),
-            container: None,
-            exec: None,
-            fork: None,
-            exit: None,
-            file: (kind != Kind::Exec).then(|| FileInfo {
-                path: path.into(),
-                flags,
-                ..FileInfo::default()
-            }),
-            net: None,
-            loss: None,
+        let mut spec = EventSpec::new(kind);
+        spec.uid = Some(uid);
+        if kind != Kind::Exec {
+            spec.path = Some(path.into());
+            spec.flags = Some(Flags(flags));
         }
+        build_event(&spec).unwrap()
     }
 
     /// The jump program answers exactly like the tree, for nested all/any/not.
