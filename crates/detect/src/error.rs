@@ -146,8 +146,9 @@ pub enum RuleError {
     Several { set: String, errors: Vec<RuleError> },
 }
 
-fn list(errors: &[RuleError]) -> String {
-    errors
+/// One indented `- item` line per item, for messages that report several problems.
+pub(crate) fn list<T: fmt::Display>(items: &[T]) -> String {
+    items
         .iter()
         .map(|e| format!("  - {e}"))
         .collect::<Vec<_>>()

@@ -39,10 +39,7 @@ fn every_builtin_rule_is_listed() {
 
 #[test]
 fn the_complete_example_works_as_described() {
-    let start = GUIDE.find("## A complete example").unwrap();
-    let yaml_start = GUIDE[start..].find("```yaml\n").unwrap() + start + "```yaml\n".len();
-    let yaml_end = GUIDE[yaml_start..].find("```").unwrap() + yaml_start;
-    let set = RuleSet::from_yaml("site.yaml", &GUIDE[yaml_start..yaml_end]).unwrap();
+    let set = RuleSet::from_yaml("site.yaml", yaml_after("## A complete example")).unwrap();
     let engine = Engine::new([Catalog::builtin().unwrap(), set]);
     assert!(engine.warnings().is_empty());
 
@@ -89,6 +86,28 @@ fn the_complete_example_works_as_described() {
         eval(&engine, &E::exec("/usr/local/bin/kubectl").ev()).is_empty(),
         "namespace default"
     );
+}
+
+/// The first ```yaml block after `heading`.
+fn yaml_after(heading: &str) -> &'static str {
+    let start = GUIDE.find(heading).unwrap();
+    let yaml_start = GUIDE[start..].find("```yaml\n").unwrap() + start + "```yaml\n".len();
+    let yaml_end = GUIDE[yaml_start..].find("```").unwrap() + yaml_start;
+    &GUIDE[yaml_start..yaml_end]
+}
+
+#[test]
+fn the_documented_test_cases_pass() {
+    let set = RuleSet::from_yaml("site.yaml", yaml_after("## A complete example")).unwrap();
+    let engine = Engine::new([Catalog::builtin().unwrap(), set.clone()]);
+    let summary = peregrine_detect::cases::run(
+        &engine,
+        &set,
+        "site.tests.yaml",
+        yaml_after("## Testing rules"),
+    )
+    .unwrap();
+    assert_eq!(summary.cases, 4);
 }
 
 #[test]

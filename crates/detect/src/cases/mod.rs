@@ -47,6 +47,7 @@ pub use self::event::{CONTAINER_ID, T0, build_event};
 use self::schema::{Case, CaseFile, RuleCases};
 pub use self::schema::{ContainerSpec, EventSpec, FLAG_NAMES, Flags, Mode, NewBinarySpec};
 use crate::engine::{Engine, Match};
+use crate::error::list;
 use crate::rule::RuleSet;
 
 /// What a passing file held.
@@ -66,14 +67,6 @@ pub enum CaseError {
         file: String,
         problems: Vec<CaseProblem>,
     },
-}
-
-fn list(problems: &[CaseProblem]) -> String {
-    problems
-        .iter()
-        .map(|p| format!("  - {p}"))
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 /// One problem in a case file.

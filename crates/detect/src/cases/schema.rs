@@ -202,10 +202,11 @@ impl<'de> Deserialize<'de> for Flags {
             Yaml::Sequence(items) => {
                 let mut bits = 0;
                 for item in &items {
-                    let name = item.as_str().unwrap_or_default();
-                    let Some((_, b)) = FLAG_NAMES.iter().find(|(n, _)| *n == name) else {
+                    let name = item.as_str();
+                    let Some((_, b)) = FLAG_NAMES.iter().find(|(n, _)| Some(*n) == name) else {
+                        let shown = name.map_or_else(|| format!("{item:?}"), |n| format!("{n:?}"));
                         return Err(D::Error::custom(format!(
-                            "unknown flag {item:?}; flags are {} or an integer",
+                            "unknown flag {shown}; flags are {} or an integer",
                             names()
                         )));
                     };
