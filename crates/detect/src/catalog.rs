@@ -1,7 +1,7 @@
 //! The built-in rules, embedded from `rules/*.yaml` at build time.
 
 use crate::error::RuleError;
-use crate::rule::RuleSet;
+use crate::rule::{Maturity, RuleSet};
 
 /// Peregrine's built-in detections.
 pub struct Catalog;
@@ -27,9 +27,22 @@ impl Catalog {
         ),
     ];
 
-    /// Every built-in rule, as one set named `builtin`. The files are tested to load, so an
-    /// error here means a broken build, reported rather than panicked on.
+    /// The maturities [`Catalog::builtin`] loads: `stable` only, as Falco does. Every rule
+    /// that ships enabled in production is `stable`; `incubating` and `sandbox` rules are
+    /// opt-in through [`Catalog::with_maturities`].
+    pub const DEFAULT_MATURITIES: &'static [Maturity] = &[Maturity::Stable];
+
+    /// The built-in rules of the [default maturities](Catalog::DEFAULT_MATURITIES), as one
+    /// set named `builtin`.
     pub fn builtin() -> Result<RuleSet, RuleError> {
+        Self::with_maturities(Self::DEFAULT_MATURITIES)
+    }
+
+    /// The built-in rules of the given maturities, as one set named `builtin`:
+    /// `&[Maturity::Stable, Maturity::Incubating]` adds the rules still being tuned, and
+    /// [`Maturity::ALL`] loads every rule. The files are tested to load, so an error here means
+    /// a broken build, reported rather than panicked on.
+    pub fn with_maturities(maturities: &[Maturity]) -> Result<RuleSet, RuleError> {
         let mut all: Option<RuleSet> = None;
         for (name, yaml) in Self::SOURCES {
             let set = RuleSet::from_yaml(name, yaml)?;
@@ -44,6 +57,7 @@ impl Catalog {
             overrides: Vec::new(),
         });
         all.name = "builtin".to_owned();
+        all.retain_maturities(maturities);
         Ok(all)
     }
 }

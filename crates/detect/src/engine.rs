@@ -7,7 +7,7 @@ use peregrine_finding::{Evidence, MitreTag, RuntimeContext};
 
 use crate::field::Subject;
 use crate::program::Program;
-use crate::rule::{Rule, RuleInfo, RuleSet};
+use crate::rule::{Maturity, Rule, RuleInfo, RuleSet};
 
 /// One index slot per kind, from the kind table in node-agent-common.
 const SLOTS: usize = Kind::ALL.len();
@@ -62,6 +62,10 @@ impl AggregationKey {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Match {
     pub rule_id: String,
+    /// The rule's maturity and the version of the rule file it came from (not part of the
+    /// GuardDuty finding; for logs and listings).
+    pub maturity: Maturity,
+    pub pack_version: String,
     /// The rule's title, a clause such as "Container escape via cgroups release_agent was attempted".
     pub title: String,
     pub description: String,
@@ -227,6 +231,8 @@ fn make_match(rule: &Rule, s: &Subject<'_>) -> Match {
     };
     Match {
         rule_id: rule.id.clone(),
+        maturity: rule.maturity,
+        pack_version: rule.pack_version.to_string(),
         title: rule.title.clone(),
         description: rule.description.clone(),
         finding_type: rule.finding_type.clone(),

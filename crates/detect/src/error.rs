@@ -33,6 +33,12 @@ pub enum RuleError {
     #[error("rule set {set:?}: invalid YAML or unknown key: {message}")]
     Yaml { set: String, message: String },
 
+    #[error("rule set {set:?}: {reason}")]
+    BadPackVersion { set: String, reason: String },
+
+    #[error("{at}: {reason}")]
+    BadMaturity { at: Box<At>, reason: String },
+
     #[error("rule set {set:?}: rule id {id:?} is invalid: {reason}")]
     BadId {
         set: String,
@@ -140,8 +146,9 @@ pub enum RuleError {
     Several { set: String, errors: Vec<RuleError> },
 }
 
-fn list(errors: &[RuleError]) -> String {
-    errors
+/// One indented `- item` line per item, for messages that report several problems.
+pub(crate) fn list<T: fmt::Display>(items: &[T]) -> String {
+    items
         .iter()
         .map(|e| format!("  - {e}"))
         .collect::<Vec<_>>()

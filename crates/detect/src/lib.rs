@@ -11,8 +11,10 @@
 //! use peregrine_finding::FindingEnv;
 //!
 //! let site = RuleSet::from_yaml("site.yaml", r#"
+//! version: 1.0.0
 //! rules:
 //!   - id: shell-in-web-pod
+//!     maturity: stable
 //!     title: A shell was started in a web pod
 //!     type: Execution:Runtime/SuspiciousCommand
 //!     severity: 5
@@ -48,6 +50,8 @@
 //! Event strings (paths, argv, names, labels) are attacker-controlled: they are only compared
 //! against patterns compiled from rule text, never compiled into patterns themselves.
 
+#[cfg(any(test, feature = "cases"))]
+pub mod cases;
 mod catalog;
 mod engine;
 mod error;
@@ -65,4 +69,4 @@ pub use crate::engine::{AggregationKey, AggregationResource, Engine, EngineWarni
 pub use crate::error::{At, RuleError};
 pub use crate::field::{Field, FieldType, O_APPEND, O_CREAT, O_RDWR, O_TRUNC, O_WRONLY};
 pub use crate::report::to_finding;
-pub use crate::rule::{RuleInfo, RuleSet};
+pub use crate::rule::{Maturity, RULE_PACK_MAJOR, RuleInfo, RuleSet};

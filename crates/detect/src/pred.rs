@@ -184,7 +184,7 @@ fn yaml_kind(v: &Yaml) -> &'static str {
 
 /// An integer from YAML: a number, or a string in decimal, `0o` octal, `0x` hex or `0b` binary
 /// (octal strings keep modes and flags readable: `"0o4000"` for setuid).
-fn parse_int(v: &Yaml) -> Result<i64, String> {
+pub(crate) fn parse_int(v: &Yaml) -> Result<i64, String> {
     match v {
         Yaml::Number(n) => {
             if let Some(i) = n.as_i64() {

@@ -220,12 +220,11 @@ impl Program {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
-    use peregrine_event::{Detail, Event, FileInfo, Process, Timestamp};
+    use peregrine_event::Event;
     use serde_yaml_ng::Value as Yaml;
 
     use super::*;
+    use crate::cases::{EventSpec, Flags, build_event};
     use crate::error::At;
 
     fn node(cond: &str) -> Node {
@@ -239,19 +238,11 @@ mod tests {
     }
 
     fn ev(kind: Kind, path: &str, new_path: Option<&str>, flags: u32) -> Event {
-        Event {
-            kind,
-            time: Timestamp::default(),
-            tid: 0,
-            process: Arc::new(Process::default()),
-            container: None,
-            detail: Detail::File(FileInfo {
-                path: path.into(),
-                new_path: new_path.map(Into::into),
-                flags,
-                ..FileInfo::default()
-            }),
-        }
+        let mut spec = EventSpec::new(kind);
+        spec.path = Some(path.into());
+        spec.new_path = new_path.map(Into::into);
+        spec.flags = Some(Flags(flags));
+        build_event(&spec).unwrap()
     }
 
     const RELEASE_AGENT: &str = "{any: [{all: [{field: kind, op: eq, value: open}, {field: file.write, op: eq, value: true}, {field: file.basename, op: eq, value: release_agent}]}, {field: file.new_basename, op: eq, value: release_agent}]}";

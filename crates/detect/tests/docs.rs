@@ -6,8 +6,6 @@
 
 mod common;
 
-use std::sync::Arc;
-
 use common::*;
 use peregrine_detect::{Catalog, Engine, Field, RuleSet};
 
@@ -41,20 +39,11 @@ fn every_builtin_rule_is_listed() {
 
 #[test]
 fn the_complete_example_works_as_described() {
-    let start = GUIDE.find("## A complete example").unwrap();
-    let yaml_start = GUIDE[start..].find("```yaml\n").unwrap() + start + "```yaml\n".len();
-    let yaml_end = GUIDE[yaml_start..].find("```").unwrap() + yaml_start;
-    let set = RuleSet::from_yaml("site.yaml", &GUIDE[yaml_start..yaml_end]).unwrap();
+    let set = RuleSet::from_yaml("site.yaml", yaml_after("## A complete example")).unwrap();
     let engine = Engine::new([Catalog::builtin().unwrap(), set]);
     assert!(engine.warnings().is_empty());
 
-    let in_prod = |e: E| {
-        let mut e = e.argv(&["kubectl", "get", "pods"]);
-        let c = Arc::make_mut(e.0.container.as_mut().unwrap());
-        c.pod_namespace = Some("prod".into());
-        c.pod_name = Some("api-7d9f".into());
-        e
-    };
+    let in_prod = |e: E| e.argv(&["kubectl", "get", "pods"]).pod("prod", "api-7d9f");
     let ev = in_prod(E::exec("/usr/local/bin/kubectl")).ev();
     let m = eval(&engine, &ev);
     assert_eq!(m.len(), 1);
@@ -90,9 +79,8 @@ fn the_complete_example_works_as_described() {
     assert_eq!(evidence, documented, "the evidence shown in docs/rules.md");
 
     // The exception, and a namespace outside the list.
-    let mut debug = in_prod(E::exec("/usr/local/bin/kubectl"));
-    Arc::make_mut(debug.0.container.as_mut().unwrap()).image =
-        Some("123456789012.dkr.ecr.eu-west-1.amazonaws.com/platform/debug:1.2".into());
+    let debug = in_prod(E::exec("/usr/local/bin/kubectl"))
+        .image("123456789012.dkr.ecr.eu-west-1.amazonaws.com/platform/debug:1.2");
     assert!(eval(&engine, &debug.ev()).is_empty());
     assert!(
         eval(&engine, &E::exec("/usr/local/bin/kubectl").ev()).is_empty(),
@@ -100,16 +88,41 @@ fn the_complete_example_works_as_described() {
     );
 }
 
+/// The first ```yaml block after `heading`.
+fn yaml_after(heading: &str) -> &'static str {
+    let start = GUIDE.find(heading).unwrap();
+    let yaml_start = GUIDE[start..].find("```yaml\n").unwrap() + start + "```yaml\n".len();
+    let yaml_end = GUIDE[yaml_start..].find("```").unwrap() + yaml_start;
+    &GUIDE[yaml_start..yaml_end]
+}
+
+#[test]
+fn the_documented_test_cases_pass() {
+    let set = RuleSet::from_yaml("site.yaml", yaml_after("## A complete example")).unwrap();
+    let engine = Engine::new([Catalog::builtin().unwrap(), set.clone()]);
+    let summary = peregrine_detect::cases::run(
+        &engine,
+        &set,
+        "site.tests.yaml",
+        yaml_after("## Testing rules"),
+    )
+    .unwrap();
+    assert_eq!(summary.cases, 4);
+}
+
 #[test]
 fn documented_error_messages_are_real() {
-    let rule = |id: &str, kinds: &str, cond: &str| {
-        let yaml = format!(
-            "rules:\n  - id: {id}\n    title: t\n    type: 'Execution:Runtime/X'\n    severity: 5\n    kinds: {kinds}\n    condition: {cond}\n"
-        );
-        RuleSet::from_yaml("site.yaml", &yaml)
+    let yaml = |id: &str, kinds: &str, cond: &str| {
+        format!(
+            "version: 1.0.0\nrules:\n  - id: {id}\n    maturity: stable\n    title: t\n    type: 'Execution:Runtime/X'\n    severity: 5\n    kinds: {kinds}\n    condition: {cond}\n"
+        )
+    };
+    let load_error = |yaml: &str| {
+        RuleSet::from_yaml("site.yaml", yaml)
             .unwrap_err()
             .to_string()
     };
+    let rule = |id: &str, kinds: &str, cond: &str| load_error(&yaml(id, kinds, cond));
     let errors = [
         rule(
             "kubectl-in-app-pod",
@@ -127,6 +140,11 @@ fn documented_error_messages_are_real() {
             "{field: file.mode, op: bits_any, value: \"0o8000\"}",
         ),
         rule("x", "[exec]", "{field: file.path, op: eq, value: /x}"),
+        load_error(
+            &yaml("x", "[exec]", "{field: kind, op: exists}")
+                .replace("maturity: stable", "maturity: beta"),
+        ),
+        load_error("version: 2.0.0\nrules: []\n"),
     ];
     for e in errors {
         assert!(

@@ -7,11 +7,10 @@
 
 mod common;
 
-use std::sync::Arc;
-
 use common::*;
 use peregrine_detect::{
-    AggregationResource, Catalog, Engine, EngineWarning, Match, RuleError, RuleSet, to_finding,
+    AggregationResource, Catalog, Engine, EngineWarning, Match, Maturity, RuleError, RuleSet,
+    to_finding,
 };
 use peregrine_event::{Kind, Timestamp};
 use peregrine_finding::{FindingEnv, severity_label};
@@ -20,7 +19,7 @@ use serde_json::{Value, json};
 /// A one-rule YAML file around a condition (and optional extra keys).
 fn rule_yaml(kinds: &str, condition: &str, extra: &str) -> String {
     format!(
-        "rules:\n  - id: test-rule\n    title: Test rule fired\n    type: Execution:Runtime/Test\n    severity: 5\n    kinds: {kinds}\n    condition: {condition}\n{extra}"
+        "version: 1.0.0\nrules:\n  - id: test-rule\n    maturity: stable\n    title: Test rule fired\n    type: Execution:Runtime/Test\n    severity: 5\n    kinds: {kinds}\n    condition: {condition}\n{extra}"
     )
 }
 
@@ -214,22 +213,22 @@ fn structure_errors() {
 
 #[test]
 fn rule_metadata_errors() {
-    let bad_sev = "rules:\n  - {id: r, title: t, type: 'Execution:Runtime/X', severity: 11, kinds: [exec], condition: {field: kind, op: exists}}\n";
+    let bad_sev = "version: 1.0.0\nrules:\n  - {id: r, maturity: stable, title: t, type: 'Execution:Runtime/X', severity: 11, kinds: [exec], condition: {field: kind, op: exists}}\n";
     assert!(matches!(
         RuleSet::from_yaml("u", bad_sev),
         Err(RuleError::BadSeverity { .. })
     ));
-    let bad_type = "rules:\n  - {id: r, title: t, type: 'not a type', severity: 5, kinds: [exec], condition: {field: kind, op: exists}}\n";
+    let bad_type = "version: 1.0.0\nrules:\n  - {id: r, maturity: stable, title: t, type: 'not a type', severity: 5, kinds: [exec], condition: {field: kind, op: exists}}\n";
     assert!(matches!(
         RuleSet::from_yaml("u", bad_type),
         Err(RuleError::BadFindingType { .. })
     ));
-    let bad_id = "rules:\n  - {id: 'a b', title: t, type: 'Execution:Runtime/X', severity: 5, kinds: [exec], condition: {field: kind, op: exists}}\n";
+    let bad_id = "version: 1.0.0\nrules:\n  - {id: 'a b', maturity: stable, title: t, type: 'Execution:Runtime/X', severity: 5, kinds: [exec], condition: {field: kind, op: exists}}\n";
     assert!(matches!(
         RuleSet::from_yaml("u", bad_id),
         Err(RuleError::BadId { .. })
     ));
-    let dup = "rules:\n  - {id: r, title: t, type: 'Execution:Runtime/X', severity: 5, kinds: [exec], condition: {field: kind, op: exists}}\n  - {id: r, title: t, type: 'Execution:Runtime/X', severity: 5, kinds: [exec], condition: {field: kind, op: exists}}\n";
+    let dup = "version: 1.0.0\nrules:\n  - {id: r, maturity: stable, title: t, type: 'Execution:Runtime/X', severity: 5, kinds: [exec], condition: {field: kind, op: exists}}\n  - {id: r, maturity: stable, title: t, type: 'Execution:Runtime/X', severity: 5, kinds: [exec], condition: {field: kind, op: exists}}\n";
     assert!(matches!(
         RuleSet::from_yaml("u", dup),
         Err(RuleError::DuplicateRuleId { .. })
@@ -237,8 +236,84 @@ fn rule_metadata_errors() {
 }
 
 #[test]
+fn pack_version_and_maturity_are_required_and_checked() {
+    let one = |header: &str, maturity: &str| {
+        RuleSet::from_yaml(
+            "u.yaml",
+            &format!(
+                "{header}rules:\n  - {{id: r, {maturity}title: t, type: 'Execution:Runtime/X', severity: 5, kinds: [exec], condition: {{field: kind, op: exists}}}}\n"
+            ),
+        )
+    };
+    let set = one("version: 1.4.2\n", "maturity: incubating, ").unwrap();
+    let info = set.rules().next().unwrap();
+    assert_eq!(info.pack_version, "1.4.2");
+    assert_eq!(info.maturity, Maturity::Incubating);
+    let m = eval(&Engine::new([set]), &E::exec("/bin/true").ev());
+    assert_eq!(
+        (m[0].maturity, m[0].pack_version.as_str()),
+        (Maturity::Incubating, "1.4.2")
+    );
+
+    let e = one("", "maturity: stable, ").unwrap_err();
+    assert!(
+        matches!(&e, RuleError::BadPackVersion { set, reason } if set == "u.yaml" && reason.contains("`version` is missing")),
+        "{e:?}"
+    );
+    let e = one("version: 2.0.0\n", "maturity: stable, ").unwrap_err();
+    assert!(
+        e.to_string().contains("\"2.0.0\" is newer") && e.to_string().contains("1.x.y"),
+        "{e}"
+    );
+    // A newer pack may use keys this build does not know: the version is what is reported.
+    let e = RuleSet::from_yaml("u.yaml", "version: 2.0.0\nimports: [x]\n").unwrap_err();
+    assert!(matches!(e, RuleError::BadPackVersion { .. }), "{e:?}");
+    let e = one("version: one\n", "maturity: stable, ").unwrap_err();
+    assert!(e.to_string().contains("MAJOR.MINOR.PATCH"), "{e}");
+
+    let e = one("version: 1.0.0\n", "").unwrap_err();
+    assert!(
+        matches!(&e, RuleError::BadMaturity { at, reason } if at.rule == "r" && at.set == "u.yaml" && reason.contains("`maturity` is missing")),
+        "{e:?}"
+    );
+    let e = one("version: 1.0.0\n", "maturity: beta, ").unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("rule \"r\", maturity: unknown maturity \"beta\""),
+        "{e}"
+    );
+}
+
+#[test]
+fn the_catalog_loads_stable_rules_unless_asked_for_more() {
+    assert_eq!(Catalog::DEFAULT_MATURITIES, [Maturity::Stable]);
+    let default = Catalog::builtin().unwrap();
+    assert!(default.rules().all(|r| r.maturity == Maturity::Stable));
+    assert!(default.rules().all(|r| r.pack_version == "1.0.0"));
+    let all = Catalog::with_maturities(&Maturity::ALL).unwrap();
+    assert_eq!(
+        all.len(),
+        default.len(),
+        "every built-in rule is stable today"
+    );
+    assert!(
+        Catalog::with_maturities(&[Maturity::Sandbox])
+            .unwrap()
+            .is_empty()
+    );
+
+    let mut mixed = RuleSet::from_yaml(
+        "u.yaml",
+        "version: 1.0.0\nrules:\n  - {id: a, maturity: stable, title: t, type: 'Execution:Runtime/X', severity: 5, kinds: [exec], condition: {field: kind, op: exists}}\n  - {id: b, maturity: sandbox, title: t, type: 'Execution:Runtime/X', severity: 5, kinds: [exec], condition: {field: kind, op: exists}}\n",
+    )
+    .unwrap();
+    mixed.retain_maturities(&[Maturity::Stable, Maturity::Incubating]);
+    assert_eq!(mixed.rules().map(|r| r.id).collect::<Vec<_>>(), ["a"]);
+}
+
+#[test]
 fn every_error_in_a_file_is_reported() {
-    let yaml = "rules:\n  - {id: a, title: t, type: 'Execution:Runtime/X', severity: 5, kinds: [exec], condition: {field: nope, op: exists}}\n  - {id: b, title: t, type: 'Execution:Runtime/X', severity: 5, kinds: [exec], condition: {field: process.uid, op: glob, value: x}}\n  - {id: c, title: t, type: 'Execution:Runtime/X', severity: 5, kinds: [exec], condition: {field: process.uid, op: eq, value: 0}}\n";
+    let yaml = "version: 1.0.0\nrules:\n  - {id: a, maturity: stable, title: t, type: 'Execution:Runtime/X', severity: 5, kinds: [exec], condition: {field: nope, op: exists}}\n  - {id: b, maturity: stable, title: t, type: 'Execution:Runtime/X', severity: 5, kinds: [exec], condition: {field: process.uid, op: glob, value: x}}\n  - {id: c, maturity: stable, title: t, type: 'Execution:Runtime/X', severity: 5, kinds: [exec], condition: {field: process.uid, op: eq, value: 0}}\n";
     let e = RuleSet::from_yaml("u", yaml).unwrap_err();
     let all = e.errors();
     assert_eq!(all.len(), 2, "{e}");
@@ -301,7 +376,7 @@ fn a_bad_user_rule_never_affects_builtin_rules() {
     // A user rule that reuses a built-in id is ignored, with a warning; the built-in stays.
     let clash = RuleSet::from_yaml(
         "user.yaml",
-        "rules:\n  - {id: cgroups-release-agent-modified, title: mine, type: 'Execution:Runtime/X', severity: 2, kinds: [exec], condition: {field: kind, op: exists}}\n",
+        "version: 1.0.0\nrules:\n  - {id: cgroups-release-agent-modified, maturity: stable, title: mine, type: 'Execution:Runtime/X', severity: 2, kinds: [exec], condition: {field: kind, op: exists}}\n",
     )
     .unwrap();
     let engine = Engine::new([Catalog::builtin().unwrap(), clash]);
@@ -541,15 +616,12 @@ fn in_with_a_large_list_uses_the_set() {
 fn exceptions_suppress_matching_tuples_only() {
     let extra = "    exceptions:\n      - name: build-tools\n        fields: [container.image, process.exe]\n        ops: [prefix, in]\n        values:\n          - [ci.example.com/, [/usr/bin/make, /usr/bin/cc]]\n          - [public.ecr.aws/nginx/, /usr/sbin/nginx]\n";
     let engine = engine_of("[exec]", "{field: process.uid, op: gte, value: 0}", extra);
-    let mut ci = E::exec("/usr/bin/make");
-    Arc::make_mut(ci.0.container.as_mut().unwrap()).image = Some("ci.example.com/runner:1".into());
+    let ci = E::exec("/usr/bin/make").image("ci.example.com/runner:1");
     assert!(!fires(&engine, ci.clone()), "first tuple");
     assert!(!fires(&engine, E::exec("/usr/sbin/nginx")), "second tuple");
     // A tuple only applies when every field matches.
     assert!(fires(&engine, E::exec("/usr/bin/make")), "image differs");
-    let mut other = E::exec("/usr/bin/curl");
-    Arc::make_mut(other.0.container.as_mut().unwrap()).image =
-        Some("ci.example.com/runner:1".into());
+    let other = E::exec("/usr/bin/curl").image("ci.example.com/runner:1");
     assert!(fires(&engine, other), "exe differs");
     // An exception on a field the event lacks never applies.
     assert!(fires(&engine, E::exec("/usr/bin/make").host()));
@@ -559,7 +631,7 @@ fn exceptions_suppress_matching_tuples_only() {
 fn overrides_disable_or_add_exceptions_to_builtin_rules() {
     let user = RuleSet::from_yaml(
         "site.yaml",
-        "overrides:\n  - rule: new-binary-executed\n    exceptions:\n      - name: ci-runners\n        fields: [container.image]\n        ops: [prefix]\n        values: [[ci.example.com/]]\n  - rule: suspicious-tool-network-sniffer\n    enabled: false\n  - rule: no-such-rule\n    enabled: false\n",
+        "version: 1.0.0\noverrides:\n  - rule: new-binary-executed\n    exceptions:\n      - name: ci-runners\n        fields: [container.image]\n        ops: [prefix]\n        values: [[ci.example.com/]]\n  - rule: suspicious-tool-network-sniffer\n    enabled: false\n  - rule: no-such-rule\n    enabled: false\n",
     )
     .unwrap();
     let engine = Engine::new([Catalog::builtin().unwrap(), user]);
@@ -570,8 +642,9 @@ fn overrides_disable_or_add_exceptions_to_builtin_rules() {
             rule: "no-such-rule".into()
         }]
     );
-    let mut ci = E::exec("/tmp/built").new_binary(None);
-    Arc::make_mut(ci.0.container.as_mut().unwrap()).image = Some("ci.example.com/runner:1".into());
+    let ci = E::exec("/tmp/built")
+        .new_binary(None)
+        .image("ci.example.com/runner:1");
     assert!(eval(&engine, &ci.ev()).is_empty());
     assert!(!eval(&engine, &E::exec("/tmp/built").new_binary(None).ev()).is_empty());
     assert!(eval(&engine, &E::exec("/usr/sbin/tcpdump").ev()).is_empty());
@@ -592,7 +665,7 @@ fn events_only_visit_rules_of_their_kind() {
     // Always true, but only declared for exec.
     let set = RuleSet::from_yaml(
         "u",
-        "rules:\n  - {id: any-exec, title: t, type: 'Execution:Runtime/X', severity: 5, kinds: [exec], condition: {field: process.pid, op: gte, value: 0}}\n  - {id: any-connect, title: t, type: 'Execution:Runtime/X', severity: 5, kinds: [connect], condition: {field: process.pid, op: gte, value: 0}}\n",
+        "version: 1.0.0\nrules:\n  - {id: any-exec, maturity: stable, title: t, type: 'Execution:Runtime/X', severity: 5, kinds: [exec], condition: {field: process.pid, op: gte, value: 0}}\n  - {id: any-connect, maturity: stable, title: t, type: 'Execution:Runtime/X', severity: 5, kinds: [connect], condition: {field: process.pid, op: gte, value: 0}}\n",
     )
     .unwrap();
     let engine = Engine::new([set]);
@@ -840,9 +913,7 @@ fn to_finding_for_a_host_process_names_the_node() {
 
 #[test]
 fn titles_quote_workload_strings_safely() {
-    let mut e = E::open("/tmp/release_agent", WRITE);
-    Arc::make_mut(e.0.container.as_mut().unwrap()).pod_name =
-        Some("evil\nFAKE: all clear\u{1b}[2J".into());
+    let e = E::open("/tmp/release_agent", WRITE).pod("default", "evil\nFAKE: all clear\u{1b}[2J");
     let (m, ev) = fire("cgroups-release-agent-modified", e);
     let f = to_finding(&m, &ev, &env(), Timestamp::from_unix_nanos(T0));
     assert!(
