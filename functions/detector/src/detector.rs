@@ -6,6 +6,7 @@ use std::time::Instant;
 use aws_config::SdkConfig;
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::{Diagnostic, LambdaEvent};
+use peregrine_aws::backoff::RetryPolicy;
 use peregrine_detect::{Catalog, Engine, Match, RuleError, to_finding};
 use peregrine_event::{Event, Timestamp};
 use peregrine_finding::{Finding, FindingEnv, FindingError};
@@ -19,7 +20,6 @@ use crate::config::{Config, ConfigError, HEARTBEAT_TTL};
 use crate::dynamo::{DynamoFindingStore, DynamoHeartbeatStore};
 use crate::model::{ChunkOutcome, ChunkWrite, FindingWrite, add, epoch_seconds, iso};
 use crate::publish::{PublishCounts, PublishItem, send_and_mark};
-use crate::retry::RetryPolicy;
 use crate::store::{FindingBus, FindingStore, HeartbeatRecord, HeartbeatStore, StoreError};
 
 /// The detector's adapters, engine and settings, built once per cold start.
@@ -456,7 +456,7 @@ async fn apply_chunk<S: FindingStore, B, H>(
             });
         }
         report.retries += 1;
-        deps.retry.sleep(attempt).await;
+        tokio::time::sleep(deps.retry.delay(attempt)).await;
     }
 }
 

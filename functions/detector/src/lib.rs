@@ -20,7 +20,6 @@ mod dynamo;
 pub mod memory;
 mod model;
 mod publish;
-mod retry;
 mod store;
 mod telemetry;
 
@@ -48,9 +47,9 @@ pub use crate::publish::{
     PublishSummary, PublisherDeps, PublisherError, call_ranges, handle_schedule, publish_due,
     send_and_mark,
 };
-pub use crate::retry::RetryPolicy;
 pub use crate::store::{
     BusError, Cursor, DuePage, EntryResult, FindingBus, FindingStore, HeartbeatRecord,
     HeartbeatStore, StoreError,
 };
 pub use crate::telemetry::init_logging;
+pub use peregrine_aws::backoff::RetryPolicy;
