@@ -68,6 +68,7 @@ impl Retries {
     }
 
     /// The delay before the next attempt; the one after will be longer (up to the cap).
+    #[allow(clippy::should_implement_trait)] // an endless curve, not a sequence to collect
     pub fn next(&mut self) -> Duration {
         let d = self.curve.delay(self.retry);
         self.retry = self.retry.saturating_add(1);
