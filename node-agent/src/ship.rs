@@ -18,7 +18,11 @@ use std::{
 };
 
 use aws_sdk_sqs::{Client, types::SendMessageBatchRequestEntry};
-use peregrine_aws::{Failure, classify};
+use peregrine_aws::{
+    Failure,
+    backoff::{Backoff, Jitter, Retries},
+    classify,
+};
 use peregrine_event::{Event, Timestamp};
 use peregrine_wire::{
     AgentIdentity, BatchEncoder, EncoderConfig, Heartbeat, WireError, encode_heartbeat,
@@ -56,35 +60,12 @@ pub enum ShipError {
     Wire(#[from] WireError),
 }
 
-/// Backoff with full jitter: a random delay in [0, min(max, base * 2^attempt)].
-struct Backoff {
-    attempt: u32,
-    base: Duration,
-    max: Duration,
-}
-
-impl Backoff {
-    fn new() -> Self {
-        Backoff {
-            attempt: 0,
-            base: Duration::from_millis(200),
-            max: Duration::from_secs(30),
-        }
-    }
-
-    fn next(&mut self) -> Duration {
-        let cap = self
-            .base
-            .saturating_mul(1u32 << self.attempt.min(16))
-            .min(self.max);
-        self.attempt = self.attempt.saturating_add(1);
-        cap.mul_f64(fastrand::f64())
-    }
-
-    fn reset(&mut self) {
-        self.attempt = 0;
-    }
-}
+/// The sender's backoff with full jitter: a random delay in [0, min(30 s, 200 ms * 2^retry)].
+const SEND_BACKOFF: Backoff = Backoff {
+    base: Duration::from_millis(200),
+    max: Duration::from_secs(30),
+    jitter: Jitter::Full,
+};
 
 /// Shared between the sink, the sender and the heartbeat task.
 struct Shared {
@@ -396,7 +377,7 @@ impl Shared {
 }
 
 async fn send_loop(shared: Arc<Shared>) {
-    let mut backoff = Backoff::new();
+    let mut backoff = Retries::new(SEND_BACKOFF);
     loop {
         match shared.send_some().await {
             Ok(true) => backoff.reset(),
@@ -508,7 +489,7 @@ mod tests {
 
     #[test]
     fn backoff_grows_to_a_cap_with_jitter() {
-        let mut b = Backoff::new();
+        let mut b = Retries::new(SEND_BACKOFF);
         let caps: Vec<Duration> = (0..12).map(|_| b.next()).collect();
         assert!(caps.iter().all(|d| *d <= Duration::from_secs(30)));
         // Jitter: not all the same.

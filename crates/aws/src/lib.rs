@@ -1,6 +1,6 @@
 //! AWS plumbing shared by the agent, the functions and the local runner: one SDK configuration
-//! built from the standard sources, and one way of telling retryable failures from permanent
-//! ones.
+//! built from the standard sources, one way of telling retryable failures from permanent
+//! ones, and one backoff ([`backoff`]) for retrying them.
 //!
 //! Endpoints, region and credentials come only from standard AWS configuration: environment
 //! (`AWS_REGION`, `AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_<SERVICE>`), shared config files, and the
@@ -8,6 +8,7 @@
 //! A VPC endpoint with private DNS needs no configuration at all; a local stand-in is just
 //! `AWS_ENDPOINT_URL`.
 
+pub mod backoff;
 #[cfg(feature = "moto")]
 pub mod moto;
 

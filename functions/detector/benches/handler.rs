@@ -17,13 +17,13 @@ use std::time::{Duration, Instant};
 use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
 use lambda_runtime::{Context, LambdaEvent};
 use peregrine_aws::moto::Moto;
-use peregrine_detector::memory::{MemoryBus, MemoryFindingStore, MemoryHeartbeats};
 use peregrine_detector::{
-    AwsDeps, Deps, Invocation, detect, finding_env, handle_at, store_findings,
+    AwsDeps, Config, Deps, Invocation, detect, finding_env, handle_at, store_findings,
 };
 use peregrine_event::Timestamp;
-use peregrine_local::runner::DETECTOR_BINARY;
+use peregrine_local::functions::DETECTOR_BINARY;
 use peregrine_local::{ProvisionOptions, Template, function_config, provision, sample};
+use peregrine_store::memory::{MemoryBus, MemoryFindingStore, MemoryHeartbeats};
 use peregrine_wire::Message;
 
 struct Counting;
@@ -140,7 +140,7 @@ async fn run() {
     let stack = provision(&sdk, &template, &ProvisionOptions::default())
         .await
         .unwrap();
-    let config = function_config(&stack, DETECTOR_BINARY).unwrap();
+    let config: Config = function_config(&stack, DETECTOR_BINARY).unwrap();
     let deps = AwsDeps::from_sdk(&sdk, config.clone()).unwrap();
     let arn = stack.functions["DetectorFunction"].arn.clone();
     let inv = Invocation::from_function_arn(&arn, None).unwrap();

@@ -10,8 +10,7 @@ use std::collections::BTreeMap;
 use peregrine_event::Timestamp;
 use peregrine_finding::{Finding, FindingError};
 
-use crate::config::PublishingFrequency;
-use crate::model::{FindingWrite, Outbox, StoredFinding, add};
+use peregrine_store::{FindingWrite, Outbox, PublishingFrequency, StoredFinding, add};
 
 /// TransactWriteItems takes at most 100 actions: the chunk's dedupe marker plus 99 findings.
 pub const MAX_FINDINGS_PER_CHUNK: usize = 99;
@@ -127,8 +126,8 @@ pub fn plan_write(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::parse_iso;
     use peregrine_finding::{FindingEnv, NewFinding, Resource, RuleExplanation, RuntimeContext};
+    use peregrine_store::parse_iso;
 
     fn t(s: &str) -> Timestamp {
         parse_iso(s).unwrap()

@@ -5,22 +5,22 @@ use std::time::Instant;
 
 use aws_config::SdkConfig;
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
-use lambda_runtime::{Diagnostic, LambdaEvent};
+use lambda_runtime::LambdaEvent;
+use peregrine_aws::backoff::RetryPolicy;
 use peregrine_detect::{Catalog, Engine, Match, RuleError, to_finding};
 use peregrine_event::{Event, Timestamp};
 use peregrine_finding::{Finding, FindingEnv, FindingError};
+use peregrine_lambda::{InvocationError, partial_batch};
+use peregrine_store::{
+    ChunkOutcome, ChunkWrite, DynamoFindingStore, DynamoHeartbeatStore, EventBridgeBus, FindingBus,
+    FindingStore, FindingWrite, HeartbeatRecord, HeartbeatStore, PublishCounts, PublishItem,
+    StoreError, add, epoch_seconds, iso, send_and_mark,
+};
 use peregrine_wire::{Header, Heartbeat, Message, ProbeState, WireError};
 use serde::Serialize;
 
 use crate::aggregate::{chunk, group_findings, plan_write};
-use crate::batch::partial_batch;
-use crate::bus::EventBridgeBus;
 use crate::config::{Config, ConfigError, HEARTBEAT_TTL};
-use crate::dynamo::{DynamoFindingStore, DynamoHeartbeatStore};
-use crate::model::{ChunkOutcome, ChunkWrite, FindingWrite, add, epoch_seconds, iso};
-use crate::publish::{PublishCounts, PublishItem, send_and_mark};
-use crate::retry::RetryPolicy;
-use crate::store::{FindingBus, FindingStore, HeartbeatRecord, HeartbeatStore, StoreError};
 
 /// The detector's adapters, engine and settings, built once per cold start.
 pub struct Deps<S, B, H> {
@@ -83,19 +83,17 @@ pub enum DetectorError {
     Config(#[from] ConfigError),
 }
 
-impl From<DetectorError> for Diagnostic {
-    fn from(e: DetectorError) -> Diagnostic {
-        let kind = match &e {
+impl InvocationError for DetectorError {
+    fn error_type(&self) -> &'static str {
+        match self {
             DetectorError::FunctionArn(_) | DetectorError::NoRegion => "InvocationError",
             DetectorError::Rules(_) => "RulesError",
             DetectorError::Config(_) => "ConfigError",
-        };
-        Diagnostic {
-            error_type: kind.into(),
-            error_message: e.to_string(),
         }
     }
 }
+
+peregrine_lambda::into_diagnostic!(DetectorError);
 
 /// Why one message failed. Every variant makes it a `batchItemFailure`: redelivered, and after
 /// `maxReceiveCount` receives moved to the dead-letter queue.
@@ -456,7 +454,7 @@ async fn apply_chunk<S: FindingStore, B, H>(
             });
         }
         report.retries += 1;
-        deps.retry.sleep(attempt).await;
+        tokio::time::sleep(deps.retry.delay(attempt)).await;
     }
 }
 

@@ -9,35 +9,36 @@ use std::time::Duration;
 
 use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
 use lambda_runtime::{Context, LambdaEvent};
-use peregrine_detector::memory::{MemoryBus, MemoryFindingStore, MemoryHeartbeats};
-use peregrine_detector::{
-    Config, Deps, PublishItem, PublisherDeps, RetryPolicy, handle_at, iso, publish_due,
-    send_and_mark,
-};
+use peregrine_detector::{Config, Deps, RetryPolicy, handle_at};
 use peregrine_event::Timestamp;
+use peregrine_lambda::FromEnv;
 use peregrine_local::sample;
+use peregrine_publisher::{PublisherDeps, publish_due};
+use peregrine_store::memory::{MemoryBus, MemoryFindingStore, MemoryHeartbeats};
+use peregrine_store::{PublishItem, iso, send_and_mark};
 
 type MemDeps = Deps<MemoryFindingStore, MemoryBus, MemoryHeartbeats>;
 
 const MINUTE: i64 = 60_000_000_000;
 
+fn lookup(k: &str) -> Option<String> {
+    Some(
+        match k {
+            "FINDINGS_TABLE" => "f",
+            "DEDUPE_TABLE" => "d",
+            "HEARTBEATS_TABLE" => "h",
+            "EVENT_BUS_NAME" => "b",
+            "FINDING_PUBLISHING_FREQUENCY" => "FIFTEEN_MINUTES",
+            "DETECTOR_ID" => "peregrine",
+            "AWS_REGION" => "us-east-1",
+            _ => return None,
+        }
+        .to_owned(),
+    )
+}
+
 fn config() -> Config {
-    Config::detector_from(|k| {
-        Some(
-            match k {
-                "FINDINGS_TABLE" => "f",
-                "DEDUPE_TABLE" => "d",
-                "HEARTBEATS_TABLE" => "h",
-                "EVENT_BUS_NAME" => "b",
-                "FINDING_PUBLISHING_FREQUENCY" => "FIFTEEN_MINUTES",
-                "DETECTOR_ID" => "peregrine",
-                "AWS_REGION" => "us-east-1",
-                _ => return None,
-            }
-            .to_owned(),
-        )
-    })
-    .unwrap()
+    Config::from_lookup(lookup).unwrap()
 }
 
 fn deps() -> MemDeps {
@@ -236,7 +237,7 @@ async fn the_outbox_publishes_what_failed_and_what_is_due() {
     let publisher = PublisherDeps {
         store: d.store,
         bus: d.bus,
-        config: d.config.clone(),
+        config: peregrine_publisher::Config::from_lookup(lookup).unwrap(),
     };
     // Still failing: stays pending.
     let s = publish_due(&publisher, at(1), None).await.unwrap();

@@ -1,5 +1,6 @@
 //! `peregrine-local`: provisions template.yaml's resources in any endpoint
-//! (`AWS_ENDPOINT_URL`) and runs the detector and publisher there as Lambda would.
+//! (`AWS_ENDPOINT_URL`) and runs the functions there as Lambda would (see
+//! `peregrine_local::functions`).
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -9,9 +10,10 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use peregrine_event::Timestamp;
-use peregrine_local::runner::{DETECTOR_BINARY, PUBLISHER_BINARY, describe_env};
+use peregrine_local::runner::describe_env;
 use peregrine_local::{
-    LocalStack, Mode, ProvisionOptions, Runner, RunnerOptions, Template, provision, sample,
+    FUNCTIONS, LocalStack, Mode, ProvisionOptions, Runner, RunnerOptions, Template, provision,
+    sample,
 };
 
 #[derive(Parser)]
@@ -38,17 +40,18 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Provision or check, print the environment, then poll the events queue and run the
-    /// publisher until SIGINT/SIGTERM.
+    /// Provision or check, print the environment, then run every function on its trigger
+    /// (poll the queues, fire the schedules) until SIGINT/SIGTERM.
     Serve {
         /// Failed messages become visible again after this many seconds (Lambda waits the
         /// queue's visibility timeout).
         #[arg(long)]
         retry_after_seconds: Option<u64>,
-        /// How often the publisher runs (default: the template's schedule, else 60).
+        /// How often the scheduled functions run (default: the template's schedule, else 60).
         #[arg(long)]
         publish_interval_seconds: Option<u64>,
-        /// Most messages per detector invocation (default: the template's BatchSize).
+        /// Most messages per invocation of an SQS-triggered function (default: the template's
+        /// BatchSize).
         #[arg(long)]
         batch_size: Option<usize>,
         /// Also write the `export` lines to this file once the resources exist.
@@ -80,7 +83,7 @@ fn exports(stack: &LocalStack) -> String {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    peregrine_detector::init_logging();
+    peregrine_lambda::init_logging();
     let cli = Cli::parse();
     let template = Template::load(&cli.template)?;
     let mut parameters = BTreeMap::new();
@@ -119,9 +122,9 @@ async fn main() -> anyhow::Result<()> {
             let text = exports(&stack);
             print!("{text}");
             std::io::stdout().flush()?;
-            for binary in [DETECTOR_BINARY, PUBLISHER_BINARY] {
-                if let Some(env) = describe_env(&stack, binary) {
-                    tracing::info!(function = binary, environment = ?env, "handler environment");
+            for f in FUNCTIONS {
+                if let Some(env) = describe_env(&stack, f.binary) {
+                    tracing::info!(function = f.binary, trigger = ?f.trigger, environment = ?env, "handler environment");
                 }
             }
             let mut runner_options = RunnerOptions::from_stack(&stack);
@@ -140,7 +143,10 @@ async fn main() -> anyhow::Result<()> {
                 std::fs::write(&tmp, &text)?;
                 std::fs::rename(&tmp, &path)?;
             }
-            tracing::info!(queue = %runner.queue().url, "serving");
+            tracing::info!(
+                queue = runner.queue().map(|q| q.url.as_str()).unwrap_or(""),
+                "serving"
+            );
             runner.run(shutdown_signal()).await;
         }
         Command::SendSample {

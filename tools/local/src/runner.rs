@@ -1,39 +1,37 @@
-//! The local runner: does what Lambda's SQS event-source mapping and the publisher's schedule
-//! do in AWS, calling the functions' library handlers in-process.
+//! The local runner: does what Lambda's triggers do in AWS, for every function of the table in
+//! [`crate::functions`], calling the functions' library handlers in-process.
 //!
-//! - **Event-source mapping.** Long-polls the detector's queue (up to 10 messages per
+//! - **SQS event-source mapping.** Long-polls the function's queue (up to 10 messages per
 //!   ReceiveMessage), gathers up to the template's `BatchSize` within its batching window (and
 //!   at most 6 MB, Lambda's payload limit), builds an `SqsEvent` as Lambda does, calls the
-//!   detector's `handle` with a context naming the function's ARN, deletes the records that
-//!   succeeded and leaves `batchItemFailures` (and everything, if the handler fails or times
-//!   out) to come back after the queue's visibility timeout. `retry_after` shortens that wait
-//!   locally by setting the failed messages' visibility, which real Lambda does not do.
-//! - **Schedule.** Runs the publisher every `publish_interval` (moto never fires schedules).
+//!   handler with a context naming the function's ARN, deletes the records that succeeded and
+//!   leaves `batchItemFailures` (and everything, if the handler fails or times out) to come back
+//!   after the queue's visibility timeout. `retry_after` shortens that wait locally by setting
+//!   the failed messages' visibility, which real Lambda does not do.
+//! - **Schedule.** Sends the scheduled event every `publish_interval` (moto never fires
+//!   schedules).
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use aws_config::SdkConfig;
-use aws_lambda_events::sqs::{SqsEvent, SqsMessage, SqsMessageAttribute};
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage, SqsMessageAttribute};
 use aws_sdk_sqs::types::{
     ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry, Message,
     MessageSystemAttributeName,
 };
-use lambda_runtime::{Context, LambdaEvent};
-use peregrine_detector::{
-    AwsDeps, AwsPublisherDeps, Config, ConfigError, DetectorError, PublishSummary, PublisherError,
-    handle, handle_schedule,
-};
+use lambda_runtime::{Context, Diagnostic, LambdaEvent};
 use peregrine_event::Timestamp;
+use peregrine_lambda::FromEnv;
+use peregrine_publisher::PublishSummary;
+use serde_json::Value;
 
+use crate::functions::{FUNCTIONS, Handler, LocalFunction, PUBLISHER_BINARY, StartError, Trigger};
 use crate::provision::{LocalStack, Queue};
 use crate::spec::FunctionSpec;
-
-/// The binaries (template `Metadata.BuildProperties.Binary`) whose handlers the runner calls.
-pub const DETECTOR_BINARY: &str = "peregrine-detector";
-pub const PUBLISHER_BINARY: &str = "peregrine-publisher";
 
 /// Lambda's limit on an invocation's payload, which bounds an SQS batch.
 const MAX_BATCH_BYTES: usize = 6 * 1024 * 1024;
@@ -49,12 +47,24 @@ pub enum RunnerError {
     #[error("function {function}: {source}")]
     Config {
         function: String,
-        source: ConfigError,
+        source: StartError,
     },
-    #[error(transparent)]
-    Detector(#[from] DetectorError),
-    #[error(transparent)]
-    Publisher(#[from] PublisherError),
+    #[error("function {function} cannot start: {source}")]
+    Start {
+        function: String,
+        source: StartError,
+    },
+    #[error("function {function} failed ({}): {}", diagnostic.error_type, diagnostic.error_message)]
+    Invocation {
+        function: String,
+        diagnostic: Diagnostic,
+    },
+    #[error("function {function} answered {response}, not what its trigger expects: {source}")]
+    Response {
+        function: String,
+        response: String,
+        source: serde_json::Error,
+    },
     #[error("{operation}: {message}")]
     Sqs {
         operation: &'static str,
@@ -72,7 +82,7 @@ fn sqs_error<E: std::error::Error + 'static>(operation: &'static str, e: E) -> R
 /// How the runner polls and schedules.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RunnerOptions {
-    /// Most messages per detector invocation (the template's `BatchSize`).
+    /// Most messages per invocation of an SQS-triggered function (the template's `BatchSize`).
     pub batch_size: usize,
     /// How long to keep gathering once a first message arrived (the template's
     /// `MaximumBatchingWindowInSeconds`).
@@ -82,15 +92,21 @@ pub struct RunnerOptions {
     /// When set, failed messages become visible again after this long instead of the queue's
     /// visibility timeout.
     pub retry_after: Option<Duration>,
-    /// How often the publisher runs (the template's schedule).
+    /// How often the scheduled functions run (the template's schedule).
     pub publish_interval: Duration,
 }
 
 impl RunnerOptions {
-    /// The event source's and the schedule's settings from the template.
+    /// The event source's and the schedule's settings from the template (of the table's first
+    /// SQS-triggered and first scheduled function).
     pub fn from_stack(stack: &LocalStack) -> RunnerOptions {
-        let detector = find(stack, DETECTOR_BINARY).ok();
-        let source = detector.and_then(|f| f.sqs.as_ref());
+        let first = |trigger: Trigger| {
+            FUNCTIONS
+                .iter()
+                .filter(|f| f.trigger == trigger)
+                .find_map(|f| find(stack, f.binary).ok())
+        };
+        let source = first(Trigger::Sqs).and_then(|f| f.sqs.as_ref());
         RunnerOptions {
             batch_size: source
                 .and_then(|s| usize::try_from(s.batch_size).ok())
@@ -99,8 +115,7 @@ impl RunnerOptions {
             batching_window: source.map(|s| s.batching_window).unwrap_or_default(),
             wait_time: Duration::from_secs(20),
             retry_after: None,
-            publish_interval: find(stack, PUBLISHER_BINARY)
-                .ok()
+            publish_interval: first(Trigger::Schedule)
                 .and_then(|f| f.schedule)
                 .unwrap_or(Duration::from_secs(60)),
         }
@@ -116,18 +131,15 @@ fn find<'s>(stack: &'s LocalStack, binary: &'static str) -> Result<&'s FunctionS
 }
 
 /// The configuration a function's handler gets from its template environment.
-pub fn function_config(stack: &LocalStack, binary: &'static str) -> Result<Config, RunnerError> {
+pub fn function_config<C: FromEnv>(
+    stack: &LocalStack,
+    binary: &'static str,
+) -> Result<C, RunnerError> {
     let f = find(stack, binary)?;
     let env = stack.function_env(&f.logical_id).unwrap_or_default();
-    let get = |k: &str| env.get(k).cloned();
-    let config = if binary == DETECTOR_BINARY {
-        Config::detector_from(get)
-    } else {
-        Config::publisher_from(get)
-    };
-    config.map_err(|source| RunnerError::Config {
+    C::from_lookup(|k| env.get(k).cloned()).map_err(|source| RunnerError::Config {
         function: f.logical_id.clone(),
-        source,
+        source: Box::new(source),
     })
 }
 
@@ -142,63 +154,94 @@ pub struct PollReport {
     pub invocation_error: Option<String>,
 }
 
+impl PollReport {
+    fn add(&mut self, other: PollReport) {
+        self.received += other.received;
+        self.failed.extend(other.failed);
+        self.deleted += other.deleted;
+        self.invocation_error = self.invocation_error.take().or(other.invocation_error);
+    }
+}
+
+/// A function of the table, found in the template, with its handler built.
+struct Running {
+    spec: FunctionSpec,
+    trigger: Trigger,
+    /// The SQS trigger's queue.
+    queue: Option<Queue>,
+    handler: Handler,
+}
+
 /// The event-source mapping and schedule stand-in.
 pub struct Runner {
     sqs: aws_sdk_sqs::Client,
-    queue: Queue,
     region: String,
     account_id: String,
-    detector_fn: FunctionSpec,
-    publisher_fn: FunctionSpec,
-    detector: AwsDeps,
-    publisher: AwsPublisherDeps,
+    functions: Vec<Running>,
     options: RunnerOptions,
     invocations: AtomicU64,
 }
 
 impl Runner {
-    /// Builds the handlers' dependencies from the functions' template environment.
+    /// Runs every function of [`FUNCTIONS`], built from its template environment.
     pub fn from_stack(
         sdk: &SdkConfig,
         stack: &LocalStack,
         options: RunnerOptions,
     ) -> Result<Runner, RunnerError> {
-        let detector = function_config(stack, DETECTOR_BINARY)?;
-        let publisher = function_config(stack, PUBLISHER_BINARY)?;
-        Runner::new(sdk, stack, options, detector, publisher)
+        Runner::new(sdk, stack, options, FUNCTIONS)
     }
 
-    /// As [`Runner::from_stack`], with the handlers' configuration given (tests point them at
-    /// a missing bus, say).
+    /// As [`Runner::from_stack`], with the table given (tests run a function of their own).
     pub fn new(
         sdk: &SdkConfig,
         stack: &LocalStack,
         options: RunnerOptions,
-        detector: Config,
-        publisher: Config,
+        table: &[LocalFunction],
     ) -> Result<Runner, RunnerError> {
-        let detector_fn = find(stack, DETECTOR_BINARY)?.clone();
-        let publisher_fn = find(stack, PUBLISHER_BINARY)?.clone();
-        let queue = stack
-            .event_source_queue(&detector_fn.logical_id)
-            .cloned()
-            .ok_or_else(|| RunnerError::NoEventSource(detector_fn.logical_id.clone()))?;
+        let mut functions = Vec::with_capacity(table.len());
+        for row in table {
+            let spec = find(stack, row.binary)?.clone();
+            let queue = match row.trigger {
+                Trigger::Sqs => Some(
+                    stack
+                        .event_source_queue(&spec.logical_id)
+                        .cloned()
+                        .ok_or_else(|| RunnerError::NoEventSource(spec.logical_id.clone()))?,
+                ),
+                Trigger::Schedule => None,
+            };
+            let env = stack.function_env(&spec.logical_id).unwrap_or_default();
+            let handler = (row.start)(sdk, &|k| env.get(k).cloned()).map_err(|source| {
+                RunnerError::Start {
+                    function: spec.logical_id.clone(),
+                    source,
+                }
+            })?;
+            functions.push(Running {
+                spec,
+                trigger: row.trigger,
+                queue,
+                handler,
+            });
+        }
         Ok(Runner {
             sqs: aws_sdk_sqs::Client::new(sdk),
-            queue,
             region: stack.context.region.clone(),
             account_id: stack.context.account_id.clone(),
-            detector: AwsDeps::from_sdk(sdk, detector)?,
-            publisher: AwsPublisherDeps::from_sdk(sdk, publisher),
-            detector_fn,
-            publisher_fn,
+            functions,
             options,
             invocations: AtomicU64::new(0),
         })
     }
 
-    pub fn queue(&self) -> &Queue {
-        &self.queue
+    fn triggered(&self, trigger: Trigger) -> impl Iterator<Item = &Running> {
+        self.functions.iter().filter(move |f| f.trigger == trigger)
+    }
+
+    /// The queue of the first SQS-triggered function (the one agents send to).
+    pub fn queue(&self) -> Option<&Queue> {
+        self.triggered(Trigger::Sqs).find_map(|f| f.queue.as_ref())
     }
 
     pub fn options(&self) -> &RunnerOptions {
@@ -216,13 +259,26 @@ impl Runner {
         ctx
     }
 
-    async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<Message>, RunnerError> {
+    /// Invokes a function within its timeout: `None` when it timed out.
+    async fn invoke(&self, f: &Running, payload: Value) -> Option<Result<Value, Diagnostic>> {
+        let event = LambdaEvent::new(payload, self.context(&f.spec));
+        tokio::time::timeout(f.spec.timeout, f.handler.invoke(event))
+            .await
+            .ok()
+    }
+
+    async fn receive(
+        &self,
+        queue: &Queue,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<Message>, RunnerError> {
         let max = i32::try_from(max.clamp(1, 10)).unwrap_or(10);
         let wait = i32::try_from(wait.as_secs().min(20)).unwrap_or(20);
         let resp = self
             .sqs
             .receive_message()
-            .queue_url(&self.queue.url)
+            .queue_url(&queue.url)
             .max_number_of_messages(max)
             .wait_time_seconds(wait)
             .message_system_attribute_names(MessageSystemAttributeName::All)
@@ -233,11 +289,11 @@ impl Runner {
         Ok(resp.messages().to_vec())
     }
 
-    /// Gathers one batch: waits up to `wait_time` for a first message, then keeps receiving
-    /// within the batching window until the batch is full.
-    pub async fn receive_batch(&self) -> Result<Vec<Message>, RunnerError> {
+    /// Gathers one batch from a queue: waits up to `wait_time` for a first message, then keeps
+    /// receiving within the batching window until the batch is full.
+    async fn receive_batch(&self, queue: &Queue) -> Result<Vec<Message>, RunnerError> {
         let size = self.options.batch_size.max(1);
-        let mut batch = self.receive(size, self.options.wait_time).await?;
+        let mut batch = self.receive(queue, size, self.options.wait_time).await?;
         if batch.is_empty() {
             return Ok(batch);
         }
@@ -250,7 +306,7 @@ impl Runner {
                 break;
             }
             let more = self
-                .receive((size - batch.len()).min(room), Duration::ZERO)
+                .receive(queue, (size - batch.len()).min(room), Duration::ZERO)
                 .await?;
             if more.is_empty() {
                 tokio::time::sleep(left.min(Duration::from_millis(100))).await;
@@ -266,7 +322,7 @@ impl Runner {
     }
 
     /// The `SqsEvent` Lambda would build for these messages.
-    pub fn sqs_event(&self, messages: &[Message]) -> SqsEvent {
+    pub fn sqs_event(&self, queue: &Queue, messages: &[Message]) -> SqsEvent {
         let records = messages
             .iter()
             .map(|m| {
@@ -294,7 +350,7 @@ impl Runner {
                     })
                     .collect();
                 r.event_source = Some("aws:sqs".into());
-                r.event_source_arn = Some(self.queue.arn.clone());
+                r.event_source_arn = Some(queue.arn.clone());
                 r.aws_region = Some(self.region.clone());
                 r
             })
@@ -304,8 +360,13 @@ impl Runner {
         event
     }
 
-    /// Invokes the detector on a batch and settles it with SQS as Lambda would.
-    pub async fn process(&self, messages: Vec<Message>) -> Result<PollReport, RunnerError> {
+    /// Invokes an SQS-triggered function on a batch and settles it with SQS as Lambda would.
+    async fn process(
+        &self,
+        f: &Running,
+        queue: &Queue,
+        messages: Vec<Message>,
+    ) -> Result<PollReport, RunnerError> {
         let mut report = PollReport {
             received: messages.len(),
             ..PollReport::default()
@@ -313,31 +374,40 @@ impl Runner {
         if messages.is_empty() {
             return Ok(report);
         }
-        let event = LambdaEvent::new(self.sqs_event(&messages), self.context(&self.detector_fn));
-        let outcome =
-            tokio::time::timeout(self.detector_fn.timeout, handle(&self.detector, event)).await;
-        let failed: Vec<String> = match outcome {
-            Ok(Ok(response)) => response
+        let event = serde_json::to_value(self.sqs_event(queue, &messages)).map_err(|source| {
+            RunnerError::Response {
+                function: f.spec.logical_id.clone(),
+                response: "(the SQS event)".into(),
+                source,
+            }
+        })?;
+        let every = || {
+            messages
+                .iter()
+                .filter_map(|m| m.message_id().map(str::to_owned))
+                .collect()
+        };
+        let failed: Vec<String> = match self.invoke(f, event).await {
+            Some(Ok(response)) => serde_json::from_value::<SqsBatchResponse>(response)
+                .map_err(|source| RunnerError::Response {
+                    function: f.spec.logical_id.clone(),
+                    response: "its response".into(),
+                    source,
+                })?
                 .batch_item_failures
                 .into_iter()
                 .map(|f| f.item_identifier)
                 .collect(),
-            Ok(Err(e)) => {
-                report.invocation_error = Some(e.to_string());
-                messages
-                    .iter()
-                    .filter_map(|m| m.message_id().map(str::to_owned))
-                    .collect()
+            Some(Err(e)) => {
+                report.invocation_error = Some(e.error_message);
+                every()
             }
-            Err(_) => {
+            None => {
                 report.invocation_error = Some(format!(
                     "timed out after {:?} (the function's Timeout)",
-                    self.detector_fn.timeout
+                    f.spec.timeout
                 ));
-                messages
-                    .iter()
-                    .filter_map(|m| m.message_id().map(str::to_owned))
-                    .collect()
+                every()
             }
         };
         // Lambda treats an empty or unknown identifier as a failure of the whole batch.
@@ -347,31 +417,45 @@ impl Runner {
         let (done, retry): (Vec<&Message>, Vec<&Message>) = messages.iter().partition(|m| {
             !whole_batch && !failed.iter().any(|id| m.message_id() == Some(id.as_str()))
         });
-        report.deleted = self.delete(&done).await?;
+        report.deleted = self.delete(queue, &done).await?;
         if let Some(after) = self.options.retry_after {
-            self.make_visible(&retry, after).await?;
+            self.make_visible(queue, &retry, after).await?;
         }
         report.failed = retry
             .iter()
             .filter_map(|m| m.message_id().map(str::to_owned))
             .collect();
         tracing::info!(
+            function = %f.spec.logical_id,
             received = report.received,
             deleted = report.deleted,
             failed = report.failed.len(),
             invocation_error = report.invocation_error.as_deref().unwrap_or(""),
-            "detector invocation settled"
+            "invocation settled"
         );
         Ok(report)
     }
 
-    /// One event-source cycle: receive a batch (waiting up to `wait_time`), invoke, settle.
-    pub async fn poll_once(&self) -> Result<PollReport, RunnerError> {
-        let messages = self.receive_batch().await?;
-        self.process(messages).await
+    /// One event-source cycle of one function: receive a batch, invoke, settle.
+    async fn poll(&self, f: &Running) -> Result<PollReport, RunnerError> {
+        let Some(queue) = &f.queue else {
+            return Ok(PollReport::default());
+        };
+        let messages = self.receive_batch(queue).await?;
+        self.process(f, queue, messages).await
     }
 
-    async fn delete(&self, messages: &[&Message]) -> Result<usize, RunnerError> {
+    /// One event-source cycle of every SQS-triggered function (waiting up to `wait_time` for
+    /// each), their reports added up.
+    pub async fn poll_once(&self) -> Result<PollReport, RunnerError> {
+        let mut report = PollReport::default();
+        for f in self.triggered(Trigger::Sqs) {
+            report.add(self.poll(f).await?);
+        }
+        Ok(report)
+    }
+
+    async fn delete(&self, queue: &Queue, messages: &[&Message]) -> Result<usize, RunnerError> {
         let mut deleted = 0;
         for part in messages.chunks(10) {
             let entries = part
@@ -388,7 +472,7 @@ impl Runner {
             let resp = self
                 .sqs
                 .delete_message_batch()
-                .queue_url(&self.queue.url)
+                .queue_url(&queue.url)
                 .set_entries(Some(entries))
                 .send()
                 .await
@@ -407,6 +491,7 @@ impl Runner {
 
     async fn make_visible(
         &self,
+        queue: &Queue,
         messages: &[&Message],
         after: Duration,
     ) -> Result<(), RunnerError> {
@@ -426,7 +511,7 @@ impl Runner {
                 .collect::<Result<Vec<_>, _>>()?;
             self.sqs
                 .change_message_visibility_batch()
-                .queue_url(&self.queue.url)
+                .queue_url(&queue.url)
                 .set_entries(Some(entries))
                 .send()
                 .await
@@ -435,8 +520,8 @@ impl Runner {
         Ok(())
     }
 
-    /// The scheduled event EventBridge would send the publisher.
-    pub fn scheduled_event(&self) -> serde_json::Value {
+    /// The scheduled event EventBridge would send a function.
+    pub fn scheduled_event(&self, f: &FunctionSpec) -> Value {
         serde_json::json!({
             "version": "0",
             "id": format!("local-{}", self.invocations.load(Ordering::Relaxed)),
@@ -447,31 +532,52 @@ impl Runner {
             "region": self.region,
             "resources": [format!(
                 "arn:aws:events:{}:{}:rule/{}-schedule",
-                self.region, self.account_id, self.publisher_fn.name
+                self.region, self.account_id, f.name
             )],
             "detail": {}
         })
     }
 
-    /// One publisher run, as the schedule would start it.
-    pub async fn publish_once(&self) -> Result<PublishSummary, RunnerError> {
-        let event = LambdaEvent::new(self.scheduled_event(), self.context(&self.publisher_fn));
-        match tokio::time::timeout(
-            self.publisher_fn.timeout,
-            handle_schedule(&self.publisher, event),
-        )
-        .await
-        {
-            Ok(r) => Ok(r?),
-            Err(_) => {
-                tracing::warn!(timeout = ?self.publisher_fn.timeout, "publisher run timed out; the next run continues");
-                Ok(PublishSummary::default())
+    /// One scheduled run of a function: its response, or `None` when it timed out.
+    async fn fire(&self, f: &Running) -> Result<Option<Value>, RunnerError> {
+        match self.invoke(f, self.scheduled_event(&f.spec)).await {
+            Some(Ok(response)) => Ok(Some(response)),
+            Some(Err(diagnostic)) => Err(RunnerError::Invocation {
+                function: f.spec.logical_id.clone(),
+                diagnostic,
+            }),
+            None => {
+                tracing::warn!(function = %f.spec.logical_id, timeout = ?f.spec.timeout, "scheduled run timed out; the next run continues");
+                Ok(None)
             }
         }
     }
 
-    /// Polls and publishes until `shutdown` completes. A batch being processed is finished
-    /// (and settled) before returning; only a receive still waiting is abandoned.
+    /// One scheduled run of the function running `binary`.
+    pub async fn fire_once(&self, binary: &'static str) -> Result<Option<Value>, RunnerError> {
+        let f = self
+            .triggered(Trigger::Schedule)
+            .find(|f| f.spec.binary.as_deref() == Some(binary))
+            .ok_or(RunnerError::NoFunction(binary))?;
+        self.fire(f).await
+    }
+
+    /// One publisher run, as the schedule would start it.
+    pub async fn publish_once(&self) -> Result<PublishSummary, RunnerError> {
+        match self.fire_once(PUBLISHER_BINARY).await? {
+            None => Ok(PublishSummary::default()),
+            Some(response) => {
+                serde_json::from_value(response.clone()).map_err(|source| RunnerError::Response {
+                    function: PUBLISHER_BINARY.into(),
+                    response: response.to_string(),
+                    source,
+                })
+            }
+        }
+    }
+
+    /// Runs every function on its trigger until `shutdown` completes. A batch being processed
+    /// is finished (and settled) before returning; only a receive still waiting is abandoned.
     pub async fn run(&self, shutdown: impl Future<Output = ()>) {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let signal = async {
@@ -479,44 +585,55 @@ impl Runner {
             tracing::info!("shutting down: finishing the batch in hand");
             let _ = stop_tx.send(true);
         };
-        let poller = async {
-            let mut stop = stop_rx.clone();
-            loop {
-                if *stop.borrow() {
-                    break;
+        let loops: Vec<Pin<Box<dyn Future<Output = ()> + Send + '_>>> = self
+            .functions
+            .iter()
+            .map(|f| -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+                match f.trigger {
+                    Trigger::Sqs => Box::pin(self.poll_loop(f, stop_rx.clone())),
+                    Trigger::Schedule => Box::pin(self.schedule_loop(f, stop_rx.clone())),
                 }
-                let received = tokio::select! {
-                    _ = stop.changed() => break,
-                    r = self.receive_batch() => r,
-                };
-                let result = match received {
-                    Ok(messages) => self.process(messages).await.map(|_| ()),
-                    Err(e) => Err(e),
-                };
-                if let Err(e) = result {
-                    tracing::warn!(error = %e, "event source cycle failed; retrying");
-                    tokio::select! {
-                        _ = stop.changed() => break,
-                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    }
-                }
+            })
+            .collect();
+        tokio::join!(signal, futures_util::future::join_all(loops));
+    }
+
+    async fn poll_loop(&self, f: &Running, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let Some(queue) = &f.queue else { return };
+        loop {
+            if *stop.borrow() {
+                break;
             }
-        };
-        let publisher = async {
-            let mut stop = stop_rx.clone();
-            let mut tick = tokio::time::interval(self.options.publish_interval);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
+            let received = tokio::select! {
+                _ = stop.changed() => break,
+                r = self.receive_batch(queue) => r,
+            };
+            let result = match received {
+                Ok(messages) => self.process(f, queue, messages).await.map(|_| ()),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = result {
+                tracing::warn!(function = %f.spec.logical_id, error = %e, "event source cycle failed; retrying");
                 tokio::select! {
                     _ = stop.changed() => break,
-                    _ = tick.tick() => {}
-                }
-                if let Err(e) = self.publish_once().await {
-                    tracing::warn!(error = %e, "publisher run failed; the next run repeats it");
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                 }
             }
-        };
-        tokio::join!(signal, poller, publisher);
+        }
+    }
+
+    async fn schedule_loop(&self, f: &Running, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let mut tick = tokio::time::interval(self.options.publish_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = stop.changed() => break,
+                _ = tick.tick() => {}
+            }
+            if let Err(e) = self.fire(f).await {
+                tracing::warn!(function = %f.spec.logical_id, error = %e, "scheduled run failed; the next run repeats it");
+            }
+        }
     }
 }
 

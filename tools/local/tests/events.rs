@@ -10,9 +10,10 @@ use std::path::PathBuf;
 use aws_lambda_events::sqs::SqsEvent;
 use common::*;
 use lambda_runtime::LambdaEvent;
-use peregrine_detector::{AwsDeps, AwsPublisherDeps, handle, handle_schedule};
-use peregrine_local::runner::{DETECTOR_BINARY, PUBLISHER_BINARY};
+use peregrine_detector::{AwsDeps, handle};
+use peregrine_local::functions::{DETECTOR_BINARY, PUBLISHER_BINARY};
 use peregrine_local::{function_config, sample};
+use peregrine_publisher::{AwsPublisherDeps, handle_schedule};
 use peregrine_wire::Message;
 
 fn events_dir() -> PathBuf {

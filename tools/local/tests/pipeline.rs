@@ -11,12 +11,12 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use common::*;
-use peregrine_detector::{
-    AwsDeps, AwsPublisherDeps, PublishingFrequency, handle, handle_at, iso, publish_due,
-};
+use peregrine_detector::{AwsDeps, handle, handle_at};
 use peregrine_event::Timestamp;
-use peregrine_local::runner::{DETECTOR_BINARY, PUBLISHER_BINARY};
+use peregrine_local::functions::{DETECTOR_BINARY, PUBLISHER_BINARY};
 use peregrine_local::{Runner, RunnerOptions, function_config, sample};
+use peregrine_publisher::{AwsPublisherDeps, publish_due};
+use peregrine_store::{PublishingFrequency, iso};
 use prost::Message as _;
 use serde_json::Value;
 
@@ -460,7 +460,8 @@ async fn a_failed_publish_is_left_for_the_publisher() {
 #[tokio::test]
 async fn updates_are_published_at_the_publishing_frequency() {
     let local = local().await;
-    let detector_config = function_config(&local.stack, DETECTOR_BINARY).unwrap();
+    let detector_config: peregrine_detector::Config =
+        function_config(&local.stack, DETECTOR_BINARY).unwrap();
     assert_eq!(
         detector_config.publishing_frequency,
         PublishingFrequency::FifteenMinutes

@@ -180,17 +180,17 @@ async fn provisioned_resources_match_the_template() {
         .as_sequence()
         .unwrap()
         .iter()
-        .find(|g| text(&g["IndexName"]) == peregrine_detector::PUBLISH_INDEX)
+        .find(|g| text(&g["IndexName"]) == peregrine_store::PUBLISH_INDEX)
         .expect("the publisher's index is in the template");
     assert_eq!(
         keys_of(&outbox["KeySchema"]),
         [
             (
-                peregrine_detector::attr::PUBLISH_STATE.to_owned(),
+                peregrine_store::attr::PUBLISH_STATE.to_owned(),
                 "HASH".to_owned()
             ),
             (
-                peregrine_detector::attr::PUBLISH_DUE_AT.to_owned(),
+                peregrine_store::attr::PUBLISH_DUE_AT.to_owned(),
                 "RANGE".to_owned()
             )
         ]
@@ -463,10 +463,11 @@ async fn parameters_override_template_defaults() {
             .batch_size,
         25
     );
-    let config =
-        peregrine_local::function_config(&stack, peregrine_local::runner::DETECTOR_BINARY).unwrap();
+    let config: peregrine_detector::Config =
+        peregrine_local::function_config(&stack, peregrine_local::functions::DETECTOR_BINARY)
+            .unwrap();
     assert_eq!(
         config.publishing_frequency,
-        peregrine_detector::PublishingFrequency::OneHour
+        peregrine_store::PublishingFrequency::OneHour
     );
 }

@@ -19,7 +19,7 @@ use peregrine_finding::Finding;
 use crate::model::{
     ChunkOutcome, ChunkWrite, Outbox, PUBLISH_PENDING, StoredFinding, day, iso, parse_iso,
 };
-use crate::store::{Cursor, DuePage, FindingStore, HeartbeatRecord, HeartbeatStore, StoreError};
+use crate::traits::{Cursor, DuePage, FindingStore, HeartbeatRecord, HeartbeatStore, StoreError};
 
 /// The outbox index (template.yaml, FindingsTable): sparse, keyed by `publishState` and sorted
 /// by `publishDueAt`.
@@ -165,7 +165,7 @@ where
     StoreError::Aws {
         operation,
         failure: classify(e),
-        message: crate::store::error_text(e),
+        message: crate::traits::error_text(e),
     }
 }
 

@@ -5,7 +5,7 @@ use aws_sdk_eventbridge::types::PutEventsRequestEntry;
 use peregrine_aws::classify;
 use peregrine_finding::eventbridge::PutEventsEntry;
 
-use crate::store::{BusError, EntryResult, FindingBus};
+use crate::traits::{BusError, EntryResult, FindingBus};
 
 /// Publishes onto one event bus (`EVENT_BUS_NAME`).
 #[derive(Clone, Debug)]
@@ -45,7 +45,7 @@ impl FindingBus for EventBridgeBus {
             .await
             .map_err(|e| BusError {
                 failure: classify(&e),
-                message: crate::store::error_text(&e),
+                message: crate::traits::error_text(&e),
             })?;
         // One result per entry, in order; an entry the response does not account for is
         // treated as failed, so it stays pending rather than being marked published.

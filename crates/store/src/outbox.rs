@@ -1,4 +1,4 @@
-//! Publishing findings on the bus, and the outbox publisher.
+//! Publishing stored findings on the bus: the outbox protocol both functions follow.
 //!
 //! A publish is recorded in the finding (pending state cleared, `lastPublishedAt`,
 //! `lastPublishedCount`) only after PutEvents accepted its entry, and only if the finding is
@@ -7,29 +7,19 @@
 //! is in flight is published again with the newer data.
 
 use std::ops::Range;
-use std::time::{Duration, Instant};
 
-use aws_config::SdkConfig;
-use lambda_runtime::{Diagnostic, LambdaEvent};
 use peregrine_event::Timestamp;
 use peregrine_finding::FindingError;
 use peregrine_finding::eventbridge::{self, MAX_ENTRY_BYTES, PutEventsEntry};
 use serde::Serialize;
 
-use crate::bus::EventBridgeBus;
-use crate::config::Config;
-use crate::dynamo::DynamoFindingStore;
 use crate::model::StoredFinding;
-use crate::store::{EntryResult, FindingBus, FindingStore, StoreError};
+use crate::traits::{EntryResult, FindingBus, FindingStore};
 
 /// PutEvents takes at most 10 entries per call.
 pub const MAX_ENTRIES_PER_CALL: usize = 10;
 /// ... and at most 256 KiB per call, all entries together.
 pub const MAX_CALL_BYTES: usize = 256 * 1024;
-/// Findings read per outbox page (TransactGetItems takes 100).
-const PAGE: i32 = 100;
-/// The publisher stops starting pages this long before the invocation's deadline.
-const DEADLINE_MARGIN: Duration = Duration::from_secs(5);
 
 /// One finding to publish, with the version and count it is published at.
 #[derive(Clone, Debug, PartialEq)]
@@ -173,147 +163,6 @@ pub async fn send_and_mark<S: FindingStore, B: FindingBus>(
         }
     }
     counts
-}
-
-/// The publisher's adapters and settings, built once per cold start.
-pub struct PublisherDeps<S, B> {
-    pub store: S,
-    pub bus: B,
-    pub config: Config,
-}
-
-/// The publisher's production adapters.
-pub type AwsPublisherDeps = PublisherDeps<DynamoFindingStore, EventBridgeBus>;
-
-impl AwsPublisherDeps {
-    pub fn from_sdk(sdk: &SdkConfig, config: Config) -> Self {
-        PublisherDeps {
-            store: DynamoFindingStore::new(
-                aws_sdk_dynamodb::Client::new(sdk),
-                &config.findings_table,
-                &config.dedupe_table,
-            ),
-            bus: EventBridgeBus::new(
-                aws_sdk_eventbridge::Client::new(sdk),
-                &config.event_bus_name,
-            ),
-            config,
-        }
-    }
-}
-
-/// A publisher run that could not complete; the next scheduled run repeats it.
-#[derive(Debug, thiserror::Error)]
-pub enum PublisherError {
-    #[error("reading the outbox: {0}")]
-    Store(#[from] StoreError),
-}
-
-impl From<PublisherError> for Diagnostic {
-    fn from(e: PublisherError) -> Diagnostic {
-        Diagnostic {
-            error_type: "PublisherError".into(),
-            error_message: e.to_string(),
-        }
-    }
-}
-
-/// What a publisher run did.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PublishSummary {
-    /// Findings whose publish was due (confirmed by a consistent read).
-    pub due: usize,
-    /// Accepted by EventBridge.
-    pub published: usize,
-    /// Still pending after the run (failed, superseded by a newer version, or not recorded).
-    pub still_pending: usize,
-    /// Refused by EventBridge, or not publishable at all.
-    pub failed: usize,
-}
-
-/// The publisher Lambda's handler: publishes every due finding.
-pub async fn handle_schedule<S: FindingStore, B: FindingBus>(
-    deps: &PublisherDeps<S, B>,
-    event: LambdaEvent<serde_json::Value>,
-) -> Result<PublishSummary, PublisherError> {
-    let deadline = deadline_instant(event.context.deadline);
-    publish_due(deps, Timestamp::now(), deadline).await
-}
-
-/// The invocation's deadline (epoch milliseconds, 0 when unknown) as an instant, less a margin.
-fn deadline_instant(deadline_ms: u64) -> Option<Instant> {
-    if deadline_ms == 0 {
-        return None;
-    }
-    let now_ms = u64::try_from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .ok()?
-            .as_millis(),
-    )
-    .ok()?;
-    let left = Duration::from_millis(deadline_ms.saturating_sub(now_ms));
-    Some(Instant::now() + left.saturating_sub(DEADLINE_MARGIN))
-}
-
-/// Publishes every finding due at `now`, page by page, until the outbox is drained or the
-/// deadline nears. `now` is a parameter so tests can run the clock forward.
-pub async fn publish_due<S: FindingStore, B: FindingBus>(
-    deps: &PublisherDeps<S, B>,
-    now: Timestamp,
-    deadline: Option<Instant>,
-) -> Result<PublishSummary, PublisherError> {
-    let mut summary = PublishSummary::default();
-    let mut counts = PublishCounts::default();
-    let mut cursor = None;
-    loop {
-        let page = deps.store.query_due(now, cursor, PAGE).await?;
-        // The index is eventually consistent: confirm each candidate with a consistent read
-        // and publish what is stored now.
-        let current = deps.store.get_many(&page.ids).await?;
-        let mut items = Vec::new();
-        for id in &page.ids {
-            let Some(stored) = current.get(id) else {
-                continue;
-            };
-            if stored.outbox.pending_due.is_none_or(|d| d > now) {
-                continue;
-            }
-            summary.due += 1;
-            match PublishItem::new(stored) {
-                Ok(item) => items.push(item),
-                Err(e) => {
-                    tracing::error!(finding_id = %id, error = %e, "finding cannot be published");
-                    summary.failed += 1;
-                    summary.still_pending += 1;
-                }
-            }
-        }
-        counts.add(send_and_mark(&deps.store, &deps.bus, &items, now).await);
-        cursor = page.next;
-        if cursor.is_none() {
-            break;
-        }
-        if deadline.is_some_and(|d| Instant::now() >= d) {
-            tracing::warn!(
-                due = summary.due,
-                "deadline near; the rest waits for the next run"
-            );
-            break;
-        }
-    }
-    summary.published += counts.published;
-    summary.failed += counts.failed;
-    summary.still_pending += counts.still_pending();
-    tracing::info!(
-        due = summary.due,
-        published = summary.published,
-        still_pending = summary.still_pending,
-        failed = summary.failed,
-        "publisher run"
-    );
-    Ok(summary)
 }
 
 #[cfg(test)]

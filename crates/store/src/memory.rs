@@ -1,5 +1,5 @@
 //! In-memory adapters for fast unit tests of the aggregation and publishing logic. They follow
-//! the DynamoDB and EventBridge semantics the detector relies on (conditional writes,
+//! the DynamoDB and EventBridge semantics the functions rely on (conditional writes,
 //! all-or-nothing chunks, per-entry results); the moto tests prove the real ones.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -10,7 +10,7 @@ use peregrine_event::Timestamp;
 use peregrine_finding::eventbridge::PutEventsEntry;
 
 use crate::model::{ChunkOutcome, ChunkWrite, StoredFinding, iso};
-use crate::store::{
+use crate::traits::{
     BusError, Cursor, DuePage, EntryResult, FindingBus, FindingStore, HeartbeatRecord,
     HeartbeatStore, StoreError,
 };

@@ -1,5 +1,6 @@
-//! What the detector stores: a finding with its optimistic-concurrency version and its outbox
-//! state, independent of DynamoDB's attribute encoding (see `dynamo.rs` for that).
+//! What the functions store: a finding with its optimistic-concurrency version and its outbox
+//! state, independent of DynamoDB's attribute encoding (see `dynamo.rs` for that), and how often
+//! its updates are published.
 
 use std::time::Duration;
 
@@ -65,6 +66,56 @@ pub enum ChunkOutcome {
     AlreadyApplied,
     /// A finding changed (or appeared) since it was read: re-read and retry.
     Conflict,
+}
+
+/// A `FINDING_PUBLISHING_FREQUENCY` that is none of GuardDuty's values.
+#[derive(Debug, thiserror::Error)]
+#[error("{0:?} is not a publishing frequency; expected FIFTEEN_MINUTES, ONE_HOUR or SIX_HOURS")]
+pub struct UnknownFrequency(pub String);
+
+/// How often updates to an existing finding are published (GuardDuty's
+/// `FindingPublishingFrequency`). New findings are always published at once.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PublishingFrequency {
+    #[default]
+    FifteenMinutes,
+    OneHour,
+    SixHours,
+}
+
+impl PublishingFrequency {
+    pub fn parse(s: &str) -> Result<Self, UnknownFrequency> {
+        match s {
+            "FIFTEEN_MINUTES" => Ok(Self::FifteenMinutes),
+            "ONE_HOUR" => Ok(Self::OneHour),
+            "SIX_HOURS" => Ok(Self::SixHours),
+            other => Err(UnknownFrequency(other.to_owned())),
+        }
+    }
+
+    /// A setting that may be absent: unset or empty is GuardDuty's default, FIFTEEN_MINUTES.
+    pub fn from_setting(value: Option<&str>) -> Result<Self, UnknownFrequency> {
+        match value.map(str::trim).filter(|v| !v.is_empty()) {
+            Some(v) => Self::parse(v),
+            None => Ok(Self::default()),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::FifteenMinutes => "FIFTEEN_MINUTES",
+            Self::OneHour => "ONE_HOUR",
+            Self::SixHours => "SIX_HOURS",
+        }
+    }
+
+    pub fn duration(self) -> Duration {
+        Duration::from_secs(match self {
+            Self::FifteenMinutes => 15 * 60,
+            Self::OneHour => 60 * 60,
+            Self::SixHours => 6 * 60 * 60,
+        })
+    }
 }
 
 /// ISO-8601 in UTC with milliseconds, the form every time attribute uses (so they sort as

@@ -1,7 +1,7 @@
-//! The adapters the detector and the publisher use, behind small traits: the findings store
-//! (with the batch dedupe markers), the findings bus and the heartbeat store. DynamoDB and
-//! EventBridge implement them in `dynamo.rs` and `bus.rs`; `memory.rs` has in-memory ones for
-//! unit tests of the aggregation and publishing logic.
+//! The adapters the functions use, behind small traits: the findings store (with the batch
+//! dedupe markers), the findings bus and the heartbeat store. DynamoDB and EventBridge implement
+//! them in `dynamo.rs` and `eventbridge.rs`; `memory.rs` has in-memory ones for unit tests of
+//! the aggregation and publishing logic.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Debug;

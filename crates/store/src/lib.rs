@@ -1,0 +1,34 @@
+//! Where findings and heartbeats are kept and published, for every function (the detector, the
+//! publisher, and the coverage sweeper and API to come).
+//!
+//! Adapters sit behind small traits ([`FindingStore`], [`FindingBus`], [`HeartbeatStore`]) with
+//! DynamoDB and EventBridge implementations ([`DynamoFindingStore`], [`DynamoHeartbeatStore`],
+//! [`EventBridgeBus`]) and in-memory ones ([`memory`]) for unit tests. The storage model
+//! ([`StoredFinding`], its [`Outbox`] state, the chunk writes) is independent of DynamoDB's
+//! attribute encoding, and [`send_and_mark`] is the outbox protocol: publish, then record the
+//! publish. See `docs/pipeline.md`.
+
+mod dynamo;
+mod eventbridge;
+pub mod memory;
+mod model;
+mod outbox;
+mod traits;
+
+pub use crate::dynamo::{
+    DynamoFindingStore, DynamoHeartbeatStore, PUBLISH_INDEX, attr, finding_item, heartbeat_item,
+    stored_finding,
+};
+pub use crate::eventbridge::EventBridgeBus;
+pub use crate::model::{
+    ChunkOutcome, ChunkWrite, FindingWrite, Outbox, PUBLISH_PENDING, PublishingFrequency,
+    StoredFinding, UnknownFrequency, add, day, epoch_seconds, iso, parse_iso,
+};
+pub use crate::outbox::{
+    MAX_CALL_BYTES, MAX_ENTRIES_PER_CALL, PublishCounts, PublishItem, call_ranges, entry_bytes,
+    send_and_mark,
+};
+pub use crate::traits::{
+    BusError, Cursor, DuePage, EntryResult, FindingBus, FindingStore, HeartbeatRecord,
+    HeartbeatStore, StoreError,
+};
