@@ -29,7 +29,7 @@ use std::{
 use common::{Agent, stack};
 use peregrine_aws::moto::Moto;
 use peregrine_local::{
-    provision::{ProvisionOptions, provision},
+    ProvisionOptions, provision,
     runner::{Runner, RunnerOptions},
     template::Template,
 };

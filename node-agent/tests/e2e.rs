@@ -17,7 +17,7 @@ use std::{
 use common::{Agent, CgroupParents, Containerd, busybox_rootfs, pod, run_container, stack};
 use peregrine_aws::moto::Moto;
 use peregrine_local::{
-    provision::{ProvisionOptions, provision},
+    ProvisionOptions, provision,
     runner::{Runner, RunnerOptions},
     template::Template,
 };

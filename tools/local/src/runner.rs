@@ -25,13 +25,11 @@ use aws_sdk_sqs::types::{
 };
 use lambda_runtime::{Context, Diagnostic, LambdaEvent};
 use peregrine_event::Timestamp;
-use peregrine_lambda::FromEnv;
 use peregrine_publisher::PublishSummary;
 use serde_json::Value;
 
 use crate::functions::{FUNCTIONS, Handler, LocalFunction, PUBLISHER_BINARY, StartError, Trigger};
-use crate::provision::{LocalStack, Queue};
-use crate::spec::FunctionSpec;
+use peregrine_provision::{FunctionError, FunctionSpec, LocalStack, Queue, find_function};
 
 /// Lambda's limit on an invocation's payload, which bounds an SQS batch.
 const MAX_BATCH_BYTES: usize = 6 * 1024 * 1024;
@@ -40,8 +38,8 @@ const MAX_MESSAGE_BYTES: usize = 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunnerError {
-    #[error("no function in the template runs {0} (Metadata.BuildProperties.Binary)")]
-    NoFunction(&'static str),
+    #[error(transparent)]
+    Function(#[from] FunctionError),
     #[error("function {0} has no SQS event source in the template")]
     NoEventSource(String),
     #[error("function {function}: {source}")]
@@ -122,25 +120,8 @@ impl RunnerOptions {
     }
 }
 
-fn find<'s>(stack: &'s LocalStack, binary: &'static str) -> Result<&'s FunctionSpec, RunnerError> {
-    stack
-        .functions
-        .values()
-        .find(|f| f.binary.as_deref() == Some(binary))
-        .ok_or(RunnerError::NoFunction(binary))
-}
-
-/// The configuration a function's handler gets from its template environment.
-pub fn function_config<C: FromEnv>(
-    stack: &LocalStack,
-    binary: &'static str,
-) -> Result<C, RunnerError> {
-    let f = find(stack, binary)?;
-    let env = stack.function_env(&f.logical_id).unwrap_or_default();
-    C::from_lookup(|k| env.get(k).cloned()).map_err(|source| RunnerError::Config {
-        function: f.logical_id.clone(),
-        source: Box::new(source),
-    })
+fn find<'s>(stack: &'s LocalStack, binary: &str) -> Result<&'s FunctionSpec, RunnerError> {
+    Ok(find_function(stack, binary)?)
 }
 
 /// What one event-source cycle did.
@@ -558,7 +539,7 @@ impl Runner {
         let f = self
             .triggered(Trigger::Schedule)
             .find(|f| f.spec.binary.as_deref() == Some(binary))
-            .ok_or(RunnerError::NoFunction(binary))?;
+            .ok_or_else(|| FunctionError::NoFunction(binary.to_owned()))?;
         self.fire(f).await
     }
 
