@@ -17,3 +17,4 @@ pub mod ringbuf;
 pub mod ship;
 pub mod sink;
 pub mod spool;
+pub mod standalone;

@@ -413,12 +413,6 @@ async fn send_loop(shared: Arc<Shared>) {
     }
 }
 
-fn kernel_release() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default()
-}
-
 async fn heartbeat_loop(
     shared: Arc<Shared>,
     identity: AgentIdentity,
@@ -427,7 +421,7 @@ async fn heartbeat_loop(
 ) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let kernel = kernel_release();
+    let kernel = crate::proctable::procfs::kernel_release();
     loop {
         tick.tick().await;
         let status = shared

@@ -83,6 +83,22 @@ pub fn boot_id() -> [u8; 16] {
         .unwrap_or([0; 16])
 }
 
+/// This node's host name.
+pub fn hostname() -> String {
+    read_trimmed("/proc/sys/kernel/hostname")
+}
+
+/// The running kernel's release (`uname -r`).
+pub fn kernel_release() -> String {
+    read_trimmed("/proc/sys/kernel/osrelease")
+}
+
+fn read_trimmed(path: &str) -> String {
+    fs::read_to_string(path)
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
 /// The fields of `/proc/<pid>/stat` we need.
 struct ProcStat {
     comm: String,
