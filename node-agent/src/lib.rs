@@ -7,6 +7,7 @@ pub mod decode;
 pub mod enrich;
 pub mod exehash;
 pub mod findings;
+pub mod health;
 pub mod loss;
 pub mod metrics;
 pub mod newbin;

@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand};
 use node_agent::{
     agent::{self, AgentConfig},
     enrich::EnrichConfig,
+    health::Health,
     metrics::Metrics,
     probes::LoadOptions,
     proctable::procfs,
@@ -213,9 +214,14 @@ fn main() -> anyhow::Result<()> {
                     cluster_name,
                     update_interval: Duration::from_secs(update_interval_s),
                 };
-                let metrics = Metrics::default();
-                let summary =
-                    standalone::run(cfg, standalone, metrics, agent::shutdown_signal()).await?;
+                let summary = standalone::run(
+                    cfg,
+                    standalone,
+                    Metrics::default(),
+                    Health::default(),
+                    agent::shutdown_signal(),
+                )
+                .await?;
                 if let Some(findings) = summary.findings {
                     tracing::info!(findings, "detection summary");
                 }
@@ -229,13 +235,16 @@ fn main() -> anyhow::Result<()> {
             Command::Run { ship, common } => {
                 let cfg = common.config()?;
                 let metrics = Metrics::default();
+                let health = Health::default();
                 let sdk = peregrine_aws::sdk_config().await;
-                let mut sink = ShippingSink::start(&sdk, ship.config(), metrics.clone())
-                    .with_context(|| {
-                        format!("opening the spool in {}", ship.spool_dir.display())
-                    })?;
+                let mut sink =
+                    ShippingSink::start(&sdk, ship.config(), metrics.clone(), health.clone())
+                        .with_context(|| {
+                            format!("opening the spool in {}", ship.spool_dir.display())
+                        })?;
                 tracing::info!(agent_id = sink.agent_id(), queue = %ship.queue_url, "shipping");
-                let summary = agent::run(cfg, metrics, &mut sink, agent::shutdown_signal()).await?;
+                let summary =
+                    agent::run(cfg, metrics, health, &mut sink, agent::shutdown_signal()).await?;
                 tracing::info!(
                     events = summary.events,
                     loss_events = summary.loss_events,

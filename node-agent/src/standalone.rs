@@ -13,6 +13,7 @@ use peregrine_finding::FindingEnv;
 use crate::{
     agent::{self, AgentConfig, AgentError, RunSummary},
     findings::FindingsSink,
+    health::Health,
     metrics::Metrics,
     proctable::procfs,
     sink::JsonLines,
@@ -78,6 +79,7 @@ pub async fn run(
     agent_cfg: AgentConfig,
     cfg: StandaloneConfig,
     metrics: Metrics,
+    health: Health,
     shutdown: impl Future<Output = ()>,
 ) -> Result<StandaloneSummary, StandaloneError> {
     let out: Box<dyn Write + Send> = match &cfg.output {
@@ -93,7 +95,7 @@ pub async fn run(
     };
     if cfg.events {
         let mut sink = JsonLines::new(out);
-        let agent = agent::run(agent_cfg, metrics, &mut sink, shutdown).await?;
+        let agent = agent::run(agent_cfg, metrics, health, &mut sink, shutdown).await?;
         return Ok(StandaloneSummary {
             agent,
             findings: None,
@@ -102,7 +104,7 @@ pub async fn run(
     let engine = load_rules(&cfg.rules)?;
     let env = finding_env(cfg.cluster_name);
     let mut sink = FindingsSink::new(engine, env, out, cfg.update_interval);
-    let agent = agent::run(agent_cfg, metrics, &mut sink, shutdown).await?;
+    let agent = agent::run(agent_cfg, metrics, health, &mut sink, shutdown).await?;
     Ok(StandaloneSummary {
         agent,
         findings: Some(sink.findings),
