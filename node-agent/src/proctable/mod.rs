@@ -62,6 +62,43 @@ pub struct ProcEntry {
     snapshot: Option<(u64, Arc<Process>)>,
 }
 
+impl ProcEntry {
+    /// A process known only by its identity and parent.
+    fn blank(
+        key: ProcKey,
+        uuid: Uuid,
+        parent: Option<ProcKey>,
+        parent_uuid: Uuid,
+        ppid: u32,
+        start_ns: u64,
+    ) -> ProcEntry {
+        ProcEntry {
+            key,
+            uuid,
+            parent,
+            parent_uuid,
+            ppid,
+            start_ns,
+            uid: 0,
+            euid: 0,
+            gid: 0,
+            comm: String::new(),
+            exe: String::new(),
+            argv: Arc::from(Vec::new()),
+            argv_truncated: false,
+            cwd: String::new(),
+            exe_id: None,
+            sha256: None,
+            ld_preload: None,
+            ld_library_path: None,
+            cgroup_id: 0,
+            mnt_ns: 0,
+            exited_at: None,
+            snapshot: None,
+        }
+    }
+}
+
 pub struct ProcessTable {
     map: LruCache<ProcKey, ProcEntry>,
     boot_id: [u8; 16],
@@ -146,28 +183,23 @@ impl ProcessTable {
             start_ticks,
         });
         Some(ProcEntry {
-            key,
-            uuid: self.uuid(key),
-            parent,
-            parent_uuid: parent.map(|p| self.uuid(p)).unwrap_or_default(),
-            ppid: p.ppid,
-            start_ns: self.clock.ticks_to_ns(p.start_ticks),
             uid: p.uid,
             euid: p.euid,
             gid: p.gid,
             comm: p.comm,
             exe: p.exe,
             argv: p.argv.into(),
-            argv_truncated: false,
             cwd: p.cwd,
             exe_id: p.exe_id,
-            sha256: None,
-            ld_preload: None,
-            ld_library_path: None,
-            cgroup_id: 0,
             mnt_ns: p.mnt_ns,
-            exited_at: None,
-            snapshot: None,
+            ..ProcEntry::blank(
+                key,
+                self.uuid(key),
+                parent,
+                parent.map(|k| self.uuid(k)).unwrap_or_default(),
+                p.ppid,
+                self.clock.ticks_to_ns(p.start_ticks),
+            )
         })
     }
 
@@ -181,28 +213,20 @@ impl ProcessTable {
                 .read_proc(h.tgid)
                 .filter(|e| e.key == key)
                 .unwrap_or_else(|| ProcEntry {
-                    key,
-                    uuid: self.uuid(key),
-                    parent: Some(parent),
-                    parent_uuid: self.uuid(parent),
-                    ppid: h.ppid,
-                    start_ns: h.start_boottime_ns,
                     uid: h.uid,
                     euid: h.euid,
                     gid: h.gid,
                     comm: comm(h),
-                    exe: String::new(),
-                    argv: Arc::from(Vec::new()),
-                    argv_truncated: false,
-                    cwd: String::new(),
-                    exe_id: None,
-                    sha256: None,
-                    ld_preload: None,
-                    ld_library_path: None,
                     cgroup_id: h.cgroup_id,
                     mnt_ns: h.mnt_ns,
-                    exited_at: None,
-                    snapshot: None,
+                    ..ProcEntry::blank(
+                        key,
+                        self.uuid(key),
+                        Some(parent),
+                        self.uuid(parent),
+                        h.ppid,
+                        h.start_boottime_ns,
+                    )
                 });
             self.map.put(key, e);
         }
@@ -263,30 +287,14 @@ impl ProcessTable {
                 snapshot: None,
                 ..p.clone()
             },
-            None => ProcEntry {
+            None => ProcEntry::blank(
                 key,
                 uuid,
-                parent: Some(parent),
+                Some(parent),
                 parent_uuid,
-                ppid: parent.tgid,
-                start_ns: child_start_ns,
-                uid: 0,
-                euid: 0,
-                gid: 0,
-                comm: String::new(),
-                exe: String::new(),
-                argv: Arc::from(Vec::new()),
-                argv_truncated: false,
-                cwd: String::new(),
-                exe_id: None,
-                sha256: None,
-                ld_preload: None,
-                ld_library_path: None,
-                cgroup_id: 0,
-                mnt_ns: 0,
-                exited_at: None,
-                snapshot: None,
-            },
+                parent.tgid,
+                child_start_ns,
+            ),
         };
         self.map.put(key, child);
         key
