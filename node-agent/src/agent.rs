@@ -1,19 +1,20 @@
 //! The agent's run loop: probes → ring-buffer reader → enrichment → sink, with loss accounting,
-//! metrics and graceful shutdown (probes detach first, then every buffered event is delivered
+//! health, metrics and graceful shutdown (probes detach first, then every buffered event is delivered
 //! and the sink flushed).
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{net::SocketAddr, time::Duration};
 
 use tokio::sync::{mpsc, watch};
 
 use crate::{
     decode::RawEvent,
     enrich::{EnrichConfig, Enricher},
+    health::{Health, Pipeline},
     loss::LossTracker,
     metrics::{KindLabel, Metrics},
     probes::{LoadOptions, ProbeError, ProbeStatus, Probes},
     ringbuf,
-    sink::{AgentStatus, EventSink, SinkError},
+    sink::EventSink,
 };
 
 #[derive(Clone, Debug)]
@@ -49,7 +50,7 @@ pub enum AgentError {
     #[error(transparent)]
     Metrics(#[from] crate::metrics::ServeError),
     #[error(transparent)]
-    Sink(#[from] SinkError),
+    Sink(Box<dyn std::error::Error + Send + Sync>),
     #[error("ring-buffer reader failed: {0}")]
     Reader(std::io::Error),
 }
@@ -62,15 +63,23 @@ pub struct RunSummary {
     pub probes: Vec<ProbeStatus>,
 }
 
-/// Runs until `shutdown` resolves or the sink's reader goes away.
+impl AgentError {
+    fn sink<E: std::error::Error + Send + Sync + 'static>(e: E) -> AgentError {
+        AgentError::Sink(Box::new(e))
+    }
+}
+
+/// Runs until `shutdown` resolves or the sink's reader goes away. Records into `health` what
+/// `/healthz`, `/metrics` and heartbeats report.
 pub async fn run<S: EventSink>(
     cfg: AgentConfig,
     metrics: Metrics,
+    health: Health,
     sink: &mut S,
     shutdown: impl Future<Output = ()>,
 ) -> Result<RunSummary, AgentError> {
     let (probes, ring, drops) = Probes::load(cfg.load)?;
-    metrics.record_probes(&probes.status);
+    health.record_probes(&probes.status);
     let status = probes.status.clone();
     tracing::info!(
         attached = probes.attached(),
@@ -86,15 +95,9 @@ pub async fn run<S: EventSink>(
     unsafe { libc::malloc_trim(0) };
 
     let _server = match cfg.metrics_addr {
-        Some(addr) => {
-            let health_status = status.clone();
-            let health_metrics = metrics.clone();
-            let health: Arc<dyn Fn() -> String + Send + Sync> =
-                Arc::new(move || health_json(&health_status, &health_metrics));
-            Some(AbortOnDrop(
-                crate::metrics::serve(addr, metrics.clone(), health).await?,
-            ))
-        }
+        Some(addr) => Some(AbortOnDrop(
+            crate::metrics::serve(addr, metrics.clone(), health.clone()).await?,
+        )),
         None => None,
     };
 
@@ -103,12 +106,12 @@ pub async fn run<S: EventSink>(
     let reader = tokio::spawn(ringbuf::run(
         ring,
         tx,
-        metrics.clone(),
+        health.clone(),
         stop_rx,
         enricher.containers.clone(),
         cfg.poll_interval,
     ));
-    let mut loss = LossTracker::new(drops, metrics.clone());
+    let mut loss = LossTracker::new(drops, health.clone());
     let mut tick = tokio::time::interval(cfg.loss_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut summary = RunSummary {
@@ -116,6 +119,7 @@ pub async fn run<S: EventSink>(
         ..RunSummary::default()
     };
 
+    health.set_pipeline(Pipeline::Running);
     tokio::pin!(shutdown);
     let mut closed = false;
     loop {
@@ -125,36 +129,38 @@ pub async fn run<S: EventSink>(
             raw = rx.recv() => {
                 let Some(raw) = raw else { break };
                 if let Err(e) = deliver(&mut enricher, sink, &metrics, raw, &mut summary).await {
-                    if e.is_closed_pipe() { closed = true; break; }
-                    return Err(e.into());
+                    if S::is_closed(&e) { closed = true; break; }
+                    return Err(AgentError::sink(e));
                 }
                 if rx.is_empty() {
-                    flush(sink).await?;
+                    sink.flush().await.map_err(AgentError::sink)?;
                 }
             }
             _ = tick.tick() => {
                 if let Some(l) = loss.poll() {
-                    emit_loss(&mut enricher, sink, &metrics, l, &mut summary).await?;
+                    emit_loss(&mut enricher, sink, &metrics, &health, l, &mut summary).await.map_err(AgentError::sink)?;
                 }
-                let (kernel_ringbuf_full, kernel_no_scratch, user_queue_full) = loss.totals();
-                sink.status(&AgentStatus { probes: &summary.probes, kernel_ringbuf_full, kernel_no_scratch, user_queue_full }).await?;
                 metrics.queue_depth.set(rx.len() as i64);
                 enricher.procs.sweep();
                 update_cache_gauges(&enricher, &metrics);
-                flush(sink).await?;
+                health.set_container_lookup_failures(enricher.containers.lookups_failed());
+                sink.flush().await.map_err(AgentError::sink)?;
             }
         }
     }
 
     // Shutdown: no new events, then deliver everything already captured.
     tracing::info!("shutting down: detaching probes and draining buffers");
+    health.set_pipeline(Pipeline::Stopping);
     let t = std::time::Instant::now();
     probes.detach();
     tracing::debug!(took = ?t.elapsed(), "probes detached");
     let _ = stop_tx.send(true);
     if !closed {
         while let Some(raw) = rx.recv().await {
-            deliver(&mut enricher, sink, &metrics, raw, &mut summary).await?;
+            deliver(&mut enricher, sink, &metrics, raw, &mut summary)
+                .await
+                .map_err(AgentError::sink)?;
         }
     }
     drop(rx);
@@ -164,10 +170,12 @@ pub async fn run<S: EventSink>(
         Err(e) => return Err(AgentError::Reader(std::io::Error::other(e))),
     }
     if let Some(l) = loss.poll() {
-        emit_loss(&mut enricher, sink, &metrics, l, &mut summary).await?;
+        emit_loss(&mut enricher, sink, &metrics, &health, l, &mut summary)
+            .await
+            .map_err(AgentError::sink)?;
     }
     if !closed {
-        sink.close().await?;
+        sink.close().await.map_err(AgentError::sink)?;
     }
     Ok(summary)
 }
@@ -178,7 +186,7 @@ async fn deliver<S: EventSink>(
     metrics: &Metrics,
     raw: RawEvent,
     summary: &mut RunSummary,
-) -> Result<(), SinkError> {
+) -> Result<(), S::Error> {
     let Some(ev) = enricher.enrich(raw).await else {
         return Ok(());
     };
@@ -196,26 +204,23 @@ async fn emit_loss<S: EventSink>(
     enricher: &mut Enricher,
     sink: &mut S,
     metrics: &Metrics,
+    health: &Health,
     loss: peregrine_event::LossInfo,
     summary: &mut RunSummary,
-) -> Result<(), SinkError> {
+) -> Result<(), S::Error> {
     tracing::warn!(
         kernel_ringbuf_full = loss.kernel_ringbuf_full,
         kernel_no_scratch = loss.kernel_no_scratch,
         user_queue_full = loss.user_queue_full,
         "events lost"
     );
-    metrics.loss_events.inc();
+    health.loss_event();
     metrics
         .events
         .get_or_create(&KindLabel { kind: "loss" })
         .inc();
     summary.loss_events += 1;
     sink.emit(enricher.loss_event(loss)).await
-}
-
-async fn flush<S: EventSink>(sink: &mut S) -> Result<(), SinkError> {
-    sink.flush().await
 }
 
 fn update_cache_gauges(e: &Enricher, m: &Metrics) {
@@ -237,29 +242,6 @@ fn update_cache_gauges(e: &Enricher, m: &Metrics) {
         e.newbin.len(),
         2 * cfg.new_binary_cache_size,
     );
-    let failed = e.containers.lookups_failed();
-    let seen = m.container_lookup_failures.get();
-    if failed > seen {
-        m.container_lookup_failures.inc_by(failed - seen);
-    }
-}
-
-fn health_json(status: &[ProbeStatus], m: &Metrics) -> String {
-    let probes: Vec<serde_json::Value> = status
-        .iter()
-        .map(|s| serde_json::json!({"program": s.program, "target": s.target, "state": s.state.name(), "error": s.error}))
-        .collect();
-    let failed = status
-        .iter()
-        .filter(|s| s.state == crate::probes::AttachState::Failed)
-        .count();
-    serde_json::json!({
-        "status": if failed == 0 { "ok" } else { "degraded" },
-        "probes": probes,
-        "user_queue_drops": m.user_queue_drops.get(),
-        "loss_events": m.loss_events.get(),
-    })
-    .to_string()
 }
 
 struct AbortOnDrop(tokio::task::JoinHandle<()>);

@@ -14,9 +14,9 @@ use peregrine_event::{
 use crate::{
     container::ContainerResolver,
     decode::{AF_INET, AF_INET6, RawBody, RawEvent},
-    exehash::HashCache,
+    exehash::{ExeId, HashCache},
     newbin::NewBinaryTracker,
-    proctable::{ExeId, ProcessTable},
+    proctable::ProcessTable,
 };
 
 #[derive(Clone, Debug)]
@@ -109,12 +109,7 @@ impl Enricher {
         let detail = match raw.body {
             RawBody::Exec(x) => {
                 self.procs.on_exec(key, &x, h.flags & TRUNC_ARGV != 0);
-                let id = ExeId {
-                    dev: x.exe_dev,
-                    ino: x.exe_ino,
-                    mtime_sec: x.exe_mtime_sec,
-                    mtime_nsec: x.exe_mtime_nsec,
-                };
+                let id = ExeId::of_exec(&x);
                 let peer = self.ns_peers.get(&h.mnt_ns).copied();
                 let sha = self
                     .hashes

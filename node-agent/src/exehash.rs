@@ -15,7 +15,46 @@ use lru::LruCache;
 use sha2::{Digest, Sha256};
 use tokio::sync::{Semaphore, watch};
 
-use crate::proctable::{ExeId, exe_id_of};
+use crate::decode::RawExec;
+
+/// Identity of an executable file's contents, for the hash cache.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ExeId {
+    pub dev: u32,
+    pub ino: u64,
+    pub mtime_sec: i64,
+    pub mtime_nsec: u32,
+}
+
+impl ExeId {
+    /// The executable an exec event reports (the kernel's `mm->exe_file`).
+    pub fn of_exec(x: &RawExec) -> ExeId {
+        ExeId {
+            dev: x.exe_dev,
+            ino: x.exe_ino,
+            mtime_sec: x.exe_mtime_sec,
+            mtime_nsec: x.exe_mtime_nsec,
+        }
+    }
+}
+
+/// The identity of the file `m` describes, in the kernel's encoding.
+pub fn exe_id_of(m: &std::fs::Metadata) -> ExeId {
+    use std::os::unix::fs::MetadataExt;
+    ExeId {
+        dev: kernel_dev(m.dev()),
+        ino: m.ino(),
+        mtime_sec: m.mtime(),
+        mtime_nsec: m.mtime_nsec() as u32,
+    }
+}
+
+/// The kernel's `dev_t` encoding (major << 20 | minor) of a userspace `st_dev`.
+fn kernel_dev(st_dev: u64) -> u32 {
+    let major = libc::major(st_dev);
+    let minor = libc::minor(st_dev);
+    (major << 20) | (minor & 0xfffff)
+}
 
 /// Hashes run in the background on at most this many threads, so a burst of new binaries
 /// cannot monopolise the node's CPUs.

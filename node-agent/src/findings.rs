@@ -16,7 +16,16 @@ use peregrine_detect::{Engine, Match, to_finding};
 use peregrine_event::{Event, Timestamp};
 use peregrine_finding::{Finding, FindingEnv};
 
-use crate::sink::{EventSink, SinkError};
+use crate::sink::EventSink;
+
+/// What can go wrong printing findings.
+#[derive(Debug, thiserror::Error)]
+pub enum FindingsError {
+    #[error("writing findings: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("encoding a finding: {0}")]
+    Encode(#[from] serde_json::Error),
+}
 
 struct Aggregate {
     finding: Finding,
@@ -47,13 +56,13 @@ impl<W: Write> FindingsSink<W> {
         }
     }
 
-    fn print(out: &mut std::io::BufWriter<W>, f: &Finding) -> Result<(), SinkError> {
+    fn print(out: &mut std::io::BufWriter<W>, f: &Finding) -> Result<(), FindingsError> {
         serde_json::to_writer(&mut *out, f)?;
         out.write_all(b"\n")?;
         Ok(())
     }
 
-    fn print_due(&mut self, all: bool) -> Result<(), SinkError> {
+    fn print_due(&mut self, all: bool) -> Result<(), FindingsError> {
         let now = Instant::now();
         for (_, a) in self.seen.iter_mut() {
             if a.dirty && (all || now.duration_since(a.printed_at) >= self.update_interval) {
@@ -67,7 +76,9 @@ impl<W: Write> FindingsSink<W> {
 }
 
 impl<W: Write> EventSink for FindingsSink<W> {
-    async fn emit(&mut self, ev: Event) -> Result<(), SinkError> {
+    type Error = FindingsError;
+
+    async fn emit(&mut self, ev: Event) -> Result<(), FindingsError> {
         self.engine.evaluate(&ev, &mut self.matches);
         for m in self.matches.drain(..) {
             let f = to_finding(&m, &ev, &self.env, Timestamp::now());
@@ -96,16 +107,20 @@ impl<W: Write> EventSink for FindingsSink<W> {
         Ok(())
     }
 
-    async fn flush(&mut self) -> Result<(), SinkError> {
+    async fn flush(&mut self) -> Result<(), FindingsError> {
         self.print_due(false)?;
         self.out.flush()?;
         Ok(())
     }
 
-    async fn close(&mut self) -> Result<(), SinkError> {
+    async fn close(&mut self) -> Result<(), FindingsError> {
         self.print_due(true)?;
         self.out.flush()?;
         Ok(())
+    }
+
+    fn is_closed(err: &FindingsError) -> bool {
+        matches!(err, FindingsError::Io(e) if e.kind() == std::io::ErrorKind::BrokenPipe)
     }
 }
 

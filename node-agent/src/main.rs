@@ -7,15 +7,14 @@ use clap::{Args, Parser, Subcommand};
 use node_agent::{
     agent::{self, AgentConfig},
     enrich::EnrichConfig,
-    findings::FindingsSink,
+    health::Health,
     metrics::Metrics,
     probes::LoadOptions,
+    proctable::procfs,
     ship::{ShipConfig, ShippingSink},
-    sink::JsonLines,
     spool,
+    standalone::{self, StandaloneConfig},
 };
-use peregrine_detect::{Catalog, Engine, RuleSet};
-use peregrine_finding::FindingEnv;
 
 #[derive(Parser)]
 #[command(
@@ -104,7 +103,7 @@ impl ShipArgs {
         ShipConfig {
             queue_url: self.queue_url.clone(),
             cluster_name: self.cluster_name.clone(),
-            node_name: self.node_name.clone().unwrap_or_else(hostname),
+            node_name: self.node_name.clone().unwrap_or_else(procfs::hostname),
             batch_max_events: self.batch_max_events.max(1),
             batch_max_delay: Duration::from_millis(self.batch_max_delay_ms),
             spool_dir: self.spool_dir.clone(),
@@ -117,12 +116,6 @@ impl ShipArgs {
             drain_timeout: Duration::from_secs(self.drain_timeout_s),
         }
     }
-}
-
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default()
 }
 
 #[derive(Args, Clone)]
@@ -214,29 +207,27 @@ fn main() -> anyhow::Result<()> {
                 common,
             } => {
                 let cfg = common.config()?;
-                let out: Box<dyn std::io::Write + Send> = match &output {
-                    Some(path) => Box::new(
-                        std::fs::File::create(path)
-                            .with_context(|| format!("creating {}", path.display()))?,
-                    ),
-                    None => Box::new(std::io::stdout()),
+                let standalone = StandaloneConfig {
+                    events,
+                    output,
+                    rules,
+                    cluster_name,
+                    update_interval: Duration::from_secs(update_interval_s),
                 };
-                let metrics = Metrics::default();
-                let summary = if events {
-                    let mut sink = JsonLines::new(out);
-                    agent::run(cfg, metrics, &mut sink, agent::shutdown_signal()).await?
-                } else {
-                    let engine = load_rules(&rules)?;
-                    let env = standalone_env(cluster_name);
-                    let mut sink =
-                        FindingsSink::new(engine, env, out, Duration::from_secs(update_interval_s));
-                    let s = agent::run(cfg, metrics, &mut sink, agent::shutdown_signal()).await?;
-                    tracing::info!(findings = sink.findings, "detection summary");
-                    s
-                };
+                let summary = standalone::run(
+                    cfg,
+                    standalone,
+                    Metrics::default(),
+                    Health::default(),
+                    agent::shutdown_signal(),
+                )
+                .await?;
+                if let Some(findings) = summary.findings {
+                    tracing::info!(findings, "detection summary");
+                }
                 tracing::info!(
-                    events = summary.events,
-                    loss_events = summary.loss_events,
+                    events = summary.agent.events,
+                    loss_events = summary.agent.loss_events,
                     "stopped"
                 );
                 Ok(())
@@ -244,13 +235,16 @@ fn main() -> anyhow::Result<()> {
             Command::Run { ship, common } => {
                 let cfg = common.config()?;
                 let metrics = Metrics::default();
+                let health = Health::default();
                 let sdk = peregrine_aws::sdk_config().await;
-                let mut sink = ShippingSink::start(&sdk, ship.config(), metrics.clone())
-                    .with_context(|| {
-                        format!("opening the spool in {}", ship.spool_dir.display())
-                    })?;
+                let mut sink =
+                    ShippingSink::start(&sdk, ship.config(), metrics.clone(), health.clone())
+                        .with_context(|| {
+                            format!("opening the spool in {}", ship.spool_dir.display())
+                        })?;
                 tracing::info!(agent_id = sink.agent_id(), queue = %ship.queue_url, "shipping");
-                let summary = agent::run(cfg, metrics, &mut sink, agent::shutdown_signal()).await?;
+                let summary =
+                    agent::run(cfg, metrics, health, &mut sink, agent::shutdown_signal()).await?;
                 tracing::info!(
                     events = summary.events,
                     loss_events = summary.loss_events,
@@ -260,40 +254,4 @@ fn main() -> anyhow::Result<()> {
             }
         }
     })
-}
-
-/// The built-in catalog plus the user's rule files; any error names the file and rule.
-fn load_rules(files: &[PathBuf]) -> anyhow::Result<Engine> {
-    let mut sets = vec![Catalog::builtin().context("the built-in rule catalog")?];
-    for f in files {
-        let text = std::fs::read_to_string(f)
-            .with_context(|| format!("reading rules from {}", f.display()))?;
-        sets.push(
-            RuleSet::from_yaml(&f.display().to_string(), &text)
-                .with_context(|| format!("rules in {}", f.display()))?,
-        );
-    }
-    let engine = Engine::new(sets);
-    for w in engine.warnings() {
-        tracing::warn!(warning = %w, "rule set");
-    }
-    Ok(engine)
-}
-
-fn standalone_env(cluster_name: String) -> FindingEnv {
-    let node = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default();
-    FindingEnv {
-        account_id: "000000000000".into(),
-        region: "local".into(),
-        partition: "aws".into(),
-        detector_id: "standalone".into(),
-        cluster_name,
-        cluster_arn: None,
-        node_name: node.clone(),
-        instance_id: None,
-        agent_id: node,
-        agent_version: env!("CARGO_PKG_VERSION").into(),
-    }
 }

@@ -1,4 +1,7 @@
 //! Prometheus metrics and the `/metrics` + `/healthz` endpoint (127.0.0.1:9464 by default).
+//!
+//! Counters that belong to the agent's health (drops, probe status) are kept by [`Health`] and
+//! read from it at each scrape; this module only owns what nothing else needs to read.
 
 use std::{convert::Infallible, net::SocketAddr, sync::Arc};
 
@@ -6,13 +9,19 @@ use http_body_util::Full;
 use hyper::{Request, Response, StatusCode, body::Bytes, service::service_fn};
 use hyper_util::rt::TokioIo;
 use prometheus_client::{
-    encoding::{EncodeLabelSet, text::encode},
-    metrics::{counter::Counter, family::Family, gauge::Gauge},
+    collector::Collector,
+    encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric, text::encode},
+    metrics::{
+        MetricType,
+        counter::{ConstCounter, Counter},
+        family::Family,
+        gauge::{ConstGauge, Gauge},
+    },
     registry::Registry,
 };
 use tokio::net::TcpListener;
 
-use crate::probes::ProbeStatus;
+use crate::{health::Health, probes::AttachState};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabel {
@@ -45,18 +54,9 @@ pub struct CacheLabel {
 #[derive(Clone, Default)]
 pub struct Metrics {
     pub events: Family<KindLabel, Counter>,
-    pub kernel_drops: Family<ReasonLabel, Counter>,
-    pub kernel_drops_per_cpu: Family<CpuLabel, Gauge>,
-    pub user_queue_drops: Counter,
-    pub decode_errors: Counter,
-    pub loss_events: Counter,
     pub cache_entries: Family<CacheLabel, Gauge>,
     pub cache_capacity: Family<CacheLabel, Gauge>,
     pub queue_depth: Gauge,
-    pub probes: Family<ProbeLabel, Gauge>,
-    pub probes_attached: Gauge,
-    pub probes_failed: Gauge,
-    pub container_lookup_failures: Counter,
     // Shipping (`run`).
     pub messages_sent: Counter,
     pub events_shipped: Counter,
@@ -64,41 +64,16 @@ pub struct Metrics {
     pub messages_rejected: Counter,
     pub spool_messages: Gauge,
     pub spool_bytes: Gauge,
-    pub spool_dropped_messages: Counter,
-    pub spool_dropped_events: Counter,
     pub heartbeats_sent: Counter,
     pub heartbeat_failures: Counter,
 }
 
 impl Metrics {
-    pub fn registry(&self) -> Registry {
+    /// Every metric, with those `health` keeps read from it at each scrape.
+    pub fn registry(&self, health: &Health) -> Registry {
         let mut r = Registry::with_prefix("peregrine");
         r.register("events", "Events delivered, by kind", self.events.clone());
-        r.register(
-            "kernel_drops",
-            "Events lost in the kernel: ring buffer full, or no scratch area",
-            self.kernel_drops.clone(),
-        );
-        r.register(
-            "kernel_ringbuf_drops_per_cpu",
-            "Ring-buffer reserve failures per CPU, as counted by the kernel",
-            self.kernel_drops_per_cpu.clone(),
-        );
-        r.register(
-            "user_queue_drops",
-            "Events dropped because the agent's internal queue was full",
-            self.user_queue_drops.clone(),
-        );
-        r.register(
-            "decode_errors",
-            "Ring-buffer records that failed to decode",
-            self.decode_errors.clone(),
-        );
-        r.register(
-            "loss_events",
-            "Loss events emitted",
-            self.loss_events.clone(),
-        );
+        r.register_collector(Box::new(HealthCollector(health.clone())));
         r.register(
             "cache_entries",
             "Entries in each bounded cache",
@@ -113,26 +88,6 @@ impl Metrics {
             "queue_depth",
             "Events waiting between the ring-buffer reader and enrichment",
             self.queue_depth.clone(),
-        );
-        r.register(
-            "probe_attached",
-            "1 per probe attachment, labelled with its state",
-            self.probes.clone(),
-        );
-        r.register(
-            "probes_attached",
-            "Probe attachments that succeeded",
-            self.probes_attached.clone(),
-        );
-        r.register(
-            "probes_failed",
-            "Probe attachments that failed (degraded coverage)",
-            self.probes_failed.clone(),
-        );
-        r.register(
-            "container_lookup_failures",
-            "containerd lookups that failed or timed out",
-            self.container_lookup_failures.clone(),
         );
         r.register(
             "messages_sent",
@@ -165,16 +120,6 @@ impl Metrics {
             self.spool_bytes.clone(),
         );
         r.register(
-            "spool_dropped_messages",
-            "Messages dropped by the spool's full policy",
-            self.spool_dropped_messages.clone(),
-        );
-        r.register(
-            "spool_dropped_events",
-            "Events dropped downstream of enrichment (spool full, or too large for any message)",
-            self.spool_dropped_events.clone(),
-        );
-        r.register(
             "heartbeats_sent",
             "Heartbeats sent to SQS",
             self.heartbeats_sent.clone(),
@@ -185,27 +130,6 @@ impl Metrics {
             self.heartbeat_failures.clone(),
         );
         r
-    }
-
-    pub fn record_probes(&self, status: &[ProbeStatus]) {
-        let mut attached = 0;
-        let mut failed = 0;
-        for s in status {
-            match s.state {
-                crate::probes::AttachState::Attached => attached += 1,
-                crate::probes::AttachState::Failed => failed += 1,
-                crate::probes::AttachState::Absent => {}
-            }
-            self.probes
-                .get_or_create(&ProbeLabel {
-                    program: s.program.into(),
-                    target: s.target.clone(),
-                    state: s.state.name(),
-                })
-                .set(1);
-        }
-        self.probes_attached.set(attached);
-        self.probes_failed.set(failed);
     }
 
     pub fn set_cache(&self, cache: &'static str, entries: usize, capacity: usize) {
@@ -225,6 +149,123 @@ impl Metrics {
     }
 }
 
+/// Exports what [`Health`] keeps, as it is at the scrape.
+#[derive(Debug)]
+struct HealthCollector(Health);
+
+/// One unlabelled series.
+fn encode_one(
+    enc: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    metric: &impl EncodeMetric,
+) -> Result<(), std::fmt::Error> {
+    metric.encode(enc.encode_descriptor(name, help, None, metric.metric_type())?)
+}
+
+/// One series per label set.
+fn encode_family<L: EncodeLabelSet, M: EncodeMetric>(
+    enc: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    metric_type: MetricType,
+    series: impl IntoIterator<Item = (L, M)>,
+) -> Result<(), std::fmt::Error> {
+    let mut family = enc.encode_descriptor(name, help, None, metric_type)?;
+    for (labels, m) in series {
+        m.encode(family.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+impl Collector for HealthCollector {
+    fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let d = self.0.drops();
+        encode_family(
+            &mut enc,
+            "kernel_drops",
+            "Events lost in the kernel: ring buffer full, or no scratch area",
+            MetricType::Counter,
+            [
+                ("ringbuf_full", d.kernel_ringbuf_full),
+                ("no_scratch", d.kernel_no_scratch),
+            ]
+            .map(|(reason, v)| (ReasonLabel { reason }, ConstCounter::new(v))),
+        )?;
+        encode_family(
+            &mut enc,
+            "kernel_ringbuf_drops_per_cpu",
+            "Ring-buffer reserve failures per CPU, as counted by the kernel",
+            MetricType::Gauge,
+            self.0
+                .kernel_ringbuf_full_per_cpu()
+                .into_iter()
+                .enumerate()
+                .map(|(cpu, v)| (CpuLabel { cpu: cpu as u32 }, ConstGauge::new(v as i64))),
+        )?;
+        for (name, help, v) in [
+            (
+                "user_queue_drops",
+                "Events dropped because the agent's internal queue was full",
+                d.user_queue_full,
+            ),
+            (
+                "decode_errors",
+                "Ring-buffer records that failed to decode",
+                d.decode_errors,
+            ),
+            ("loss_events", "Loss events emitted", d.loss_events),
+            (
+                "spool_dropped_messages",
+                "Messages dropped by the spool's full policy",
+                d.downstream_messages,
+            ),
+            (
+                "spool_dropped_events",
+                "Events dropped downstream of enrichment (spool full, or too large for any message)",
+                d.downstream_events,
+            ),
+            (
+                "container_lookup_failures",
+                "containerd lookups that failed or timed out",
+                self.0.container_lookup_failures(),
+            ),
+        ] {
+            encode_one(&mut enc, name, help, &ConstCounter::new(v))?;
+        }
+        let probes = self.0.probes();
+        encode_family(
+            &mut enc,
+            "probe_attached",
+            "1 per probe attachment, labelled with its state",
+            MetricType::Gauge,
+            probes.iter().map(|s| {
+                (
+                    ProbeLabel {
+                        program: s.program.into(),
+                        target: s.target.clone(),
+                        state: s.state.name(),
+                    },
+                    ConstGauge::new(1i64),
+                )
+            }),
+        )?;
+        let count = |st: AttachState| probes.iter().filter(|p| p.state == st).count() as i64;
+        encode_one(
+            &mut enc,
+            "probes_attached",
+            "Probe attachments that succeeded",
+            &ConstGauge::new(count(AttachState::Attached)),
+        )?;
+        encode_one(
+            &mut enc,
+            "probes_failed",
+            "Probe attachments that failed (degraded coverage)",
+            &ConstGauge::new(count(AttachState::Failed)),
+        )
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("cannot listen for metrics on {addr}: {source}")]
 pub struct ServeError {
@@ -236,12 +277,12 @@ pub struct ServeError {
 pub async fn serve(
     addr: SocketAddr,
     metrics: Metrics,
-    health: Arc<dyn Fn() -> String + Send + Sync>,
+    health: Health,
 ) -> Result<tokio::task::JoinHandle<()>, ServeError> {
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|source| ServeError { addr, source })?;
-    let registry = Arc::new(metrics.registry());
+    let registry = Arc::new(metrics.registry(&health));
     Ok(tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
@@ -254,15 +295,22 @@ pub async fn serve(
                 let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
                     let body = match req.uri().path() {
                         "/metrics" => Some((
+                            StatusCode::OK,
                             "application/openmetrics-text; version=1.0.0; charset=utf-8",
                             metrics.render(&registry),
                         )),
-                        "/healthz" => Some(("application/json", health())),
+                        "/healthz" => {
+                            let (code, body) = health.healthz();
+                            let code = StatusCode::from_u16(code)
+                                .unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+                            Some((code, "application/json", body))
+                        }
                         _ => None,
                     };
                     async move {
                         let resp = match body {
-                            Some((ct, b)) => Response::builder()
+                            Some((code, ct, b)) => Response::builder()
+                                .status(code)
                                 .header("content-type", ct)
                                 .body(Full::new(Bytes::from(b))),
                             None => Response::builder()
@@ -280,4 +328,52 @@ pub async fn serve(
             });
         }
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::probes::{KernelDrops, ProbeStatus};
+
+    #[test]
+    fn health_counters_are_read_at_the_scrape() {
+        let health = Health::default();
+        let metrics = Metrics::default();
+        let registry = metrics.registry(&health);
+        health.record_probes(&[ProbeStatus {
+            program: "exec",
+            target: "sched/sched_process_exec".into(),
+            state: AttachState::Attached,
+            error: None,
+        }]);
+        health.set_kernel_drops(KernelDrops {
+            ringbuf_full: 5,
+            no_scratch: 0,
+        });
+        health.set_kernel_ringbuf_full_per_cpu(vec![2, 3]);
+        health.user_queue_full();
+        health.downstream_dropped(1, 4);
+        let text = metrics.render(&registry);
+        for line in [
+            "peregrine_kernel_drops_total{reason=\"ringbuf_full\"} 5",
+            "peregrine_kernel_ringbuf_drops_per_cpu{cpu=\"1\"} 3",
+            "peregrine_user_queue_drops_total 1",
+            "peregrine_spool_dropped_messages_total 1",
+            "peregrine_spool_dropped_events_total 4",
+            "peregrine_loss_events_total 0",
+            "peregrine_probe_attached{program=\"exec\",target=\"sched/sched_process_exec\",state=\"attached\"} 1",
+            "peregrine_probes_attached 1",
+            "peregrine_probes_failed 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
+        }
+        // Read again at the next scrape.
+        health.user_queue_full();
+        assert!(
+            metrics
+                .render(&registry)
+                .lines()
+                .any(|l| l == "peregrine_user_queue_drops_total 2")
+        );
+    }
 }

@@ -1,6 +1,6 @@
 //! The ring-buffer reader: waits on the ring buffer's fd, decodes each record and hands it to
 //! enrichment through a bounded queue. When the queue is full the event is dropped and counted
-//! (`user_queue_drops`), separately from the kernel's own drops, and reported as a Loss event.
+//! (in [`Health`]), separately from the kernel's own drops, and reported as a Loss event.
 
 use aya::maps::{MapData, RingBuf};
 use tokio::{
@@ -11,7 +11,7 @@ use tokio::{
 use crate::{
     container::ContainerResolver,
     decode::{RawBody, RawEvent, decode},
-    metrics::Metrics,
+    health::Health,
 };
 
 /// Reads until `stop` turns true, then drains what is left (waiting for queue space, so that
@@ -24,7 +24,7 @@ use crate::{
 pub async fn run(
     ring: RingBuf<MapData>,
     tx: mpsc::Sender<RawEvent>,
-    metrics: Metrics,
+    health: Health,
     mut stop: watch::Receiver<bool>,
     containers: ContainerResolver,
     poll: std::time::Duration,
@@ -37,13 +37,13 @@ pub async fn run(
     loop {
         tokio::select! {
             _ = tick.tick() => {
-                if drain(afd.get_mut(), &tx, &metrics, &containers) {
+                if drain(afd.get_mut(), &tx, &health, &containers) {
                     return Ok(());
                 }
             }
             r = afd.readable_mut() => {
                 let mut guard = r?;
-                if drain(guard.get_inner_mut(), &tx, &metrics, &containers) {
+                if drain(guard.get_inner_mut(), &tx, &health, &containers) {
                     return Ok(());
                 }
                 guard.clear_ready();
@@ -62,7 +62,7 @@ pub async fn run(
                     break;
                 }
             }
-            Err(e) => decode_error(&metrics, &e),
+            Err(e) => decode_error(&health, &e),
         }
     }
     Ok(())
@@ -72,7 +72,7 @@ pub async fn run(
 fn drain(
     ring: &mut RingBuf<MapData>,
     tx: &mpsc::Sender<RawEvent>,
-    metrics: &Metrics,
+    health: &Health,
     containers: &ContainerResolver,
 ) -> bool {
     while let Some(item) = ring.next() {
@@ -82,12 +82,12 @@ fn drain(
                 match tx.try_send(ev) {
                     Ok(()) => {}
                     Err(mpsc::error::TrySendError::Full(_)) => {
-                        metrics.user_queue_drops.inc();
+                        health.user_queue_full();
                     }
                     Err(mpsc::error::TrySendError::Closed(_)) => return true,
                 }
             }
-            Err(e) => decode_error(metrics, &e),
+            Err(e) => decode_error(health, &e),
         }
     }
     false
@@ -104,9 +104,9 @@ fn early(ev: &RawEvent, containers: &ContainerResolver) {
     }
 }
 
-fn decode_error(metrics: &Metrics, e: &crate::decode::DecodeError) {
+fn decode_error(health: &Health, e: &crate::decode::DecodeError) {
     // Logged once per power of two so a systematic fault is visible without flooding.
-    let n = metrics.decode_errors.inc() + 1;
+    let n = health.decode_error();
     if n.is_power_of_two() {
         tracing::error!(error = %e, count = n, "undecodable ring-buffer record");
     }

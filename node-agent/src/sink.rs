@@ -1,5 +1,5 @@
-//! Where enriched events go. Standalone mode writes JSON lines; shipping (the `run` command)
-//! batches them to SQS.
+//! Where enriched events go: the [`EventSink`] trait, and the JSON-lines sink of standalone
+//! `--events`. Findings (`findings`) and shipping (`ship`) are sinks too.
 
 use std::{io::Write, num::NonZeroUsize, sync::Arc};
 
@@ -7,44 +7,32 @@ use lru::LruCache;
 use peregrine_event::{Container, Event, Process};
 use serde_json::value::RawValue;
 
+/// A stage that takes enriched events. Each sink has its own error type; the run loop only
+/// needs to know whether an error means the reader went away.
+#[allow(async_fn_in_trait)] // used generically, never as a trait object
+pub trait EventSink {
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    async fn emit(&mut self, ev: Event) -> Result<(), Self::Error>;
+    /// Called when the input queue is empty and on each tick: write out what is due.
+    async fn flush(&mut self) -> Result<(), Self::Error>;
+    /// Called once at shutdown, after the last event: write out everything.
+    async fn close(&mut self) -> Result<(), Self::Error> {
+        self.flush().await
+    }
+    /// The reader went away (a closed pipe): the agent stops quietly.
+    fn is_closed(_err: &Self::Error) -> bool {
+        false
+    }
+}
+
+/// What can go wrong writing JSON lines (events or findings).
 #[derive(Debug, thiserror::Error)]
-pub enum SinkError {
+pub enum JsonLinesError {
     #[error("writing events: {0}")]
     Io(#[from] std::io::Error),
     #[error("encoding an event: {0}")]
     Encode(#[from] serde_json::Error),
-    #[error("shipping: {0}")]
-    Ship(#[from] crate::ship::ShipError),
-}
-
-/// The agent's state, handed to the sink on every tick (heartbeats report it).
-pub struct AgentStatus<'a> {
-    pub probes: &'a [crate::probes::ProbeStatus],
-    pub kernel_ringbuf_full: u64,
-    pub kernel_no_scratch: u64,
-    pub user_queue_full: u64,
-}
-
-impl SinkError {
-    /// The reader went away (a closed pipe): stop quietly.
-    pub fn is_closed_pipe(&self) -> bool {
-        matches!(self, SinkError::Io(e) if e.kind() == std::io::ErrorKind::BrokenPipe)
-    }
-}
-
-#[allow(async_fn_in_trait)] // used generically, never as a trait object
-pub trait EventSink {
-    async fn emit(&mut self, ev: Event) -> Result<(), SinkError>;
-    /// Called when the input queue is empty and on each tick: write out what is due.
-    async fn flush(&mut self) -> Result<(), SinkError>;
-    /// Called once at shutdown, after the last event: write out everything.
-    async fn close(&mut self) -> Result<(), SinkError> {
-        self.flush().await
-    }
-    /// Called on every tick with the agent's state.
-    async fn status(&mut self, _status: &AgentStatus<'_>) -> Result<(), SinkError> {
-        Ok(())
-    }
 }
 
 /// One JSON object per line. serde_json escapes every control character and quote, so a path
@@ -118,7 +106,9 @@ impl<W: Write> JsonLines<W> {
 }
 
 impl<W: Write> EventSink for JsonLines<W> {
-    async fn emit(&mut self, ev: Event) -> Result<(), SinkError> {
+    type Error = JsonLinesError;
+
+    async fn emit(&mut self, ev: Event) -> Result<(), JsonLinesError> {
         let process = self.processes.get(&ev.process)?;
         let container = match &ev.container {
             Some(c) => Some(self.containers.get(c)?),
@@ -137,9 +127,13 @@ impl<W: Write> EventSink for JsonLines<W> {
         Ok(())
     }
 
-    async fn flush(&mut self) -> Result<(), SinkError> {
+    async fn flush(&mut self) -> Result<(), JsonLinesError> {
         self.out.flush()?;
         Ok(())
+    }
+
+    fn is_closed(err: &JsonLinesError) -> bool {
+        matches!(err, JsonLinesError::Io(e) if e.kind() == std::io::ErrorKind::BrokenPipe)
     }
 }
 
@@ -150,12 +144,14 @@ pub struct CountingSink {
 }
 
 impl EventSink for CountingSink {
-    async fn emit(&mut self, _ev: Event) -> Result<(), SinkError> {
+    type Error = std::convert::Infallible;
+
+    async fn emit(&mut self, _ev: Event) -> Result<(), Self::Error> {
         self.events += 1;
         Ok(())
     }
 
-    async fn flush(&mut self) -> Result<(), SinkError> {
+    async fn flush(&mut self) -> Result<(), Self::Error> {
         Ok(())
     }
 }

@@ -7,82 +7,32 @@
 //! The table is bounded by count (least recently used goes first); exited processes stay a
 //! while so that their children's lineage still resolves.
 
+mod clock;
+pub mod procfs;
+
 use std::{
-    fs,
     num::NonZeroUsize,
-    path::{Path, PathBuf},
+    path::PathBuf,
     sync::Arc,
     time::{Duration, Instant},
 };
 
 use lru::LruCache;
 use node_agent_common::EventHeader;
-use peregrine_event::{Ancestor, Process, Timestamp};
+use peregrine_event::{Ancestor, Process};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::decode::{RawExec, comm};
-
-/// Converts kernel boot-time nanoseconds to wall-clock time and to `/proc` clock ticks.
-#[derive(Clone, Copy, Debug)]
-pub struct Clock {
-    /// CLOCK_REALTIME - CLOCK_BOOTTIME, in ns.
-    offset_ns: i64,
-    ns_per_tick: u64,
-}
-
-fn clock_ns(id: libc::clockid_t) -> i64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: valid out-pointer.
-    unsafe { libc::clock_gettime(id, &mut ts) };
-    ts.tv_sec * 1_000_000_000 + ts.tv_nsec
-}
-
-impl Clock {
-    pub fn now() -> Self {
-        // SAFETY: sysconf has no memory effects.
-        let tck = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-        let tck = if tck > 0 { tck as u64 } else { 100 };
-        Clock {
-            offset_ns: clock_ns(libc::CLOCK_REALTIME) - clock_ns(libc::CLOCK_BOOTTIME),
-            ns_per_tick: 1_000_000_000 / tck,
-        }
-    }
-
-    /// Follows wall-clock adjustments (NTP steps).
-    pub fn refresh(&mut self) {
-        *self = Clock::now();
-    }
-
-    pub fn wall(&self, boot_ns: u64) -> Timestamp {
-        Timestamp::from_unix_nanos(self.offset_ns.saturating_add(boot_ns as i64))
-    }
-
-    pub fn ticks(&self, boot_ns: u64) -> u64 {
-        boot_ns / self.ns_per_tick
-    }
-
-    pub fn ticks_to_ns(&self, ticks: u64) -> u64 {
-        ticks * self.ns_per_tick
-    }
-}
+pub use self::{clock::Clock, procfs::own_mnt_ns};
+use crate::{
+    decode::{RawExec, comm},
+    exehash::ExeId,
+};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ProcKey {
     pub tgid: u32,
     pub start_ticks: u64,
-}
-
-/// Identity of an executable file's contents, for the hash cache.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct ExeId {
-    pub dev: u32,
-    pub ino: u64,
-    pub mtime_sec: i64,
-    pub mtime_nsec: u32,
 }
 
 #[derive(Clone, Debug)]
@@ -112,6 +62,43 @@ pub struct ProcEntry {
     snapshot: Option<(u64, Arc<Process>)>,
 }
 
+impl ProcEntry {
+    /// A process known only by its identity and parent.
+    fn blank(
+        key: ProcKey,
+        uuid: Uuid,
+        parent: Option<ProcKey>,
+        parent_uuid: Uuid,
+        ppid: u32,
+        start_ns: u64,
+    ) -> ProcEntry {
+        ProcEntry {
+            key,
+            uuid,
+            parent,
+            parent_uuid,
+            ppid,
+            start_ns,
+            uid: 0,
+            euid: 0,
+            gid: 0,
+            comm: String::new(),
+            exe: String::new(),
+            argv: Arc::from(Vec::new()),
+            argv_truncated: false,
+            cwd: String::new(),
+            exe_id: None,
+            sha256: None,
+            ld_preload: None,
+            ld_library_path: None,
+            cgroup_id: 0,
+            mnt_ns: 0,
+            exited_at: None,
+            snapshot: None,
+        }
+    }
+}
+
 pub struct ProcessTable {
     map: LruCache<ProcKey, ProcEntry>,
     boot_id: [u8; 16],
@@ -125,14 +112,6 @@ pub struct ProcessTable {
     generation: u64,
 }
 
-/// Reads the boot id, which makes process uuids unique across boots and nodes.
-pub fn boot_id() -> [u8; 16] {
-    let s = fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
-    Uuid::parse_str(s.trim())
-        .map(|u| *u.as_bytes())
-        .unwrap_or([0; 16])
-}
-
 impl ProcessTable {
     pub fn new(capacity: usize, lineage_depth: usize) -> Self {
         Self::with_proc_root(capacity, lineage_depth, PathBuf::from("/proc"))
@@ -141,7 +120,7 @@ impl ProcessTable {
     pub fn with_proc_root(capacity: usize, lineage_depth: usize, proc_root: PathBuf) -> Self {
         ProcessTable {
             map: LruCache::new(NonZeroUsize::new(capacity.max(16)).unwrap_or(NonZeroUsize::MIN)),
-            boot_id: boot_id(),
+            boot_id: procfs::boot_id(),
             clock: Clock::now(),
             lineage_depth,
             exited_ttl: Duration::from_secs(300),
@@ -182,14 +161,8 @@ impl ProcessTable {
 
     /// Loads every process in `/proc`. Returns how many were added.
     pub fn seed(&mut self) -> usize {
-        let Ok(dir) = fs::read_dir(&self.proc_root) else {
-            return 0;
-        };
         let mut added = 0;
-        for ent in dir.flatten() {
-            let Some(pid) = ent.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-                continue;
-            };
+        for pid in procfs::pids(&self.proc_root) {
             if let Some(e) = self.read_proc(pid) {
                 self.map.put(e.key, e);
                 added += 1;
@@ -200,56 +173,33 @@ impl ProcessTable {
 
     /// Builds an entry from `/proc/<pid>`; `None` if the process is gone.
     fn read_proc(&self, pid: u32) -> Option<ProcEntry> {
-        let dir = self.proc_root.join(pid.to_string());
-        let stat = ProcStat::read(&dir)?;
+        let p = procfs::read_process(&self.proc_root, pid)?;
         let key = ProcKey {
             tgid: pid,
-            start_ticks: stat.start_ticks,
-        };
-        let parent = ProcStat::read(&self.proc_root.join(stat.ppid.to_string())).map(|p| ProcKey {
-            tgid: stat.ppid,
             start_ticks: p.start_ticks,
+        };
+        let parent = p.parent_start_ticks.map(|start_ticks| ProcKey {
+            tgid: p.ppid,
+            start_ticks,
         });
-        let (uid, euid) = status_ids(&dir, "Uid:").unwrap_or((0, 0));
-        let (gid, _) = status_ids(&dir, "Gid:").unwrap_or((0, 0));
-        let root = readlink(&dir.join("root"));
-        let in_root = |p: String| strip_root(&root, p);
-        let argv: Vec<String> = fs::read(dir.join("cmdline"))
-            .map(|b| {
-                let b = b.strip_suffix(b"\0").unwrap_or(&b).to_vec();
-                if b.is_empty() {
-                    Vec::new()
-                } else {
-                    b.split(|&c| c == 0)
-                        .map(|s| String::from_utf8_lossy(s).into_owned())
-                        .collect()
-                }
-            })
-            .unwrap_or_default();
-        let exe_id = fs::metadata(dir.join("exe")).ok().map(|m| exe_id_of(&m));
         Some(ProcEntry {
-            key,
-            uuid: self.uuid(key),
-            parent,
-            parent_uuid: parent.map(|p| self.uuid(p)).unwrap_or_default(),
-            ppid: stat.ppid,
-            start_ns: self.clock.ticks_to_ns(stat.start_ticks),
-            uid,
-            euid,
-            gid,
-            comm: stat.comm,
-            exe: in_root(readlink(&dir.join("exe"))),
-            argv: argv.into(),
-            argv_truncated: false,
-            cwd: in_root(readlink(&dir.join("cwd"))),
-            exe_id,
-            sha256: None,
-            ld_preload: None,
-            ld_library_path: None,
-            cgroup_id: 0,
-            mnt_ns: ns_inode(&dir.join("ns/mnt")),
-            exited_at: None,
-            snapshot: None,
+            uid: p.uid,
+            euid: p.euid,
+            gid: p.gid,
+            comm: p.comm,
+            exe: p.exe,
+            argv: p.argv.into(),
+            cwd: p.cwd,
+            exe_id: p.exe_id,
+            mnt_ns: p.mnt_ns,
+            ..ProcEntry::blank(
+                key,
+                self.uuid(key),
+                parent,
+                parent.map(|k| self.uuid(k)).unwrap_or_default(),
+                p.ppid,
+                self.clock.ticks_to_ns(p.start_ticks),
+            )
         })
     }
 
@@ -263,28 +213,20 @@ impl ProcessTable {
                 .read_proc(h.tgid)
                 .filter(|e| e.key == key)
                 .unwrap_or_else(|| ProcEntry {
-                    key,
-                    uuid: self.uuid(key),
-                    parent: Some(parent),
-                    parent_uuid: self.uuid(parent),
-                    ppid: h.ppid,
-                    start_ns: h.start_boottime_ns,
                     uid: h.uid,
                     euid: h.euid,
                     gid: h.gid,
                     comm: comm(h),
-                    exe: String::new(),
-                    argv: Arc::from(Vec::new()),
-                    argv_truncated: false,
-                    cwd: String::new(),
-                    exe_id: None,
-                    sha256: None,
-                    ld_preload: None,
-                    ld_library_path: None,
                     cgroup_id: h.cgroup_id,
                     mnt_ns: h.mnt_ns,
-                    exited_at: None,
-                    snapshot: None,
+                    ..ProcEntry::blank(
+                        key,
+                        self.uuid(key),
+                        Some(parent),
+                        self.uuid(parent),
+                        h.ppid,
+                        h.start_boottime_ns,
+                    )
                 });
             self.map.put(key, e);
         }
@@ -345,30 +287,14 @@ impl ProcessTable {
                 snapshot: None,
                 ..p.clone()
             },
-            None => ProcEntry {
+            None => ProcEntry::blank(
                 key,
                 uuid,
-                parent: Some(parent),
+                Some(parent),
                 parent_uuid,
-                ppid: parent.tgid,
-                start_ns: child_start_ns,
-                uid: 0,
-                euid: 0,
-                gid: 0,
-                comm: String::new(),
-                exe: String::new(),
-                argv: Arc::from(Vec::new()),
-                argv_truncated: false,
-                cwd: String::new(),
-                exe_id: None,
-                sha256: None,
-                ld_preload: None,
-                ld_library_path: None,
-                cgroup_id: 0,
-                mnt_ns: 0,
-                exited_at: None,
-                snapshot: None,
-            },
+                parent.tgid,
+                child_start_ns,
+            ),
         };
         self.map.put(key, child);
         key
@@ -382,12 +308,7 @@ impl ProcessTable {
             e.cwd = x.cwd.clone();
             e.ld_preload = x.ld_preload.clone();
             e.ld_library_path = x.ld_library_path.clone();
-            let id = ExeId {
-                dev: x.exe_dev,
-                ino: x.exe_ino,
-                mtime_sec: x.exe_mtime_sec,
-                mtime_nsec: x.exe_mtime_nsec,
-            };
+            let id = ExeId::of_exec(x);
             if e.exe_id != Some(id) {
                 e.sha256 = None;
             }
@@ -529,91 +450,10 @@ impl ProcessTable {
     }
 }
 
-/// The fields of `/proc/<pid>/stat` we need.
-struct ProcStat {
-    comm: String,
-    ppid: u32,
-    start_ticks: u64,
-}
-
-impl ProcStat {
-    fn read(dir: &Path) -> Option<ProcStat> {
-        let s = fs::read_to_string(dir.join("stat")).ok()?;
-        // comm is wrapped in parentheses and may itself contain ") ".
-        let open = s.find('(')?;
-        let close = s.rfind(')')?;
-        let comm = s.get(open + 1..close)?.to_owned();
-        let rest: Vec<&str> = s.get(close + 1..)?.split_whitespace().collect();
-        // rest[0] is field 3 (state): field N is rest[N - 3].
-        Some(ProcStat {
-            comm,
-            ppid: rest.get(1)?.parse().ok()?,
-            start_ticks: rest.get(19)?.parse().ok()?,
-        })
-    }
-}
-
-fn status_ids(dir: &Path, label: &str) -> Option<(u32, u32)> {
-    let s = fs::read_to_string(dir.join("status")).ok()?;
-    let line = s.lines().find(|l| l.starts_with(label))?;
-    let mut it = line[label.len()..]
-        .split_whitespace()
-        .filter_map(|v| v.parse().ok());
-    Some((it.next()?, it.next()?))
-}
-
-fn readlink(p: &Path) -> String {
-    fs::read_link(p)
-        .map(|p| p.to_string_lossy().into_owned())
-        .unwrap_or_default()
-}
-
-/// `/proc/<pid>/{exe,cwd}` read from outside a container include the container's root; the
-/// kernel probes report paths inside it, so strip the root for consistency.
-fn strip_root(root: &str, p: String) -> String {
-    if root.is_empty() || root == "/" {
-        return p;
-    }
-    match p.strip_prefix(root) {
-        Some("") => "/".into(),
-        Some(rest) if rest.starts_with('/') => rest.into(),
-        _ => p,
-    }
-}
-
-/// The agent's own mount namespace.
-pub fn own_mnt_ns() -> u32 {
-    ns_inode(Path::new("/proc/self/ns/mnt"))
-}
-
-/// `mnt:[4026531841]` → 4026531841.
-fn ns_inode(p: &Path) -> u32 {
-    let s = readlink(p);
-    s.rsplit('[')
-        .next()
-        .and_then(|v| v.trim_end_matches(']').parse().ok())
-        .unwrap_or(0)
-}
-
-/// The kernel's `dev_t` encoding (major << 20 | minor) of a userspace `st_dev`.
-pub fn kernel_dev(st_dev: u64) -> u32 {
-    let major = libc::major(st_dev);
-    let minor = libc::minor(st_dev);
-    (major << 20) | (minor & 0xfffff)
-}
-
-pub fn exe_id_of(m: &fs::Metadata) -> ExeId {
-    use std::os::unix::fs::MetadataExt;
-    ExeId {
-        dev: kernel_dev(m.dev()),
-        ino: m.ino(),
-        mtime_sec: m.mtime(),
-        mtime_nsec: m.mtime_nsec() as u32,
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use std::fs;
+
     use super::*;
 
     fn header(tgid: u32, start: u64, ppid: u32, pstart: u64) -> EventHeader {
@@ -729,19 +569,5 @@ mod tests {
         );
         assert_eq!(e.ppid, std::os::unix::process::parent_id());
         assert!(!t.lineage(&e.key).is_empty());
-    }
-
-    #[test]
-    fn strips_container_roots() {
-        assert_eq!(
-            strip_root("/run/c/rootfs", "/run/c/rootfs/bin/sh".into()),
-            "/bin/sh"
-        );
-        assert_eq!(strip_root("/run/c/rootfs", "/run/c/rootfs".into()), "/");
-        assert_eq!(strip_root("/", "/bin/sh".into()), "/bin/sh");
-        assert_eq!(
-            strip_root("/run/c/rootfs", "/run/c/rootfs2/x".into()),
-            "/run/c/rootfs2/x"
-        );
     }
 }

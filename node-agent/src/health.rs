@@ -1,0 +1,448 @@
+//! Health: the agent's own state. Which probes are attached, what was dropped where, and
+//! whether the pipeline runs.
+//!
+//! Stages record into it (plain atomics: cheap on the event path, and never read back from a
+//! metrics library); `/healthz`, `/metrics`, Loss events and heartbeats all read from it, so
+//! they agree with each other.
+
+use std::{
+    sync::{
+        Arc, Mutex, OnceLock,
+        atomic::{AtomicU8, AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use peregrine_event::{LossInfo, Timestamp};
+use peregrine_wire::{AgentIdentity, Heartbeat};
+
+use crate::probes::{AttachState, KernelDrops, ProbeStatus};
+
+/// Cheap to clone; clones share the state.
+#[derive(Clone, Debug, Default)]
+pub struct Health {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    probes: OnceLock<Vec<ProbeStatus>>,
+    pipeline: AtomicU8,
+    kernel_ringbuf_full: AtomicU64,
+    kernel_no_scratch: AtomicU64,
+    kernel_ringbuf_full_per_cpu: Mutex<Vec<u64>>,
+    user_queue_full: AtomicU64,
+    decode_errors: AtomicU64,
+    downstream_messages: AtomicU64,
+    downstream_events: AtomicU64,
+    loss_events: AtomicU64,
+    container_lookup_failures: AtomicU64,
+}
+
+/// Where the run loop is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[repr(u8)]
+pub enum Pipeline {
+    /// Probes are loading, or the reader has not started.
+    #[default]
+    Starting = 0,
+    /// Events flow from the ring buffer to the sink.
+    Running = 1,
+    /// Shutting down: probes detached, buffers draining.
+    Stopping = 2,
+}
+
+impl Pipeline {
+    fn from_u8(v: u8) -> Pipeline {
+        match v {
+            1 => Pipeline::Running,
+            2 => Pipeline::Stopping,
+            _ => Pipeline::Starting,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Pipeline::Starting => "starting",
+            Pipeline::Running => "running",
+            Pipeline::Stopping => "stopping",
+        }
+    }
+}
+
+/// Drop counters, totals since start.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Drops {
+    /// Ring-buffer reserve failures in the kernel.
+    pub kernel_ringbuf_full: u64,
+    /// Events the kernel could not assemble (no per-CPU scratch area).
+    pub kernel_no_scratch: u64,
+    /// Dropped because the queue in front of enrichment was full.
+    pub user_queue_full: u64,
+    /// Malformed ring-buffer records (should stay 0).
+    pub decode_errors: u64,
+    /// Messages dropped downstream of enrichment (the spool's full policy).
+    pub downstream_messages: u64,
+    /// Events dropped downstream of enrichment (spool full, or too large for any message).
+    pub downstream_events: u64,
+    /// Loss events emitted.
+    pub loss_events: u64,
+}
+
+impl Drops {
+    /// What was lost between `earlier` and `self`, as a Loss event reports it.
+    pub fn since(&self, earlier: &Drops) -> LossInfo {
+        LossInfo {
+            kernel_ringbuf_full: self
+                .kernel_ringbuf_full
+                .saturating_sub(earlier.kernel_ringbuf_full),
+            kernel_no_scratch: self
+                .kernel_no_scratch
+                .saturating_sub(earlier.kernel_no_scratch),
+            user_queue_full: self.user_queue_full.saturating_sub(earlier.user_queue_full),
+            downstream: self
+                .downstream_events
+                .saturating_sub(earlier.downstream_events),
+        }
+    }
+}
+
+impl Health {
+    /// Records the outcome of probe loading (once per run).
+    pub fn record_probes(&self, status: &[ProbeStatus]) {
+        if self.inner.probes.set(status.to_vec()).is_err() {
+            tracing::debug!("probe status already recorded");
+        }
+    }
+
+    /// The probes' attach status; empty until probes are loaded.
+    pub fn probes(&self) -> &[ProbeStatus] {
+        self.inner.probes.get().map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    pub fn set_pipeline(&self, p: Pipeline) {
+        self.inner.pipeline.store(p as u8, Ordering::Relaxed);
+    }
+
+    pub fn pipeline(&self) -> Pipeline {
+        Pipeline::from_u8(self.inner.pipeline.load(Ordering::Relaxed))
+    }
+
+    /// The kernel's own counters (totals), as last read from its map.
+    pub fn set_kernel_drops(&self, k: KernelDrops) {
+        let i = &self.inner;
+        i.kernel_ringbuf_full
+            .store(k.ringbuf_full, Ordering::Relaxed);
+        i.kernel_no_scratch.store(k.no_scratch, Ordering::Relaxed);
+    }
+
+    pub fn set_kernel_ringbuf_full_per_cpu(&self, per_cpu: Vec<u64>) {
+        *self
+            .inner
+            .kernel_ringbuf_full_per_cpu
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = per_cpu;
+    }
+
+    pub fn kernel_ringbuf_full_per_cpu(&self) -> Vec<u64> {
+        self.inner
+            .kernel_ringbuf_full_per_cpu
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// An event dropped because enrichment's queue was full.
+    pub fn user_queue_full(&self) {
+        self.inner.user_queue_full.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A record that failed to decode; returns how many have so far.
+    pub fn decode_error(&self) -> u64 {
+        self.inner.decode_errors.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Messages and events dropped after enrichment (by the spool's policy, or too large).
+    pub fn downstream_dropped(&self, messages: u64, events: u64) {
+        let i = &self.inner;
+        i.downstream_messages.fetch_add(messages, Ordering::Relaxed);
+        i.downstream_events.fetch_add(events, Ordering::Relaxed);
+    }
+
+    pub fn loss_event(&self) {
+        self.inner.loss_events.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// containerd lookups that failed so far (the resolver counts them).
+    pub fn set_container_lookup_failures(&self, total: u64) {
+        self.inner
+            .container_lookup_failures
+            .store(total, Ordering::Relaxed);
+    }
+
+    pub fn container_lookup_failures(&self) -> u64 {
+        self.inner.container_lookup_failures.load(Ordering::Relaxed)
+    }
+
+    pub fn drops(&self) -> Drops {
+        let i = &self.inner;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        Drops {
+            kernel_ringbuf_full: get(&i.kernel_ringbuf_full),
+            kernel_no_scratch: get(&i.kernel_no_scratch),
+            user_queue_full: get(&i.user_queue_full),
+            decode_errors: get(&i.decode_errors),
+            downstream_messages: get(&i.downstream_messages),
+            downstream_events: get(&i.downstream_events),
+            loss_events: get(&i.loss_events),
+        }
+    }
+
+    pub fn snapshot(&self) -> HealthSnapshot {
+        HealthSnapshot {
+            pipeline: self.pipeline(),
+            probes: self.probes().to_vec(),
+            drops: self.drops(),
+        }
+    }
+
+    /// The `/healthz` answer: (HTTP status, JSON body).
+    pub fn healthz(&self) -> (u16, String) {
+        let s = self.snapshot();
+        let code = match s.verdict() {
+            Verdict::Down(_) => 503,
+            Verdict::Ok | Verdict::Degraded => 200,
+        };
+        (code, s.to_json())
+    }
+}
+
+/// The agent's state at one moment.
+#[derive(Clone, Debug)]
+pub struct HealthSnapshot {
+    pub pipeline: Pipeline,
+    pub probes: Vec<ProbeStatus>,
+    pub drops: Drops,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Every probe that exists on this kernel is attached, and events flow.
+    Ok,
+    /// Events flow, but some probes failed to attach: coverage is partial. Restarting would not
+    /// help, so this is not a failure of the agent.
+    Degraded,
+    /// Nothing is being captured, for this reason.
+    Down(&'static str),
+}
+
+/// What the shipping stage adds to a heartbeat.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ShippingState {
+    pub spool_messages: u64,
+    pub spool_bytes: u64,
+    /// Events the spool's full policy dropped.
+    pub spool_dropped_events: u64,
+    /// Events SQS acknowledged.
+    pub events_sent: u64,
+}
+
+impl HealthSnapshot {
+    pub fn verdict(&self) -> Verdict {
+        match self.pipeline {
+            Pipeline::Starting => return Verdict::Down("pipeline starting"),
+            Pipeline::Stopping => return Verdict::Down("pipeline stopping"),
+            Pipeline::Running => {}
+        }
+        let count = |st: AttachState| self.probes.iter().filter(|p| p.state == st).count();
+        if count(AttachState::Attached) == 0 {
+            Verdict::Down("no probe is attached")
+        } else if count(AttachState::Failed) > 0 {
+            Verdict::Degraded
+        } else {
+            Verdict::Ok
+        }
+    }
+
+    pub fn to_json(&self) -> String {
+        let probes: Vec<serde_json::Value> = self
+            .probes
+            .iter()
+            .map(|s| serde_json::json!({"program": s.program, "target": s.target, "state": s.state.name(), "error": s.error}))
+            .collect();
+        let verdict = self.verdict();
+        let mut v = serde_json::json!({
+            "status": match verdict {
+                Verdict::Ok => "ok",
+                Verdict::Degraded => "degraded",
+                Verdict::Down(_) => "down",
+            },
+            "pipeline": self.pipeline.name(),
+            "probes": probes,
+            "user_queue_drops": self.drops.user_queue_full,
+            "loss_events": self.drops.loss_events,
+        });
+        if let (Verdict::Down(reason), Some(o)) = (verdict, v.as_object_mut()) {
+            o.insert("reason".into(), reason.into());
+        }
+        v.to_string()
+    }
+
+    /// The heartbeat this state makes, with what shipping knows.
+    pub fn heartbeat(
+        &self,
+        identity: &AgentIdentity,
+        kernel_release: &str,
+        shipping: ShippingState,
+        uptime: Duration,
+    ) -> Heartbeat {
+        Heartbeat {
+            agent_id: identity.agent_id.clone(),
+            node_name: identity.node_name.clone(),
+            cluster_name: identity.cluster_name.clone(),
+            kernel_release: kernel_release.to_string(),
+            agent_version: identity.agent_version.clone(),
+            probes: self
+                .probes
+                .iter()
+                .map(|p| peregrine_wire::ProbeStatus {
+                    program: p.program.to_string(),
+                    target: p.target.clone(),
+                    state: match p.state {
+                        AttachState::Attached => peregrine_wire::ProbeState::Attached,
+                        AttachState::Failed => peregrine_wire::ProbeState::Failed,
+                        AttachState::Absent => peregrine_wire::ProbeState::Absent,
+                    },
+                    error: p.error.clone(),
+                })
+                .collect(),
+            drops: peregrine_wire::DropCounters {
+                kernel_ringbuf_full: self.drops.kernel_ringbuf_full,
+                kernel_no_scratch: self.drops.kernel_no_scratch,
+                user_queue_full: self.drops.user_queue_full,
+                spool_dropped: shipping.spool_dropped_events,
+            },
+            spool: peregrine_wire::SpoolDepth {
+                messages: shipping.spool_messages,
+                bytes: shipping.spool_bytes,
+            },
+            events_sent: shipping.events_sent,
+            uptime,
+            timestamp: Timestamp::now(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn probe(target: &str, state: AttachState) -> ProbeStatus {
+        ProbeStatus {
+            program: "p",
+            target: target.into(),
+            state,
+            error: (state == AttachState::Failed).then(|| "verifier said no".into()),
+        }
+    }
+
+    #[test]
+    fn healthz_is_503_until_running_and_while_stopping_and_without_probes() {
+        let h = Health::default();
+        let (code, body) = h.healthz();
+        assert_eq!(code, 503);
+        assert!(body.contains("\"reason\":\"pipeline starting\""), "{body}");
+
+        h.record_probes(&[
+            probe("a/b", AttachState::Attached),
+            probe("a/c", AttachState::Absent),
+        ]);
+        h.set_pipeline(Pipeline::Running);
+        let (code, body) = h.healthz();
+        assert_eq!(code, 200);
+        assert!(body.contains("\"status\":\"ok\""), "{body}");
+        assert!(!body.contains("reason"), "{body}");
+
+        h.set_pipeline(Pipeline::Stopping);
+        assert_eq!(h.healthz().0, 503);
+
+        let none = Health::default();
+        none.record_probes(&[probe("a/b", AttachState::Failed)]);
+        none.set_pipeline(Pipeline::Running);
+        let (code, body) = none.healthz();
+        assert_eq!(code, 503);
+        assert!(body.contains("no probe is attached"), "{body}");
+    }
+
+    #[test]
+    fn a_failed_probe_is_degraded_not_down() {
+        let h = Health::default();
+        h.record_probes(&[
+            probe("a/b", AttachState::Attached),
+            probe("a/c", AttachState::Failed),
+        ]);
+        h.set_pipeline(Pipeline::Running);
+        let (code, body) = h.healthz();
+        assert_eq!(code, 200);
+        assert!(body.contains("\"status\":\"degraded\""), "{body}");
+        assert!(body.contains("verifier said no"), "{body}");
+    }
+
+    #[test]
+    fn drops_are_totals_and_loss_is_their_difference() {
+        let h = Health::default();
+        let before = h.drops();
+        h.user_queue_full();
+        h.user_queue_full();
+        h.downstream_dropped(1, 7);
+        h.set_kernel_drops(KernelDrops {
+            ringbuf_full: 5,
+            no_scratch: 1,
+        });
+        assert_eq!(h.decode_error(), 1);
+        let after = h.drops();
+        assert_eq!(after.user_queue_full, 2);
+        let loss = after.since(&before);
+        assert_eq!(
+            (
+                loss.kernel_ringbuf_full,
+                loss.kernel_no_scratch,
+                loss.user_queue_full,
+                loss.downstream
+            ),
+            (5, 1, 2, 7)
+        );
+        assert_eq!(after.since(&after).total(), 0);
+    }
+
+    #[test]
+    fn heartbeats_carry_probes_drops_and_shipping() {
+        let h = Health::default();
+        h.record_probes(&[probe("a/b", AttachState::Attached)]);
+        h.user_queue_full();
+        let id = AgentIdentity {
+            agent_id: "id".into(),
+            node_name: "node".into(),
+            cluster_name: "cluster".into(),
+            agent_version: "1".into(),
+        };
+        let hb = h.snapshot().heartbeat(
+            &id,
+            "6.1",
+            ShippingState {
+                spool_messages: 2,
+                spool_bytes: 30,
+                spool_dropped_events: 4,
+                events_sent: 9,
+            },
+            Duration::from_secs(3),
+        );
+        assert_eq!(hb.probes.len(), 1);
+        assert_eq!(hb.probes[0].state, peregrine_wire::ProbeState::Attached);
+        assert_eq!(hb.drops.user_queue_full, 1);
+        assert_eq!(hb.drops.spool_dropped, 4);
+        assert_eq!((hb.spool.messages, hb.spool.bytes), (2, 30));
+        assert_eq!(hb.events_sent, 9);
+        assert_eq!(hb.kernel_release, "6.1");
+    }
+}
