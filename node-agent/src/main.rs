@@ -15,6 +15,7 @@ use node_agent::{
     spool,
     standalone::{self, StandaloneConfig},
 };
+use peregrine_detect::Maturity;
 
 #[derive(Parser)]
 #[command(
@@ -38,9 +39,8 @@ enum Command {
         /// Write to this file instead of standard output.
         #[arg(long, short)]
         output: Option<PathBuf>,
-        /// Additional rule files (YAML), on top of the built-in catalog; repeatable.
-        #[arg(long = "rules", value_name = "FILE")]
-        rules: Vec<PathBuf>,
+        #[command(flatten)]
+        rules: RuleArgs,
         /// Cluster name written into findings.
         #[arg(long, default_value = "standalone", env = "PEREGRINE_CLUSTER_NAME")]
         cluster_name: String,
@@ -49,6 +49,15 @@ enum Command {
         update_interval_s: u64,
         #[command(flatten)]
         common: Common,
+    },
+    /// List the rules that would load (the built-in catalog and --rules files): id, maturity,
+    /// severity, finding type, kinds and title. Needs no root.
+    Rules {
+        #[command(flatten)]
+        rules: RuleArgs,
+        /// One JSON object per rule instead of a table.
+        #[arg(long)]
+        json: bool,
     },
     /// Run on an EKS node: capture and enrich, then batch, spool and ship to the events queue.
     /// Endpoint, region and credentials come from standard AWS configuration (IRSA or Pod
@@ -59,6 +68,21 @@ enum Command {
         #[command(flatten)]
         common: Common,
     },
+}
+
+#[derive(Args, Clone)]
+struct RuleArgs {
+    /// Additional rule files (YAML), on top of the built-in catalog; repeatable. Every rule of
+    /// such a file loads, whatever its maturity.
+    #[arg(long = "rules", value_name = "FILE")]
+    files: Vec<PathBuf>,
+    /// Maturities of the built-in rules to load (stable, incubating, sandbox); comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "stable", value_parser = parse_maturity)]
+    maturity: Vec<Maturity>,
+}
+
+fn parse_maturity(s: &str) -> Result<Maturity, String> {
+    Maturity::parse(s).ok_or_else(|| format!("{s:?} is not stable, incubating or sandbox"))
 }
 
 #[derive(Args, Clone)]
@@ -191,6 +215,12 @@ fn main() -> anyhow::Result<()> {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
+    if let Command::Rules { rules, json } = &cli.command {
+        let engine = standalone::load_rules(&rules.maturity, &rules.files)?;
+        let stdout = std::io::stdout();
+        return standalone::write_rules(&engine, *json, std::io::BufWriter::new(stdout.lock()))
+            .context("writing the rule list");
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -210,7 +240,8 @@ fn main() -> anyhow::Result<()> {
                 let standalone = StandaloneConfig {
                     events,
                     output,
-                    rules,
+                    rules: rules.files,
+                    maturities: rules.maturity,
                     cluster_name,
                     update_interval: Duration::from_secs(update_interval_s),
                 };
@@ -232,6 +263,7 @@ fn main() -> anyhow::Result<()> {
                 );
                 Ok(())
             }
+            Command::Rules { .. } => Ok(()),
             Command::Run { ship, common } => {
                 let cfg = common.config()?;
                 let metrics = Metrics::default();

@@ -7,7 +7,7 @@ use std::{
     time::Duration,
 };
 
-use peregrine_detect::{Catalog, Engine, RuleError, RuleSet};
+use peregrine_detect::{Catalog, Engine, Maturity, RuleError, RuleSet};
 use peregrine_finding::FindingEnv;
 
 use crate::{
@@ -27,6 +27,8 @@ pub struct StandaloneConfig {
     pub output: Option<PathBuf>,
     /// Rule files added to the built-in catalog.
     pub rules: Vec<PathBuf>,
+    /// The maturities of built-in rules that load ([`Catalog::DEFAULT_MATURITIES`]: stable).
+    pub maturities: Vec<Maturity>,
     /// Written into findings.
     pub cluster_name: String,
     /// A finding that repeats is printed again, with its count, at most this often.
@@ -101,7 +103,7 @@ pub async fn run(
             findings: None,
         });
     }
-    let engine = load_rules(&cfg.rules)?;
+    let engine = load_rules(&cfg.maturities, &cfg.rules)?;
     let env = finding_env(cfg.cluster_name);
     let mut sink = FindingsSink::new(engine, env, out, cfg.update_interval);
     let agent = agent::run(agent_cfg, metrics, health, &mut sink, shutdown).await?;
@@ -111,9 +113,10 @@ pub async fn run(
     })
 }
 
-/// The built-in catalog plus the user's rule files.
-pub fn load_rules(files: &[PathBuf]) -> Result<Engine, RulesError> {
-    let mut sets = vec![Catalog::builtin().map_err(RulesError::Builtin)?];
+/// The built-in catalog's rules of the given maturities, plus the user's rule files (all of
+/// their rules: a user who loads a file wants it).
+pub fn load_rules(maturities: &[Maturity], files: &[PathBuf]) -> Result<Engine, RulesError> {
+    let mut sets = vec![Catalog::with_maturities(maturities).map_err(RulesError::Builtin)?];
     for f in files {
         sets.push(load_rule_file(f)?);
     }
@@ -133,6 +136,67 @@ fn load_rule_file(f: &Path) -> Result<RuleSet, RulesError> {
         path: f.to_path_buf(),
         source,
     })
+}
+
+/// `peregrine-agent rules`: every loaded rule, one per line, for a terminal (`json: false`: id,
+/// maturity, severity, finding type, kinds and title, aligned) or for tools (`json: true`: one
+/// JSON object per rule). Control characters in rule text are replaced, so a rule file cannot
+/// write terminal escapes.
+pub fn write_rules(engine: &Engine, json: bool, mut out: impl Write) -> std::io::Result<()> {
+    let clean = |s: &str| -> String {
+        s.chars()
+            .map(|c| if c.is_control() { '\u{fffd}' } else { c })
+            .collect()
+    };
+    let rules: Vec<_> = engine.rules().collect();
+    if json {
+        for r in &rules {
+            let kinds: Vec<&str> = r.kinds.iter().map(|k| k.name()).collect();
+            let line = serde_json::json!({
+                "id": r.id,
+                "type": r.finding_type,
+                "severity": r.severity,
+                "maturity": r.maturity.name(),
+                "pack_version": r.pack_version,
+                "kinds": kinds,
+                "enabled": r.enabled,
+                "title": r.title,
+                "description": r.description,
+            });
+            writeln!(out, "{line}")?;
+        }
+        return Ok(());
+    }
+    let id_width = rules
+        .iter()
+        .map(|r| r.id.chars().count())
+        .max()
+        .unwrap_or(2);
+    let type_width = rules
+        .iter()
+        .map(|r| r.finding_type.chars().count())
+        .max()
+        .unwrap_or(4);
+    writeln!(
+        out,
+        "{:id_width$}  {:10}  {:>8}  {:type_width$}  KINDS / TITLE",
+        "ID", "MATURITY", "SEVERITY", "TYPE"
+    )?;
+    for r in &rules {
+        let kinds: Vec<&str> = r.kinds.iter().map(|k| k.name()).collect();
+        writeln!(
+            out,
+            "{:id_width$}  {:10}  {:>8.1}  {:type_width$}  {}{}: {}",
+            clean(r.id),
+            r.maturity.name(),
+            r.severity,
+            clean(r.finding_type),
+            kinds.join(","),
+            if r.enabled { "" } else { " (disabled)" },
+            clean(r.title),
+        )?;
+    }
+    Ok(())
 }
 
 /// Where standalone findings say they come from: this host, no AWS account.
@@ -160,13 +224,54 @@ mod tests {
     fn a_bad_rule_file_names_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("missing.yaml");
-        let err = load_rules(std::slice::from_ref(&missing)).unwrap_err();
+        let stable = Catalog::DEFAULT_MATURITIES;
+        let err = load_rules(stable, std::slice::from_ref(&missing)).unwrap_err();
         assert!(matches!(err, RulesError::Read { .. }));
         assert!(err.to_string().contains("missing.yaml"));
         let bad = dir.path().join("bad.yaml");
         std::fs::write(&bad, "rules: [{").unwrap();
-        let err = load_rules(&[bad]).unwrap_err();
+        let err = load_rules(stable, &[bad]).unwrap_err();
         assert!(matches!(err, RulesError::Parse { .. }), "{err}");
-        assert!(load_rules(&[]).is_ok());
+        assert!(load_rules(stable, &[]).is_ok());
+    }
+
+    #[test]
+    fn the_rule_list_names_every_rule_and_writes_no_control_characters() {
+        let dir = tempfile::tempdir().unwrap();
+        let mine = dir.path().join("mine.yaml");
+        std::fs::write(
+            &mine,
+            "version: 1.0.0\nrules:\n- id: my-rule\n  maturity: sandbox\n  title: \"two\\nlines \\u001b[31mred\"\n  type: Execution:Runtime/Mine\n  severity: 2\n  kinds: [exec]\n  condition: {field: process.name, op: eq, value: nc}\n",
+        )
+        .unwrap();
+        let engine = load_rules(Catalog::DEFAULT_MATURITIES, &[mine]).unwrap();
+        let mut text = Vec::new();
+        write_rules(&engine, false, &mut text).unwrap();
+        let text = String::from_utf8(text).unwrap();
+        assert_eq!(text.lines().count(), engine.rules().count() + 1, "{text}");
+        let mine = text.lines().find(|l| l.starts_with("my-rule")).unwrap();
+        assert!(
+            mine.contains("sandbox") && mine.contains("Execution:Runtime/Mine"),
+            "{mine}"
+        );
+        assert!(!text.contains('\u{1b}'), "{text}");
+        for r in engine.rules() {
+            assert!(
+                text.lines().any(|l| l.starts_with(r.id)),
+                "{} missing",
+                r.id
+            );
+        }
+        let mut json = Vec::new();
+        write_rules(&engine, true, &mut json).unwrap();
+        let json = String::from_utf8(json).unwrap();
+        assert_eq!(json.lines().count(), engine.rules().count());
+        let rows: Vec<serde_json::Value> = json
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let row = rows.iter().find(|v| v["id"] == "my-rule").unwrap();
+        assert_eq!(row["maturity"], "sandbox");
+        assert_eq!(row["kinds"], serde_json::json!(["exec"]));
     }
 }
