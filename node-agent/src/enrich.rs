@@ -3,17 +3,12 @@
 
 use std::{sync::Arc, time::Duration};
 
-use node_agent_common::{
-    Kind, O_CREAT, PATH_RESOLVED, TRUNC_ARGV, TRUNC_ENV, TRUNC_NEW_PATH, TRUNC_PATH,
-};
-use peregrine_event::{
-    Container, Detail, Event, ExecInfo, ExitInfo, Family, FileInfo, ForkInfo, LossInfo, NetInfo,
-    mode_octal,
-};
+use node_agent_common::{Kind, TRUNC_ARGV};
+use peregrine_event::{Container, Detail, Event, LossInfo};
 
 use crate::{
     container::ContainerResolver,
-    decode::{AF_INET, AF_INET6, RawBody, RawEvent},
+    decode::{self, RawBody, RawEvent},
     exehash::{ExeId, HashCache},
     newbin::NewBinaryTracker,
     proctable::ProcessTable,
@@ -120,81 +115,27 @@ impl Enricher {
                     self.newbin
                         .check_exec(&c.id, h.mnt_ns, &x.exe, x.exe_dev, x.exe_ino, h.flags)
                 });
-                Detail::Exec(ExecInfo {
-                    filename: x.filename,
-                    exe_dev: x.exe_dev,
-                    exe_ino: x.exe_ino,
-                    env_truncated: h.flags & TRUNC_ENV != 0,
-                    new_binary,
-                })
+                decode::process::exec_detail(x, h.flags, new_binary)
             }
             RawBody::Fork {
                 child_tgid,
                 child_start_boottime_ns,
             } => {
                 let child = self.procs.on_fork(key, child_tgid, child_start_boottime_ns);
-                Detail::Fork(ForkInfo {
-                    child_pid: child_tgid,
-                    child_uuid: self.procs.uuid(child),
-                })
+                decode::process::fork_detail(child_tgid, self.procs.uuid(child))
             }
             RawBody::Exit { exit_code } => {
                 self.procs.on_exit(key);
-                // A wait(2) status: low 7 bits the signal, else the exit code in bits 8-15.
-                let signal = (exit_code & 0x7f) as i32;
-                Detail::Exit(if signal == 0 {
-                    ExitInfo {
-                        code: Some(((exit_code >> 8) & 0xff) as i32),
-                        signal: None,
-                    }
-                } else {
-                    ExitInfo {
-                        code: None,
-                        signal: Some(signal),
-                    }
-                })
+                decode::process::exit_detail(exit_code)
             }
             RawBody::File(f) => {
                 if let (Some(c), Some(e)) = (&container, self.procs.get(&key)) {
                     let by = self.procs.ancestor(e);
                     self.newbin.on_file(kind, &f, &c.id, h.mnt_ns, by, time);
                 }
-                let mode = if kind == Kind::Chmod || f.flags & O_CREAT != 0 {
-                    f.mode
-                } else {
-                    0
-                };
-                Detail::File(FileInfo {
-                    path: f.path,
-                    new_path: f.new_path,
-                    flags: f.flags,
-                    mode,
-                    mode_octal: if mode != 0 || kind == Kind::Chmod {
-                        mode_octal(mode)
-                    } else {
-                        String::new()
-                    },
-                    result: f.result,
-                    resolved: h.flags & PATH_RESOLVED != 0,
-                    ino: f.ino,
-                    dev: f.dev,
-                    truncated: h.flags & (TRUNC_PATH | TRUNC_NEW_PATH) != 0,
-                })
+                decode::file::detail(kind, h.flags, f)
             }
-            RawBody::Connect(c) => {
-                let family = match c.family {
-                    AF_INET => Family::Inet,
-                    AF_INET6 => Family::Inet6,
-                    _ => Family::Unix,
-                };
-                Detail::Net(NetInfo {
-                    family,
-                    address: c.addr,
-                    port: c.addr.map(|_| c.port),
-                    path: c.path,
-                    result: c.result,
-                })
-            }
+            RawBody::Connect(c) => decode::net::detail(c),
             RawBody::Cgroup { .. } => return None,
         };
         if let Some(e) = self.procs.get(&key)

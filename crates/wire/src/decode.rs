@@ -2,17 +2,14 @@
 //! reference and rebuild the events.
 
 use std::mem::size_of;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
-use peregrine_event::{
-    Ancestor, Container, Detail, Event, ExecInfo, ExitInfo, Family, FileInfo, ForkInfo, Kind,
-    LossInfo, MetadataState, NetInfo, NewBinary, NewBinaryEvidence, Process, Timestamp,
-};
+use peregrine_event::{Ancestor, Container, Event, Kind, MetadataState, Process, Timestamp};
 use prost::Message as _;
 use uuid::Uuid;
 
 use crate::error::{Inconsistency, WireError};
+use crate::kinds::{self, CostTables, Tables};
 use crate::{Counts, Header, Heartbeat, Limits, Message, SCHEMA_VERSION, frame, pb, scan};
 
 /// Decodes an SQS message body with the default [`Limits`].
@@ -132,7 +129,7 @@ fn out_of_range(field: &'static str, table: &'static str, index: u32, len: usize
 }
 
 /// Checked lookup in a batch table.
-fn entry<'a, T>(
+pub(crate) fn entry<'a, T>(
     table: &'a [T],
     index: u32,
     field: &'static str,
@@ -145,18 +142,18 @@ fn entry<'a, T>(
 }
 
 /// The string table.
-struct Strings<'a>(&'a [String]);
+pub(crate) struct Strings<'a>(pub(crate) &'a [String]);
 
 impl<'a> Strings<'a> {
-    fn get(&self, index: u32, field: &'static str) -> Result<&'a str, Inconsistency> {
+    pub(crate) fn get(&self, index: u32, field: &'static str) -> Result<&'a str, Inconsistency> {
         entry(self.0, index, field, "string").map(String::as_str)
     }
 
-    fn owned(&self, index: u32, field: &'static str) -> Result<String, Inconsistency> {
+    pub(crate) fn owned(&self, index: u32, field: &'static str) -> Result<String, Inconsistency> {
         self.get(index, field).map(str::to_owned)
     }
 
-    fn opt(
+    pub(crate) fn opt(
         &self,
         index: Option<u32>,
         field: &'static str,
@@ -164,20 +161,17 @@ impl<'a> Strings<'a> {
         index.map(|i| self.owned(i, field)).transpose()
     }
 
-    fn len(&self, index: u32, field: &'static str) -> Result<u64, Inconsistency> {
+    pub(crate) fn len(&self, index: u32, field: &'static str) -> Result<u64, Inconsistency> {
         self.get(index, field).map(|s| s.len() as u64)
     }
 
-    fn opt_len(&self, index: Option<u32>, field: &'static str) -> Result<u64, Inconsistency> {
+    pub(crate) fn opt_len(
+        &self,
+        index: Option<u32>,
+        field: &'static str,
+    ) -> Result<u64, Inconsistency> {
         index.map_or(Ok(0), |i| self.len(i, field))
     }
-}
-
-/// Number of octal digits in `mode & 0o7777` (the length of `peregrine_event::mode_octal`).
-fn octal_len(mode: u32) -> u64 {
-    let m = mode & 0o7777;
-    let bits = 32 - m.leading_zeros();
-    u64::from(bits.div_ceil(3).max(1))
 }
 
 /// Estimated heap bytes of the decoded events, computed from the wire form before anything is
@@ -243,34 +237,19 @@ pub(crate) fn estimate(b: &pb::EventBatch) -> Result<u64, WireError> {
         if let Some(i) = container.checked_sub(1) {
             c += entry(&containers, i, "container_refs", "container")?;
         }
-        use pb::event_details::Detail as D;
-        match &e.detail {
-            Some(D::Exec(x)) => {
-                c += s.len(x.filename, "ExecInfo.filename")?;
-                if let Some(by) = x.new_binary.as_ref().and_then(|n| n.modified_by) {
-                    c += entry(&ancestors, by, "NewBinary.modified_by", "ancestor")?;
-                }
-            }
-            Some(D::File(f)) => {
-                c +=
-                    s.len(f.path, "FileInfo.path")? + s.opt_len(f.new_path, "FileInfo.new_path")?;
-                c += match pb::ModeText::try_from(f.mode_text) {
-                    Ok(pb::ModeText::Octal) => octal_len(f.mode),
-                    Ok(pb::ModeText::Explicit) => {
-                        s.len(f.mode_octal_text, "FileInfo.mode_octal_text")?
-                    }
-                    _ => 0,
-                };
-            }
-            Some(D::Net(n)) => c += s.opt_len(n.path, "NetInfo.path")?,
-            Some(D::Fork(_) | D::Exit(_) | D::Loss(_)) | None => {}
-        }
+        c += kinds::cost(
+            e,
+            &CostTables {
+                strings: &s,
+                ancestors: &ancestors,
+            },
+        )?;
         total = total.saturating_add(c);
     }
     Ok(total)
 }
 
-fn uuid(bytes: &[u8], field: &'static str) -> Result<Uuid, Inconsistency> {
+pub(crate) fn uuid(bytes: &[u8], field: &'static str) -> Result<Uuid, Inconsistency> {
     if bytes.is_empty() {
         return Ok(Uuid::nil());
     }
@@ -283,7 +262,7 @@ fn uuid(bytes: &[u8], field: &'static str) -> Result<Uuid, Inconsistency> {
         })
 }
 
-fn time(base: i64, delta: i64) -> Timestamp {
+pub(crate) fn time(base: i64, delta: i64) -> Timestamp {
     Timestamp::from_unix_nanos(base.wrapping_add(delta))
 }
 
@@ -311,43 +290,6 @@ fn metadata_state(value: i32) -> Result<MetadataState, Inconsistency> {
             field: "Container.metadata",
             value,
         }),
-    }
-}
-
-fn evidence(value: i32) -> Result<NewBinaryEvidence, Inconsistency> {
-    match pb::NewBinaryEvidence::try_from(value) {
-        Ok(pb::NewBinaryEvidence::OverlayUpper) => Ok(NewBinaryEvidence::OverlayUpper),
-        Ok(pb::NewBinaryEvidence::ObservedWrite) => Ok(NewBinaryEvidence::ObservedWrite),
-        Ok(pb::NewBinaryEvidence::Unspecified) | Err(_) => Err(Inconsistency::InvalidEnum {
-            field: "NewBinary.evidence",
-            value,
-        }),
-    }
-}
-
-fn family(value: i32) -> Result<Family, Inconsistency> {
-    match pb::Family::try_from(value) {
-        Ok(pb::Family::Inet) => Ok(Family::Inet),
-        Ok(pb::Family::Inet6) => Ok(Family::Inet6),
-        Ok(pb::Family::Unix) => Ok(Family::Unix),
-        Ok(pb::Family::Unspecified) | Err(_) => Err(Inconsistency::InvalidEnum {
-            field: "NetInfo.family",
-            value,
-        }),
-    }
-}
-
-fn address(bytes: &[u8]) -> Result<IpAddr, Inconsistency> {
-    if let Ok(v4) = <[u8; 4]>::try_from(bytes) {
-        Ok(IpAddr::V4(Ipv4Addr::from(v4)))
-    } else if let Ok(v6) = <[u8; 16]>::try_from(bytes) {
-        Ok(IpAddr::V6(Ipv6Addr::from(v6)))
-    } else {
-        Err(Inconsistency::InvalidLength {
-            field: "NetInfo.address",
-            len: bytes.len(),
-            expected: "4 (IPv4) or 16 (IPv6)",
-        })
     }
 }
 
@@ -427,106 +369,6 @@ fn container(c: &pb::Container, s: &Strings<'_>) -> Result<Container, Inconsiste
     })
 }
 
-fn exec(
-    x: &pb::ExecInfo,
-    s: &Strings<'_>,
-    ancestors: &[Ancestor],
-    base: i64,
-) -> Result<ExecInfo, Inconsistency> {
-    let new_binary = match &x.new_binary {
-        None => None,
-        Some(n) => Some(NewBinary {
-            evidence: evidence(n.evidence)?,
-            modified_by: n
-                .modified_by
-                .map(|i| entry(ancestors, i, "NewBinary.modified_by", "ancestor").cloned())
-                .transpose()?,
-            modified_at: n.modified_at_delta_ns.map(|d| time(base, d)),
-        }),
-    };
-    Ok(ExecInfo {
-        filename: s.owned(x.filename, "ExecInfo.filename")?,
-        exe_dev: x.exe_dev,
-        exe_ino: x.exe_ino,
-        env_truncated: x.env_truncated,
-        new_binary,
-    })
-}
-
-fn file(f: &pb::FileInfo, s: &Strings<'_>) -> Result<FileInfo, Inconsistency> {
-    let mode_octal = match pb::ModeText::try_from(f.mode_text) {
-        Ok(pb::ModeText::Empty) => String::new(),
-        Ok(pb::ModeText::Octal) => peregrine_event::mode_octal(f.mode),
-        Ok(pb::ModeText::Explicit) => s.owned(f.mode_octal_text, "FileInfo.mode_octal_text")?,
-        Err(_) => {
-            return Err(Inconsistency::InvalidEnum {
-                field: "FileInfo.mode_text",
-                value: f.mode_text,
-            });
-        }
-    };
-    Ok(FileInfo {
-        path: s.owned(f.path, "FileInfo.path")?,
-        new_path: s.opt(f.new_path, "FileInfo.new_path")?,
-        flags: f.flags,
-        mode: f.mode,
-        mode_octal,
-        result: f.result,
-        resolved: f.resolved,
-        ino: f.ino,
-        dev: f.dev,
-        truncated: f.truncated,
-    })
-}
-
-fn net(n: &pb::NetInfo, s: &Strings<'_>) -> Result<NetInfo, Inconsistency> {
-    Ok(NetInfo {
-        family: family(n.family)?,
-        address: n.address.as_deref().map(address).transpose()?,
-        port: n
-            .port
-            .map(|p| {
-                u16::try_from(p).map_err(|_| Inconsistency::OutOfRange {
-                    field: "NetInfo.port",
-                    value: u64::from(p),
-                })
-            })
-            .transpose()?,
-        path: s.opt(n.path, "NetInfo.path")?,
-        result: n.result,
-    })
-}
-
-/// An event's kind-specific part; every shipped kind has one.
-fn detail(
-    e: &pb::EventDetails,
-    s: &Strings<'_>,
-    ancestors: &[Ancestor],
-    base: i64,
-) -> Result<Detail, Inconsistency> {
-    use pb::event_details::Detail as D;
-    Ok(match &e.detail {
-        None => return Err(Inconsistency::MissingDetail),
-        Some(D::Exec(x)) => Detail::Exec(exec(x, s, ancestors, base)?),
-        Some(D::Fork(f)) => Detail::Fork(ForkInfo {
-            child_pid: f.child_pid,
-            child_uuid: uuid(&f.child_uuid, "ForkInfo.child_uuid")?,
-        }),
-        Some(D::Exit(x)) => Detail::Exit(ExitInfo {
-            code: x.code,
-            signal: x.signal,
-        }),
-        Some(D::File(f)) => Detail::File(file(f, s)?),
-        Some(D::Net(n)) => Detail::Net(net(n, s)?),
-        Some(D::Loss(l)) => Detail::Loss(LossInfo {
-            kernel_ringbuf_full: l.kernel_ringbuf_full,
-            kernel_no_scratch: l.kernel_no_scratch,
-            user_queue_full: l.user_queue_full,
-            downstream: l.downstream,
-        }),
-    })
-}
-
 /// Rebuilds the events of a batch whose size has been checked.
 fn rebuild(b: &pb::EventBatch) -> Result<Vec<Event>, Inconsistency> {
     let s = Strings(&b.strings);
@@ -586,7 +428,14 @@ fn rebuild(b: &pb::EventBatch) -> Result<Vec<Event>, Inconsistency> {
             Some(c) => Some(entry(&containers, c, "container_refs", "container")?.clone()),
         };
         let kind = kind(kind_number)?;
-        let detail = detail(e, &s, &ancestors, base)?;
+        let detail = kinds::decode(
+            e,
+            &Tables {
+                strings: &s,
+                ancestors: &ancestors,
+                base,
+            },
+        )?;
         if !detail.fits(kind) {
             return Err(Inconsistency::DetailMismatch {
                 kind: kind.name(),
@@ -608,17 +457,6 @@ fn rebuild(b: &pb::EventBatch) -> Result<Vec<Event>, Inconsistency> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn octal_len_matches_mode_octal() {
-        for mode in [0, 1, 7, 8, 0o644, 0o755, 0o4755, 0o7777, 0o17777, u32::MAX] {
-            assert_eq!(
-                octal_len(mode),
-                peregrine_event::mode_octal(mode).len() as u64,
-                "{mode:o}"
-            );
-        }
-    }
 
     #[test]
     fn hex_is_lowercase() {

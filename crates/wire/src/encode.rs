@@ -5,19 +5,15 @@ use std::collections::HashMap;
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::mem::size_of;
-use std::net::IpAddr;
 
-use peregrine_event::{
-    Ancestor, Container, Detail, Event, ExecInfo, Family, FileInfo, MetadataState, NetInfo,
-    NewBinaryEvidence, Process, Timestamp,
-};
+use peregrine_event::{Ancestor, Container, Event, MetadataState, Process, Timestamp};
 use prost::Message as _;
 use uuid::Uuid;
 
 use crate::error::WireError;
 use crate::{
     AgentIdentity, DEFAULT_MAX_BODY_BYTES, DEFAULT_ZSTD_LEVEL, Heartbeat, Limits, SCHEMA_VERSION,
-    decode, frame, pb,
+    decode, frame, kinds, pb,
 };
 
 /// The smallest `max_body_bytes` the encoder accepts.
@@ -320,12 +316,7 @@ impl BatchEncoder {
             strings += 1;
             bytes = bytes.saturating_add(s.len());
         });
-        let ancestors = e.process.lineage.len()
-            + usize::from(e.exec().is_some_and(|x| {
-                x.new_binary
-                    .as_ref()
-                    .is_some_and(|n| n.modified_by.is_some())
-            }));
+        let ancestors = e.process.lineage.len() + kinds::ancestors(&e.detail);
         let id = &self.identity;
         let identity =
             id.agent_id.len() + id.node_name.len() + id.cluster_name.len() + id.agent_version.len();
@@ -476,28 +467,7 @@ fn for_each_string<'a>(e: &'a Event, mut f: impl FnMut(&'a str)) {
             f(s);
         }
     }
-    match &e.detail {
-        Detail::Exec(x) => {
-            f(&x.filename);
-            if let Some(a) = x.new_binary.as_ref().and_then(|n| n.modified_by.as_ref()) {
-                f(&a.exe);
-                f(&a.comm);
-            }
-        }
-        Detail::File(file) => {
-            f(&file.path);
-            f(&file.mode_octal);
-            if let Some(n) = &file.new_path {
-                f(n);
-            }
-        }
-        Detail::Net(n) => {
-            if let Some(s) = &n.path {
-                f(s);
-            }
-        }
-        Detail::Fork(_) | Detail::Exit(_) | Detail::Loss(_) => {}
-    }
+    kinds::for_each_string(&e.detail, &mut f);
 }
 
 // ---- normalisation ----------------------------------------------------------------------
@@ -598,8 +568,9 @@ impl PartialEq for ContainerKey<'_> {
 impl Eq for ContainerKey<'_> {}
 
 /// Builds the tables of one batch.
-struct Builder<'a> {
-    base: i64,
+pub(crate) struct Builder<'a> {
+    /// The batch's base time, Unix ns: times are sent as deltas from it.
+    pub(crate) base: i64,
     strings: Vec<&'a str>,
     string_ix: HashMap<&'a str, u32>,
     ancestors: Vec<pb::Ancestor>,
@@ -618,7 +589,7 @@ fn next_index(len: usize, table: &'static str) -> Result<u32, WireError> {
     })
 }
 
-fn uuid_bytes(u: &Uuid) -> Vec<u8> {
+pub(crate) fn uuid_bytes(u: &Uuid) -> Vec<u8> {
     if u.is_nil() {
         Vec::new()
     } else {
@@ -648,7 +619,7 @@ fn sha256_digest(s: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
-fn delta(t: Timestamp, base: i64) -> i64 {
+pub(crate) fn delta(t: Timestamp, base: i64) -> i64 {
     t.unix_nanos().wrapping_sub(base)
 }
 
@@ -686,7 +657,7 @@ impl<'a> Builder<'a> {
                 None => 0,
                 Some(c) => b.container(c)?.saturating_add(1),
             });
-            details.push(b.details(e)?);
+            details.push(kinds::encode(&mut b, &e.detail)?);
         }
         Ok(pb::EventBatch {
             base_time_unix_ns: base,
@@ -703,7 +674,7 @@ impl<'a> Builder<'a> {
         })
     }
 
-    fn string(&mut self, s: &'a str) -> Result<u32, WireError> {
+    pub(crate) fn string(&mut self, s: &'a str) -> Result<u32, WireError> {
         if let Some(&i) = self.string_ix.get(s) {
             return Ok(i);
         }
@@ -713,11 +684,11 @@ impl<'a> Builder<'a> {
         Ok(i)
     }
 
-    fn opt_string(&mut self, s: &'a Option<String>) -> Result<Option<u32>, WireError> {
+    pub(crate) fn opt_string(&mut self, s: &'a Option<String>) -> Result<Option<u32>, WireError> {
         s.as_deref().map(|s| self.string(s)).transpose()
     }
 
-    fn ancestor(&mut self, a: &'a Ancestor) -> Result<u32, WireError> {
+    pub(crate) fn ancestor(&mut self, a: &'a Ancestor) -> Result<u32, WireError> {
         if let Some(&i) = self.ancestor_ix.get(&AncestorKey(a)) {
             return Ok(i);
         }
@@ -808,96 +779,5 @@ impl<'a> Builder<'a> {
         self.containers.push(entry);
         self.container_ix.insert(ContainerKey(c), i);
         Ok(i)
-    }
-
-    fn details(&mut self, e: &'a Event) -> Result<pb::EventDetails, WireError> {
-        use pb::event_details::Detail as D;
-        let detail = match &e.detail {
-            Detail::Exec(x) => D::Exec(self.exec(x)?),
-            Detail::Fork(f) => D::Fork(pb::ForkInfo {
-                child_pid: f.child_pid,
-                child_uuid: uuid_bytes(&f.child_uuid),
-            }),
-            Detail::Exit(x) => D::Exit(pb::ExitInfo {
-                code: x.code,
-                signal: x.signal,
-            }),
-            Detail::File(f) => D::File(self.file(f)?),
-            Detail::Net(n) => D::Net(self.net(n)?),
-            Detail::Loss(l) => D::Loss(pb::LossInfo {
-                kernel_ringbuf_full: l.kernel_ringbuf_full,
-                kernel_no_scratch: l.kernel_no_scratch,
-                user_queue_full: l.user_queue_full,
-                downstream: l.downstream,
-            }),
-        };
-        Ok(pb::EventDetails {
-            detail: Some(detail),
-        })
-    }
-
-    fn exec(&mut self, x: &'a ExecInfo) -> Result<pb::ExecInfo, WireError> {
-        let new_binary = match &x.new_binary {
-            None => None,
-            Some(n) => Some(pb::NewBinary {
-                evidence: match n.evidence {
-                    NewBinaryEvidence::OverlayUpper => pb::NewBinaryEvidence::OverlayUpper,
-                    NewBinaryEvidence::ObservedWrite => pb::NewBinaryEvidence::ObservedWrite,
-                } as i32,
-                modified_by: n
-                    .modified_by
-                    .as_ref()
-                    .map(|a| self.ancestor(a))
-                    .transpose()?,
-                modified_at_delta_ns: n.modified_at.map(|t| delta(t, self.base)),
-            }),
-        };
-        Ok(pb::ExecInfo {
-            filename: self.string(&x.filename)?,
-            exe_dev: x.exe_dev,
-            exe_ino: x.exe_ino,
-            env_truncated: x.env_truncated,
-            new_binary,
-        })
-    }
-
-    fn file(&mut self, f: &'a FileInfo) -> Result<pb::FileInfo, WireError> {
-        let (mode_text, mode_octal_text) = if f.mode_octal.is_empty() {
-            (pb::ModeText::Empty, 0)
-        } else if f.mode_octal == peregrine_event::mode_octal(f.mode) {
-            (pb::ModeText::Octal, 0)
-        } else {
-            (pb::ModeText::Explicit, self.string(&f.mode_octal)?)
-        };
-        Ok(pb::FileInfo {
-            path: self.string(&f.path)?,
-            new_path: self.opt_string(&f.new_path)?,
-            flags: f.flags,
-            mode: f.mode,
-            mode_text: mode_text as i32,
-            mode_octal_text,
-            result: f.result,
-            resolved: f.resolved,
-            ino: f.ino,
-            dev: f.dev,
-            truncated: f.truncated,
-        })
-    }
-
-    fn net(&mut self, n: &'a NetInfo) -> Result<pb::NetInfo, WireError> {
-        Ok(pb::NetInfo {
-            family: match n.family {
-                Family::Inet => pb::Family::Inet,
-                Family::Inet6 => pb::Family::Inet6,
-                Family::Unix => pb::Family::Unix,
-            } as i32,
-            address: n.address.map(|a| match a {
-                IpAddr::V4(v4) => v4.octets().to_vec(),
-                IpAddr::V6(v6) => v6.octets().to_vec(),
-            }),
-            port: n.port.map(u32::from),
-            path: self.opt_string(&n.path)?,
-            result: n.result,
-        })
     }
 }

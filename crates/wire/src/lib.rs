@@ -38,6 +38,7 @@ mod encode;
 mod error;
 mod frame;
 mod heartbeat;
+mod kinds;
 mod limits;
 mod scan;
 
