@@ -258,6 +258,10 @@ pub fn check_sigv4(
     Ok(sig)
 }
 
+/// How specific a matching route is, compared in order: a path (not `$default`), not greedy,
+/// literal segments, a method (not `ANY`).
+type Specificity = (bool, bool, usize, bool);
+
 /// The route an HTTP API sends a request to, with its path parameters: the most specific
 /// matching route (literal segments before `{parameters}` before `{greedy+}`, a method before
 /// `ANY`), else the `$default` route.
@@ -267,11 +271,7 @@ pub fn match_route<'r>(
     path: &str,
 ) -> Option<(&'r HttpRoute, HashMap<String, String>)> {
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    let mut best: Option<(
-        (bool, bool, usize, bool),
-        &HttpRoute,
-        HashMap<String, String>,
-    )> = None;
+    let mut best: Option<(Specificity, &HttpRoute, HashMap<String, String>)> = None;
     for route in routes {
         if route.method != "ANY" && route.method != method.as_str() {
             continue;
