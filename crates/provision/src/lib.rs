@@ -16,7 +16,7 @@ pub mod template;
 
 use peregrine_lambda::FromEnv;
 
-pub use crate::spec::FunctionSpec;
+pub use crate::spec::{ApiKind, FunctionSpec, FunctionUrlSpec, HttpAuth, HttpRoute};
 pub use crate::stack::{LocalStack, Mode, ProvisionError, ProvisionOptions, Queue, provision};
 pub use crate::template::{Resolver, StackContext, Template, TemplateError};
 

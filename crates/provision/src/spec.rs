@@ -458,6 +458,10 @@ pub struct FunctionSpec {
     pub sqs: Option<SqsSource>,
     /// The period of a `rate(...)` schedule event.
     pub schedule: Option<Duration>,
+    /// The function URL (`FunctionUrlConfig`, the function's own or from `Globals`).
+    pub url: Option<FunctionUrlSpec>,
+    /// The routes of its `Api` and `HttpApi` events, in template order.
+    pub routes: Vec<HttpRoute>,
 }
 
 fn get<'v>(v: &'v Yaml, path: &[&str]) -> Option<&'v Yaml> {
@@ -518,6 +522,15 @@ impl FunctionSpec {
         let memory_mb = number("MemorySize", 128)?;
         let mut sqs = None;
         let mut schedule = None;
+        let url = match (
+            own.get("FunctionUrlConfig"),
+            globals.get("FunctionUrlConfig"),
+        ) {
+            (Some(v), _) => Some(function_url(r, v, &at)?),
+            (None, Some(v)) => Some(function_url(r, v, "Globals.Function")?),
+            (None, None) => None,
+        };
+        let mut routes = Vec::new();
         for (name, event) in own
             .get("Events")
             .and_then(Yaml::as_mapping)
@@ -526,6 +539,12 @@ impl FunctionSpec {
         {
             let name = name.as_str().unwrap_or("?");
             let at = format!("{at}.Events.{name}");
+            // Routes read their properties one by one: ApiId is a !Ref to an API, which has no
+            // local physical name to resolve to.
+            if let Some(kind @ ("Api" | "HttpApi")) = event.get("Type").and_then(Yaml::as_str) {
+                routes.push(http_route(r, name, kind, event, &at)?);
+                continue;
+            }
             let props = match event.get("Properties") {
                 Some(p) => r.resolve(p, &at)?.unwrap_or(Json::Null),
                 None => Json::Null,
@@ -583,8 +602,333 @@ impl FunctionSpec {
             memory_mb,
             sqs,
             schedule,
+            url,
+            routes,
         })
     }
+}
+
+/// Who may call a function's HTTP endpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HttpAuth {
+    /// Anyone (`AuthType: NONE`, `Authorizer: NONE`).
+    None,
+    /// SigV4-signed requests only (`AuthType: AWS_IAM`, `Authorizer: AWS_IAM`).
+    AwsIam,
+}
+
+/// A function URL (`FunctionUrlConfig`): every method and path reaches the function, with a
+/// `LambdaFunctionUrlRequest` (payload format 2.0). `Cors` is accepted and not applied locally;
+/// `InvokeMode` must be `BUFFERED` (the default).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FunctionUrlSpec {
+    pub auth: HttpAuth,
+}
+
+/// Which API Gateway an `Api`/`HttpApi` event routes through, and so which event it delivers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ApiKind {
+    /// `Type: HttpApi` with `PayloadFormatVersion` 2.0 (the default): `ApiGatewayV2httpRequest`.
+    HttpApi,
+    /// `Type: HttpApi` with `PayloadFormatVersion: "1.0"`: the REST-style proxy event.
+    HttpApiV1,
+    /// `Type: Api` (a REST API): `ApiGatewayProxyRequest`.
+    RestApi,
+}
+
+/// One route of an `Api`/`HttpApi` event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpRoute {
+    /// The event's name under `Events`.
+    pub event: String,
+    pub api: ApiKind,
+    /// Upper case; `ANY` for every method.
+    pub method: String,
+    /// A path template (`/findings/{id}`, `/files/{proxy+}`), or `None` for an `HttpApi`'s
+    /// `$default` route (neither `Path` nor `Method` given): whatever no other route takes.
+    pub path: Option<String>,
+    pub auth: HttpAuth,
+}
+
+impl HttpRoute {
+    /// API Gateway's route key: `GET /findings/{id}`, or `$default`.
+    pub fn route_key(&self) -> String {
+        match &self.path {
+            Some(path) => format!("{} {path}", self.method),
+            None => "$default".to_owned(),
+        }
+    }
+}
+
+/// `FunctionUrlConfig` keys SAM allows: (key, applied locally).
+const FUNCTION_URL_KEYS: &[&str] = &["AuthType", "Cors", "InvokeMode"];
+/// `Type: HttpApi` event properties SAM allows.
+const HTTP_API_KEYS: &[&str] = &[
+    "ApiId",
+    "Auth",
+    "Method",
+    "Path",
+    "PayloadFormatVersion",
+    "RouteSettings",
+    "TimeoutInMillis",
+];
+/// `Type: Api` event properties SAM allows.
+const REST_API_KEYS: &[&str] = &[
+    "Auth",
+    "Method",
+    "Path",
+    "RequestModel",
+    "RequestParameters",
+    "RestApiId",
+    "TimeoutInMillis",
+];
+const METHODS: &[&str] = &[
+    "GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "ANY",
+];
+
+fn check_keys(v: &Yaml, allowed: &[&str], what: &str, at: &str) -> Result<(), TemplateError> {
+    let map = v
+        .as_mapping()
+        .ok_or_else(|| invalid(at, format!("{what} is not a mapping")))?;
+    for k in map.keys() {
+        let key = k
+            .as_str()
+            .ok_or_else(|| invalid(at, format!("a key of {what} is not a string")))?;
+        if !allowed.contains(&key) {
+            return Err(invalid(
+                at,
+                format!(
+                    "{what} has {key}, which SAM does not allow (allowed: {})",
+                    allowed.join(", ")
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A resolved scalar property of a mapping, as text.
+fn text_at(
+    r: &Resolver<'_>,
+    v: &Yaml,
+    key: &str,
+    at: &str,
+) -> Result<Option<String>, TemplateError> {
+    let Some(x) = v.get(key) else {
+        return Ok(None);
+    };
+    match r.resolve(x, &format!("{at}.{key}"))? {
+        None => Ok(None),
+        Some(j) => json_text(&j)
+            .map(Some)
+            .ok_or_else(|| invalid(at, format!("{key} is not a scalar"))),
+    }
+}
+
+fn function_url(r: &Resolver<'_>, v: &Yaml, at: &str) -> Result<FunctionUrlSpec, TemplateError> {
+    let at = format!("{at}.FunctionUrlConfig");
+    check_keys(v, FUNCTION_URL_KEYS, "FunctionUrlConfig", &at)?;
+    let auth = match text_at(r, v, "AuthType", &at)?.as_deref() {
+        Some("AWS_IAM") => HttpAuth::AwsIam,
+        Some("NONE") => HttpAuth::None,
+        Some(other) => {
+            return Err(invalid(
+                &at,
+                format!("AuthType {other} is neither AWS_IAM nor NONE"),
+            ));
+        }
+        None => return Err(invalid(&at, "AuthType is required (AWS_IAM or NONE)")),
+    };
+    match text_at(r, v, "InvokeMode", &at)?.as_deref() {
+        None | Some("BUFFERED") => {}
+        Some("RESPONSE_STREAM") => {
+            return Err(invalid(
+                &at,
+                "InvokeMode RESPONSE_STREAM is not supported locally (only BUFFERED)",
+            ));
+        }
+        Some(other) => {
+            return Err(invalid(
+                &at,
+                format!("InvokeMode {other} is neither BUFFERED nor RESPONSE_STREAM"),
+            ));
+        }
+    }
+    Ok(FunctionUrlSpec { auth })
+}
+
+/// The logical id an `ApiId`/`RestApiId` refers to (`!Ref MyApi` or `{Ref: MyApi}`).
+fn ref_target(v: &Yaml) -> Option<&str> {
+    match v {
+        Yaml::Tagged(t) if t.tag == "Ref" => t.value.as_str(),
+        Yaml::Mapping(m) if m.len() == 1 => m.get("Ref").and_then(Yaml::as_str),
+        _ => None,
+    }
+}
+
+/// An authorizer name as a local [`HttpAuth`]: only IAM and no auth can be had locally.
+fn authorizer(name: &str, at: &str) -> Result<HttpAuth, TemplateError> {
+    match name {
+        "AWS_IAM" => Ok(HttpAuth::AwsIam),
+        "NONE" => Ok(HttpAuth::None),
+        other => Err(invalid(
+            at,
+            format!(
+                "authorizer {other} is not supported locally (only AWS_IAM and NONE): \
+                 Cognito, JWT and Lambda authorizers have no local stand-in"
+            ),
+        )),
+    }
+}
+
+/// A route's event (`Type: Api` or `HttpApi`), with the default authorizer of its API: the
+/// referenced `ApiId`/`RestApiId` resource's `Auth.DefaultAuthorizer`, else the implicit API's
+/// in `Globals`.
+fn http_route(
+    r: &Resolver<'_>,
+    name: &str,
+    kind: &str,
+    event: &Yaml,
+    at: &str,
+) -> Result<HttpRoute, TemplateError> {
+    let rest = kind == "Api";
+    let empty = Yaml::Mapping(Default::default());
+    let props = event.get("Properties").unwrap_or(&empty);
+    check_keys(
+        props,
+        if rest { REST_API_KEYS } else { HTTP_API_KEYS },
+        &format!("a {kind} event"),
+        at,
+    )?;
+    let api = if rest {
+        ApiKind::RestApi
+    } else {
+        match text_at(r, props, "PayloadFormatVersion", at)?.as_deref() {
+            None | Some("2.0") => ApiKind::HttpApi,
+            Some("1.0") => ApiKind::HttpApiV1,
+            Some(other) => {
+                return Err(invalid(
+                    at,
+                    format!("PayloadFormatVersion {other} is neither 1.0 nor 2.0"),
+                ));
+            }
+        }
+    };
+    let method = text_at(r, props, "Method", at)?;
+    let path = text_at(r, props, "Path", at)?;
+    let (method, path) = match (method, path) {
+        (Some(m), Some(p)) => {
+            let m = m.to_ascii_uppercase();
+            let m = if m == "X-AMAZON-APIGATEWAY-ANY-METHOD" {
+                "ANY".to_owned()
+            } else {
+                m
+            };
+            if !METHODS.contains(&m.as_str()) {
+                return Err(invalid(at, format!("Method {m} is not an HTTP method")));
+            }
+            check_path(&p, at)?;
+            (m, Some(p))
+        }
+        (None, None) if !rest => ("ANY".to_owned(), None),
+        _ if rest => return Err(invalid(at, "an Api event needs both Path and Method")),
+        _ => {
+            return Err(invalid(
+                at,
+                "an HttpApi event needs both Path and Method, or neither (the $default route)",
+            ));
+        }
+    };
+    let api_ref = props.get(if rest { "RestApiId" } else { "ApiId" });
+    let api_resource = match api_ref {
+        None => None,
+        Some(v) => {
+            let id = ref_target(v).ok_or_else(|| {
+                invalid(at, "the API id is not a !Ref to an API of this template")
+            })?;
+            let want = if rest {
+                "AWS::Serverless::Api"
+            } else {
+                "AWS::Serverless::HttpApi"
+            };
+            if r.template().resource_type(id) != Some(want) {
+                return Err(invalid(
+                    at,
+                    format!("{id} is not an {want} of this template"),
+                ));
+            }
+            r.template().properties(id)
+        }
+    };
+    let default_auth = match api_resource {
+        Some(api) => api.get("Auth"),
+        None => r
+            .template()
+            .section("Globals")
+            .and_then(|g| g.get(if rest { "Api" } else { "HttpApi" }))
+            .and_then(|g| g.get("Auth")),
+    };
+    let own = props.get("Auth");
+    if let Some(auth) = own {
+        let allowed: &[&str] = if rest {
+            &[
+                "Authorizer",
+                "AuthorizationScopes",
+                "InvokeRole",
+                "OverrideApiAuth",
+            ]
+        } else {
+            &["Authorizer", "AuthorizationScopes"]
+        };
+        check_keys(auth, allowed, "the event's Auth (locally)", at)?;
+    }
+    let name_of = |auth: Option<&Yaml>, key: &str| -> Result<Option<String>, TemplateError> {
+        match auth {
+            Some(a) => text_at(r, a, key, at),
+            None => Ok(None),
+        }
+    };
+    let auth = match name_of(own, "Authorizer")? {
+        Some(a) => authorizer(&a, at)?,
+        None => match name_of(default_auth, "DefaultAuthorizer")? {
+            Some(a) => authorizer(&a, at)?,
+            None => HttpAuth::None,
+        },
+    };
+    Ok(HttpRoute {
+        event: name.to_owned(),
+        api,
+        method,
+        path,
+        auth,
+    })
+}
+
+/// `/findings`, `/findings/{id}`, `/files/{proxy+}` (greedy only last).
+fn check_path(path: &str, at: &str) -> Result<(), TemplateError> {
+    let bad = |why: &str| Err(invalid(at, format!("Path {path}: {why}")));
+    if !path.starts_with('/') {
+        return bad("does not start with /");
+    }
+    let segments: Vec<&str> = path[1..].split('/').collect();
+    for (i, s) in segments.iter().enumerate() {
+        if let Some(inner) = s.strip_prefix('{') {
+            let Some(name) = inner.strip_suffix('}') else {
+                return bad("a {parameter} is not closed");
+            };
+            let name = match name.strip_suffix('+') {
+                Some(n) if i + 1 == segments.len() => n,
+                Some(_) => return bad("a greedy {parameter+} must be the last segment"),
+                None => name,
+            };
+            if name.is_empty() || name.contains(['{', '}', '+']) {
+                return bad("a {parameter} has no valid name");
+            }
+        } else if s.contains(['{', '}']) {
+            return bad("a {parameter} must be a whole segment");
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -601,5 +945,162 @@ mod tests {
         assert_eq!(parse_rate("rate(2 hours)"), Some(Duration::from_secs(7200)));
         assert_eq!(parse_rate("cron(0 12 * * ? *)"), None);
         assert_eq!(parse_rate("rate(1 fortnight)"), None);
+    }
+
+    fn function(yaml: &str) -> Result<FunctionSpec, TemplateError> {
+        let template = crate::Template::parse("test", yaml).unwrap();
+        let ctx = crate::StackContext {
+            stack_name: "pg".into(),
+            account_id: "123456789012".into(),
+            region: "us-east-1".into(),
+            partition: "aws".into(),
+        };
+        let r = Resolver::new(&template, &ctx, &BTreeMap::new());
+        FunctionSpec::from_template(&r, "F")
+    }
+
+    /// A function `F` with these properties (indented under `Properties`), and `extra`
+    /// resources and sections.
+    fn with(props: &str, extra: &str) -> Result<FunctionSpec, TemplateError> {
+        function(&format!(
+            "Resources:\n  F:\n    Type: AWS::Serverless::Function\n    Properties:\n{props}\n{extra}"
+        ))
+    }
+
+    #[test]
+    fn function_urls_and_routes_are_read() {
+        let f = with(
+            r#"
+      FunctionUrlConfig: {AuthType: AWS_IAM, Cors: {AllowOrigins: ["*"]}}
+      Events:
+        Get: {Type: HttpApi, Properties: {ApiId: !Ref Api, Path: "/findings/{id}", Method: get}}
+        Post: {Type: HttpApi, Properties: {Path: /findings, Method: POST, Auth: {Authorizer: NONE}}}
+        Rest: {Type: Api, Properties: {Path: "/x/{proxy+}", Method: any, Auth: {Authorizer: AWS_IAM}}}
+        Default: {Type: HttpApi}"#,
+            r#"
+  Api:
+    Type: AWS::Serverless::HttpApi
+    Properties: {Auth: {EnableIamAuthorizer: true, DefaultAuthorizer: AWS_IAM}}
+"#,
+        )
+        .unwrap();
+        assert_eq!(
+            f.url,
+            Some(FunctionUrlSpec {
+                auth: HttpAuth::AwsIam
+            })
+        );
+        let routes: Vec<(&str, ApiKind, String, HttpAuth)> = f
+            .routes
+            .iter()
+            .map(|r| (r.event.as_str(), r.api, r.route_key(), r.auth))
+            .collect();
+        assert_eq!(
+            routes,
+            [
+                (
+                    "Get",
+                    ApiKind::HttpApi,
+                    "GET /findings/{id}".into(),
+                    HttpAuth::AwsIam
+                ),
+                (
+                    "Post",
+                    ApiKind::HttpApi,
+                    "POST /findings".into(),
+                    HttpAuth::None
+                ),
+                (
+                    "Rest",
+                    ApiKind::RestApi,
+                    "ANY /x/{proxy+}".into(),
+                    HttpAuth::AwsIam
+                ),
+                (
+                    "Default",
+                    ApiKind::HttpApi,
+                    "$default".into(),
+                    HttpAuth::None
+                ),
+            ]
+        );
+        // The implicit API's default authorizer comes from Globals.
+        let f = with(
+            "      Events: {E: {Type: HttpApi, Properties: {Path: /a, Method: GET}}}",
+            "Globals: {HttpApi: {Auth: {EnableIamAuthorizer: true, DefaultAuthorizer: AWS_IAM}}}",
+        )
+        .unwrap();
+        assert_eq!(f.routes[0].auth, HttpAuth::AwsIam);
+        assert_eq!(f.url, None);
+    }
+
+    #[test]
+    fn unknown_http_shapes_are_errors() {
+        let cases = [
+            (
+                "      FunctionUrlConfig: {Cors: {}}",
+                "AuthType is required",
+            ),
+            (
+                "      FunctionUrlConfig: {AuthType: COGNITO}",
+                "neither AWS_IAM nor NONE",
+            ),
+            (
+                "      FunctionUrlConfig: {AuthType: NONE, Qualifier: live}",
+                "SAM does not allow",
+            ),
+            (
+                "      FunctionUrlConfig: {AuthType: NONE, InvokeMode: RESPONSE_STREAM}",
+                "not supported locally",
+            ),
+            (
+                "      Events: {E: {Type: HttpApi, Properties: {Path: /a}}}",
+                "or neither",
+            ),
+            (
+                "      Events: {E: {Type: Api, Properties: {Path: /a}}}",
+                "both Path and Method",
+            ),
+            (
+                "      Events: {E: {Type: HttpApi, Properties: {Path: /a, Method: FETCH}}}",
+                "not an HTTP method",
+            ),
+            (
+                "      Events: {E: {Type: HttpApi, Properties: {Path: a, Method: GET}}}",
+                "does not start with /",
+            ),
+            (
+                "      Events: {E: {Type: HttpApi, Properties: {Path: \"/{p+}/x\", Method: GET}}}",
+                "must be the last segment",
+            ),
+            (
+                "      Events: {E: {Type: HttpApi, Properties: {Path: /a, Method: GET, Stage: v1}}}",
+                "SAM does not allow",
+            ),
+            (
+                "      Events: {E: {Type: HttpApi, Properties: {Path: /a, Method: GET, Auth: {Authorizer: MyJwt}}}}",
+                "not supported locally",
+            ),
+            (
+                "      Events: {E: {Type: Api, Properties: {Path: /a, Method: GET, Auth: {ApiKeyRequired: true}}}}",
+                "SAM does not allow",
+            ),
+            (
+                "      Events: {E: {Type: HttpApi, Properties: {Path: /a, Method: GET, PayloadFormatVersion: \"3.0\"}}}",
+                "neither 1.0 nor 2.0",
+            ),
+            (
+                "      Events: {E: {Type: HttpApi, Properties: {ApiId: some-id, Path: /a, Method: GET}}}",
+                "not a !Ref",
+            ),
+            (
+                "      Events: {E: {Type: HttpApi, Properties: {ApiId: !Ref F, Path: /a, Method: GET}}}",
+                "is not an AWS::Serverless::HttpApi",
+            ),
+        ];
+        for (props, message) in cases {
+            let err = with(props, "").unwrap_err().to_string();
+            assert!(err.contains(message), "{props}: {err}");
+        }
     }
 }

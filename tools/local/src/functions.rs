@@ -22,14 +22,16 @@ pub const DETECTOR_BINARY: &str = "peregrine-detector";
 pub const PUBLISHER_BINARY: &str = "peregrine-publisher";
 
 /// What invokes a function: the runner does the trigger's job, since nothing else does locally
-/// (moto neither maps event sources nor fires schedules). A function whose trigger is not here
-/// (an HTTP endpoint, say) cannot be run locally until it is.
+/// (moto neither maps event sources nor fires schedules, and serves no function URLs or APIs).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Trigger {
     /// An SQS event-source mapping (template `Events: {Type: SQS}`): batches from its queue.
     Sqs,
     /// A schedule (template `Events: {Type: Schedule}`): the scheduled event, periodically.
     Schedule,
+    /// HTTP (template `FunctionUrlConfig`, `Events: {Type: HttpApi}`): a local listener per
+    /// endpoint turns each request into the event Lambda delivers (see [`crate::http`]).
+    Http,
 }
 
 /// Why a function's handler could not be built (its configuration, its clients, its rules).

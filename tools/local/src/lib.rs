@@ -3,13 +3,17 @@
 //! - provisioning (`peregrine-provision`, re-exported here): `template.yaml`'s queues, tables,
 //!   buses and rules created (or checked) idempotently, and each function's environment;
 //! - [`functions`]: the table of functions the runner runs (binary, trigger, handler);
-//! - [`runner`]: the triggers (the SQS event-source mapping, the schedule), calling the
-//!   functions' library handlers in-process;
+//! - [`runner`]: the triggers (the SQS event-source mapping, the schedule, HTTP listeners
+//!   standing in for function URLs and HTTP APIs), calling the functions' library handlers
+//!   in-process;
+//! - [`http`]: the HTTP trigger's requests as Lambda events, answers as responses, routes and
+//!   the local IAM check;
 //! - [`sample`]: realistic node activity and attacks, encoded as agent messages.
 //!
 //! See `docs/pipeline.md` ("Running it locally").
 
 pub mod functions;
+pub mod http;
 pub mod runner;
 pub mod sample;
 
@@ -19,4 +23,5 @@ pub use peregrine_provision::{
 };
 
 pub use crate::functions::{FUNCTIONS, Handler, LocalFunction, Trigger};
-pub use crate::runner::{PollReport, Runner, RunnerError, RunnerOptions};
+pub use crate::http::HttpKind;
+pub use crate::runner::{HttpEndpoint, PollReport, Runner, RunnerError, RunnerOptions};

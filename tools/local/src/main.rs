@@ -41,7 +41,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Provision or check, print the environment, then run every function on its trigger
-    /// (poll the queues, fire the schedules) until SIGINT/SIGTERM.
+    /// (poll the queues, fire the schedules, serve the HTTP endpoints) until SIGINT/SIGTERM.
     Serve {
         /// Failed messages become visible again after this many seconds (Lambda waits the
         /// queue's visibility timeout).
@@ -57,6 +57,10 @@ enum Command {
         /// Also write the `export` lines to this file once the resources exist.
         #[arg(long)]
         exports_file: Option<PathBuf>,
+        /// The port of the first HTTP endpoint (function URL, HTTP API) on 127.0.0.1; the next
+        /// ones take the following ports. Default: any free port for each.
+        #[arg(long, default_value_t = 0)]
+        http_port: u16,
     },
     /// Provision or check, print the environment and exit.
     Env,
@@ -118,6 +122,7 @@ async fn main() -> anyhow::Result<()> {
             publish_interval_seconds,
             batch_size,
             exports_file,
+            http_port,
         } => {
             let text = exports(&stack);
             print!("{text}");
@@ -137,7 +142,11 @@ async fn main() -> anyhow::Result<()> {
             if let Some(n) = batch_size {
                 runner_options.batch_size = n.max(1);
             }
+            runner_options.http_port = http_port;
             let runner = Runner::from_stack(&sdk, &stack, runner_options)?;
+            for e in runner.http_endpoints() {
+                println!("# {} ({:?}): {}", e.function, e.kind, e.url());
+            }
             if let Some(path) = exports_file {
                 let tmp = path.with_extension("tmp");
                 std::fs::write(&tmp, &text)?;

@@ -10,9 +10,17 @@
 //!   the failed messages' visibility, which real Lambda does not do.
 //! - **Schedule.** Sends the scheduled event every `publish_interval` (moto never fires
 //!   schedules).
+//! - **HTTP.** Each endpoint of an HTTP-triggered function (its function URL, its HTTP API
+//!   routes) gets a listener on `127.0.0.1` (`http_port`, 0 for any free port; see
+//!   [`Runner::http_endpoints`]). Each request is read (at most 6 MB), authenticated when the
+//!   template says `AWS_IAM` (locally: a well-formed SigV4 header, see
+//!   [`crate::http::check_sigv4`]), routed, turned into the event Lambda delivers, and the
+//!   handler's answer into the response (see [`crate::http`]).
 
 use std::collections::{BTreeMap, HashMap};
+use std::convert::Infallible;
 use std::future::Future;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -23,12 +31,22 @@ use aws_sdk_sqs::types::{
     ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry, Message,
     MessageSystemAttributeName,
 };
+use aws_sdk_sts::config::ProvideCredentials;
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use http::{Request, StatusCode};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use hyper::body::Incoming;
 use lambda_runtime::{Context, Diagnostic, LambdaEvent};
 use peregrine_event::Timestamp;
+use peregrine_provision::{ApiKind, HttpAuth};
 use peregrine_publisher::PublishSummary;
 use serde_json::Value;
 
 use crate::functions::{FUNCTIONS, Handler, LocalFunction, PUBLISHER_BINARY, StartError, Trigger};
+use crate::http::{
+    EventContext, HttpKind, HttpRequest, HttpResponse, IamCaller, MAX_PAYLOAD_BYTES,
+};
 use peregrine_provision::{FunctionError, FunctionSpec, LocalStack, Queue, find_function};
 
 /// Lambda's limit on an invocation's payload, which bounds an SQS batch.
@@ -42,6 +60,18 @@ pub enum RunnerError {
     Function(#[from] FunctionError),
     #[error("function {0} has no SQS event source in the template")]
     NoEventSource(String),
+    #[error(
+        "function {0} has no HTTP endpoint in the template (FunctionUrlConfig or an HttpApi event)"
+    )]
+    NoHttpEndpoint(String),
+    #[error("function {function}: {what} is not supported locally")]
+    HttpUnsupported { function: String, what: String },
+    #[error("function {function}: cannot listen on {addr}: {source}")]
+    Listen {
+        function: String,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("function {function}: {source}")]
     Config {
         function: String,
@@ -92,6 +122,9 @@ pub struct RunnerOptions {
     pub retry_after: Option<Duration>,
     /// How often the scheduled functions run (the template's schedule).
     pub publish_interval: Duration,
+    /// The port of the first HTTP endpoint on 127.0.0.1; the next ones take the ports after
+    /// it, in table order. 0: any free port for each.
+    pub http_port: u16,
 }
 
 impl RunnerOptions {
@@ -116,6 +149,7 @@ impl RunnerOptions {
             publish_interval: first(Trigger::Schedule)
                 .and_then(|f| f.schedule)
                 .unwrap_or(Duration::from_secs(60)),
+            http_port: 0,
         }
     }
 }
@@ -146,21 +180,95 @@ impl PollReport {
 
 /// A function of the table, found in the template, with its handler built.
 struct Running {
+    binary: &'static str,
     spec: FunctionSpec,
     trigger: Trigger,
     /// The SQS trigger's queue.
     queue: Option<Queue>,
+    /// The HTTP trigger's listeners, bound when the runner is built.
+    listeners: Vec<Listener>,
     handler: Handler,
 }
 
-/// The event-source mapping and schedule stand-in.
+/// A bound HTTP endpoint of a function.
+struct Listener {
+    kind: HttpKind,
+    socket: std::net::TcpListener,
+    addr: SocketAddr,
+}
+
+/// An HTTP endpoint the runner serves, for printing and for clients.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpEndpoint {
+    /// The function's logical id.
+    pub function: String,
+    pub binary: &'static str,
+    pub kind: HttpKind,
+    pub addr: SocketAddr,
+}
+
+impl HttpEndpoint {
+    pub fn url(&self) -> String {
+        format!("http://{}/", self.addr)
+    }
+}
+
+/// The runner's own identity (its credentials' key and STS GetCallerIdentity), which names a
+/// caller signing with that key.
+#[derive(Clone, Debug, Default)]
+struct OwnIdentity {
+    access_key: Option<String>,
+    arn: Option<String>,
+    user_id: Option<String>,
+}
+
+/// The event-source mapping, schedule and HTTP front stand-in.
 pub struct Runner {
     sqs: aws_sdk_sqs::Client,
+    sts: aws_sdk_sts::Client,
+    credentials: Option<aws_sdk_sts::config::SharedCredentialsProvider>,
+    identity: tokio::sync::OnceCell<OwnIdentity>,
     region: String,
     account_id: String,
     functions: Vec<Running>,
     options: RunnerOptions,
     invocations: AtomicU64,
+}
+
+/// The HTTP endpoints a function's template entry asks for.
+fn http_kinds(spec: &FunctionSpec) -> Result<Vec<HttpKind>, RunnerError> {
+    let unsupported = |what: &str| RunnerError::HttpUnsupported {
+        function: spec.logical_id.clone(),
+        what: what.to_owned(),
+    };
+    let mut kinds = Vec::new();
+    if spec.url.is_some() {
+        kinds.push(HttpKind::FunctionUrl);
+    }
+    for route in &spec.routes {
+        match route.api {
+            ApiKind::HttpApi => {}
+            ApiKind::HttpApiV1 => {
+                return Err(unsupported(&format!(
+                    "event {}: HttpApi payload format 1.0",
+                    route.event
+                )));
+            }
+            ApiKind::RestApi => {
+                return Err(unsupported(&format!(
+                    "event {}: a REST API (Type: Api); use HttpApi or a function URL",
+                    route.event
+                )));
+            }
+        }
+    }
+    if !spec.routes.is_empty() {
+        kinds.push(HttpKind::HttpApi);
+    }
+    if kinds.is_empty() {
+        return Err(RunnerError::NoHttpEndpoint(spec.logical_id.clone()));
+    }
+    Ok(kinds)
 }
 
 impl Runner {
@@ -181,6 +289,7 @@ impl Runner {
         table: &[LocalFunction],
     ) -> Result<Runner, RunnerError> {
         let mut functions = Vec::with_capacity(table.len());
+        let mut next_port = options.http_port;
         for row in table {
             let spec = find(stack, row.binary)?.clone();
             let queue = match row.trigger {
@@ -190,8 +299,26 @@ impl Runner {
                         .cloned()
                         .ok_or_else(|| RunnerError::NoEventSource(spec.logical_id.clone()))?,
                 ),
-                Trigger::Schedule => None,
+                Trigger::Schedule | Trigger::Http => None,
             };
+            let mut listeners = Vec::new();
+            if row.trigger == Trigger::Http {
+                for kind in http_kinds(&spec)? {
+                    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, next_port));
+                    let listen = |source| RunnerError::Listen {
+                        function: spec.logical_id.clone(),
+                        addr,
+                        source,
+                    };
+                    let socket = std::net::TcpListener::bind(addr).map_err(listen)?;
+                    socket.set_nonblocking(true).map_err(listen)?;
+                    let addr = socket.local_addr().map_err(listen)?;
+                    if next_port != 0 {
+                        next_port = next_port.saturating_add(1);
+                    }
+                    listeners.push(Listener { kind, socket, addr });
+                }
+            }
             let env = stack.function_env(&spec.logical_id).unwrap_or_default();
             let handler = (row.start)(sdk, &|k| env.get(k).cloned()).map_err(|source| {
                 RunnerError::Start {
@@ -200,14 +327,19 @@ impl Runner {
                 }
             })?;
             functions.push(Running {
+                binary: row.binary,
                 spec,
                 trigger: row.trigger,
                 queue,
+                listeners,
                 handler,
             });
         }
         Ok(Runner {
             sqs: aws_sdk_sqs::Client::new(sdk),
+            sts: aws_sdk_sts::Client::new(sdk),
+            credentials: sdk.credentials_provider(),
+            identity: tokio::sync::OnceCell::new(),
             region: stack.context.region.clone(),
             account_id: stack.context.account_id.clone(),
             functions,
@@ -227,6 +359,20 @@ impl Runner {
 
     pub fn options(&self) -> &RunnerOptions {
         &self.options
+    }
+
+    /// The HTTP endpoints being served (bound when the runner was built).
+    pub fn http_endpoints(&self) -> Vec<HttpEndpoint> {
+        self.triggered(Trigger::Http)
+            .flat_map(|f| {
+                f.listeners.iter().map(|l| HttpEndpoint {
+                    function: f.spec.logical_id.clone(),
+                    binary: f.binary,
+                    kind: l.kind,
+                    addr: l.addr,
+                })
+            })
+            .collect()
     }
 
     fn context(&self, f: &FunctionSpec) -> Context {
@@ -573,6 +719,7 @@ impl Runner {
                 match f.trigger {
                     Trigger::Sqs => Box::pin(self.poll_loop(f, stop_rx.clone())),
                     Trigger::Schedule => Box::pin(self.schedule_loop(f, stop_rx.clone())),
+                    Trigger::Http => Box::pin(self.http_loop(f, stop_rx.clone())),
                 }
             })
             .collect();
@@ -613,6 +760,219 @@ impl Runner {
             }
             if let Err(e) = self.fire(f).await {
                 tracing::warn!(function = %f.spec.logical_id, error = %e, "scheduled run failed; the next run repeats it");
+            }
+        }
+    }
+}
+
+impl Runner {
+    /// Serves every endpoint of an HTTP-triggered function until stopped. Connections are
+    /// served concurrently; on stop, requests in flight are abandoned.
+    async fn http_loop(&self, f: &Running, stop: tokio::sync::watch::Receiver<bool>) {
+        let serving = f
+            .listeners
+            .iter()
+            .map(|l| self.serve_endpoint(f, l, stop.clone()));
+        futures_util::future::join_all(serving).await;
+    }
+
+    async fn serve_endpoint(
+        &self,
+        f: &Running,
+        l: &Listener,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) {
+        let listener = match l
+            .socket
+            .try_clone()
+            .and_then(tokio::net::TcpListener::from_std)
+        {
+            Ok(listener) => listener,
+            Err(e) => {
+                tracing::error!(function = %f.spec.logical_id, addr = %l.addr, error = %e, "cannot serve HTTP");
+                return;
+            }
+        };
+        tracing::info!(function = %f.spec.logical_id, kind = ?l.kind, url = %format!("http://{}/", l.addr), "serving HTTP");
+        let mut connections = FuturesUnordered::new();
+        loop {
+            if *stop.borrow() {
+                break;
+            }
+            tokio::select! {
+                _ = stop.changed() => break,
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, peer)) => {
+                        let kind = l.kind;
+                        let service = hyper::service::service_fn(move |req| async move {
+                            Ok::<_, Infallible>(self.http_request(f, kind, peer, req).await)
+                        });
+                        connections.push(
+                            hyper::server::conn::http1::Builder::new()
+                                .serve_connection(hyper_util::rt::TokioIo::new(stream), service),
+                        );
+                    }
+                    Err(e) => tracing::warn!(function = %f.spec.logical_id, error = %e, "accept failed"),
+                },
+                Some(done) = connections.next(), if !connections.is_empty() => {
+                    if let Err(e) = done {
+                        tracing::debug!(function = %f.spec.logical_id, error = %e, "HTTP connection ended with an error");
+                    }
+                }
+            }
+        }
+    }
+
+    /// The runner's own identity, looked up once.
+    async fn own_identity(&self) -> &OwnIdentity {
+        self.identity
+            .get_or_init(|| async {
+                let access_key = match &self.credentials {
+                    Some(p) => p
+                        .provide_credentials()
+                        .await
+                        .ok()
+                        .map(|c| c.access_key_id().to_owned()),
+                    None => None,
+                };
+                let me = self.sts.get_caller_identity().send().await.ok();
+                OwnIdentity {
+                    access_key,
+                    arn: me.as_ref().and_then(|m| m.arn().map(str::to_owned)),
+                    user_id: me.as_ref().and_then(|m| m.user_id().map(str::to_owned)),
+                }
+            })
+            .await
+    }
+
+    /// One HTTP request through a function, as its function URL or HTTP API would take it.
+    async fn http_request(
+        &self,
+        f: &Running,
+        kind: HttpKind,
+        peer: SocketAddr,
+        req: Request<Incoming>,
+    ) -> HttpResponse {
+        let too_large = || {
+            crate::http::front_error(
+                kind,
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &format!(
+                    "Request must be smaller than {MAX_PAYLOAD_BYTES} bytes for the InvokeFunction operation"
+                ),
+            )
+        };
+        let (parts, body) = req.into_parts();
+        let declared = parts
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > MAX_PAYLOAD_BYTES as u64) {
+            return too_large();
+        }
+        let body = match Limited::new(body, MAX_PAYLOAD_BYTES).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => return too_large(),
+            Err(e) => {
+                return crate::http::front_error(
+                    kind,
+                    StatusCode::BAD_REQUEST,
+                    &format!("reading the body: {e}"),
+                );
+            }
+        };
+        let request = HttpRequest {
+            method: parts.method,
+            path: parts.uri.path().to_owned(),
+            query: parts.uri.query().unwrap_or_default().to_owned(),
+            headers: parts.headers,
+            body,
+            peer,
+        };
+        let (route, auth) = match kind {
+            HttpKind::FunctionUrl => (None, f.spec.url.as_ref().map_or(HttpAuth::None, |u| u.auth)),
+            HttpKind::HttpApi => {
+                match crate::http::match_route(&f.spec.routes, &request.method, &request.path) {
+                    Some((route, params)) => (Some((route, params)), route.auth),
+                    None => {
+                        return crate::http::front_error(kind, StatusCode::NOT_FOUND, "Not Found");
+                    }
+                }
+            }
+        };
+        let iam = match auth {
+            HttpAuth::None => None,
+            HttpAuth::AwsIam => {
+                match crate::http::check_sigv4(&request.headers, &self.region, kind.service()) {
+                    Ok(sig) => {
+                        let own = self.own_identity().await;
+                        let mine = own.access_key.as_deref() == Some(sig.access_key.as_str());
+                        Some(IamCaller {
+                            access_key: sig.access_key,
+                            account_id: self.account_id.clone(),
+                            user_arn: own.arn.clone().filter(|_| mine),
+                            user_id: own.user_id.clone().filter(|_| mine),
+                        })
+                    }
+                    Err(e) => {
+                        tracing::info!(function = %f.spec.logical_id, error = %e, "HTTP request refused");
+                        return crate::http::front_error(
+                            kind,
+                            StatusCode::FORBIDDEN,
+                            &e.to_string(),
+                        );
+                    }
+                }
+            }
+        };
+        let ctx = EventContext {
+            account_id: self.account_id.clone(),
+            request_id: format!("local-http-{:08}", self.invocations.load(Ordering::Relaxed)),
+            iam,
+        };
+        let event = match route {
+            None => serde_json::to_value(crate::http::function_url_event(&request, &ctx)),
+            Some((route, params)) => {
+                serde_json::to_value(crate::http::http_api_event(&request, route, params, &ctx))
+            }
+        };
+        let event = match event {
+            Ok(event) => event,
+            Err(e) => {
+                return crate::http::front_error(
+                    kind,
+                    StatusCode::BAD_REQUEST,
+                    &format!("the request cannot be an event: {e}"),
+                );
+            }
+        };
+        if serde_json::to_vec(&event).map_or(0, |v| v.len()) > MAX_PAYLOAD_BYTES {
+            return too_large();
+        }
+        let (status, message) = match kind {
+            HttpKind::FunctionUrl => (StatusCode::BAD_GATEWAY, "Internal Server Error"),
+            HttpKind::HttpApi => (StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error"),
+        };
+        match self.invoke(f, event).await {
+            Some(Ok(answer)) => crate::http::response(answer).unwrap_or_else(|why| {
+                tracing::warn!(function = %f.spec.logical_id, why = %why, "the function's answer is not an HTTP response");
+                crate::http::front_error(kind, status, message)
+            }),
+            Some(Err(d)) => {
+                tracing::warn!(function = %f.spec.logical_id, error_type = %d.error_type, error = %d.error_message, "function failed");
+                crate::http::front_error(kind, status, message)
+            }
+            None => {
+                tracing::warn!(function = %f.spec.logical_id, timeout = ?f.spec.timeout, "function timed out");
+                match kind {
+                    HttpKind::FunctionUrl => crate::http::front_error(kind, status, message),
+                    HttpKind::HttpApi => crate::http::front_error(
+                        kind,
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "Service Unavailable",
+                    ),
+                }
             }
         }
     }
