@@ -135,7 +135,7 @@ impl Enricher {
                 }
                 decode::file::detail(kind, h.flags, f)
             }
-            RawBody::Connect(c) => decode::net::detail(c),
+            RawBody::Detail(d) => d,
             RawBody::Cgroup { .. } => return None,
         };
         if let Some(e) = self.procs.get(&key)

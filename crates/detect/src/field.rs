@@ -6,7 +6,7 @@
 use std::cell::OnceCell;
 use std::net::IpAddr;
 
-use peregrine_event::{Ancestor, Event, Family, Kind, NewBinaryEvidence, Timestamp};
+use peregrine_event::{Ancestor, Event, Family, Kind, KindFamily, NewBinaryEvidence, Timestamp};
 
 /// What a field holds, which decides the operators it accepts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,17 +61,7 @@ impl Scope {
             Scope::Exec => kind == Kind::Exec,
             Scope::Fork => kind == Kind::Fork,
             Scope::Exit => kind == Kind::Exit,
-            Scope::File => {
-                matches!(
-                    kind,
-                    Kind::Open
-                        | Kind::Rename
-                        | Kind::Link
-                        | Kind::Symlink
-                        | Kind::Unlink
-                        | Kind::Chmod
-                )
-            }
+            Scope::File => kind.family() == KindFamily::File,
             Scope::FileNew => matches!(kind, Kind::Rename | Kind::Link | Kind::Symlink),
             Scope::Connect => kind == Kind::Connect,
         }

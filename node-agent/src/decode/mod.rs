@@ -13,9 +13,9 @@ pub mod net;
 pub mod process;
 
 use node_agent_common::{EventHeader, Kind, KindFamily};
+use peregrine_event::Detail;
 
 pub use self::file::RawFile;
-pub use self::net::RawConnect;
 pub use self::process::RawExec;
 pub use node_agent_common::{AF_INET, AF_INET6, AF_UNIX};
 
@@ -54,7 +54,9 @@ pub enum RawBody {
         exit_code: u32,
     },
     File(RawFile),
-    Connect(RawConnect),
+    /// A kind whose detail needs nothing from enrichment (the process table, containers):
+    /// decoded straight into the event's detail (connect, and most kinds to come).
+    Detail(Detail),
     /// Internal: a cgroup v2 directory appeared (`created`) or went away.
     Cgroup {
         id: u64,
