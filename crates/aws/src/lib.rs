@@ -8,8 +8,9 @@
 //! A VPC endpoint with private DNS needs no configuration at all; a local stand-in is just
 //! `AWS_ENDPOINT_URL`.
 
+// Transitional (see the `moto` feature): the moto launcher lives in peregrine-testkit.
 #[cfg(feature = "moto")]
-pub mod moto;
+pub use peregrine_testkit::moto;
 
 use aws_smithy_http_client::{
     Builder,
