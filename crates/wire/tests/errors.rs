@@ -2,9 +2,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test crate: failing loudly is the point
 
-mod common;
-
-use common::*;
+use peregrine_testkit::coverage::*;
+use peregrine_testkit::wire::*;
 use peregrine_wire::{
     BatchEncoder, EncoderConfig, Heartbeat, Inconsistency, Limits, WireError, decode,
     decode_with_limits, encode_heartbeat, pb,

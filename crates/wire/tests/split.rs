@@ -3,12 +3,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test crate: failing loudly is the point
 
-mod common;
-
 use std::sync::Arc;
 
-use common::*;
 use peregrine_event::{Detail, Event, FileInfo, Kind, Timestamp};
+use peregrine_testkit::coverage::*;
 use peregrine_wire::{
     BatchEncoder, EncodedMessage, EncoderConfig, Limits, Message, WireError, decode_with_limits,
 };
