@@ -2,16 +2,15 @@
 //! invocation context.
 //!
 //! ```
-//! use peregrine_testkit::lambda::{SqsEventBuilder, context};
+//! use peregrine_testkit::lambda::SqsEventBuilder;
 //! let event = SqsEventBuilder::new("arn:aws:sqs:us-east-1:123456789012:events")
 //!     .message("m-1", "body")
 //!     .build();
 //! assert_eq!(event.records[0].attributes["ApproximateReceiveCount"], "1");
-//! let ctx = context("test", "arn:aws:lambda:us-east-1:123456789012:function:f");
-//! assert_eq!(ctx.request_id, "test");
 //! ```
 
 use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
+#[cfg(feature = "lambda")]
 use lambda_runtime::Context;
 
 /// An `SqsEvent` under construction: the queue's messages in order, each delivered for the
@@ -104,6 +103,7 @@ pub fn sqs_event(queue_arn: &str, messages: &[(&str, &str)]) -> SqsEvent {
         .build()
 }
 
+#[cfg(feature = "lambda")]
 /// An invocation's context: its request id and the function's ARN (no deadline).
 pub fn context(request_id: &str, function_arn: &str) -> Context {
     let mut ctx = Context::default();

@@ -8,8 +8,8 @@
 //!   messages (also what `peregrine-local send-sample` sends);
 //! - [`strategies`] (feature `proptest`): proptest strategies for the event model;
 //! - [`wire`]: hand-built wire messages and the way back from a body;
-//! - [`lambda`]: SQS events and Lambda contexts as Lambda builds them;
-//! - [`moto`]: a local AWS (moto in server mode) per test.
+//! - [`lambda`]: SQS events and (feature `lambda`) Lambda contexts as Lambda builds them;
+//! - [`moto`] (feature `moto`): a local AWS (moto in server mode) per test.
 //!
 //! Never a dependency of product code, except `peregrine-local`'s sample command.
 
@@ -20,6 +20,7 @@
 pub mod builders;
 pub mod coverage;
 pub mod lambda;
+#[cfg(feature = "moto")]
 pub mod moto;
 pub mod rng;
 pub mod samples;
