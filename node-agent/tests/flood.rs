@@ -71,17 +71,7 @@ fn a_full_kernel_ring_buffer_is_counted_reported_and_survived() {
 
     // Nothing vanished silently: every open of the storm was delivered or counted as lost.
     assert!(agent.stop().success());
-    let events = agent.events();
-    let p = path.to_string_lossy();
-    let delivered = events
-        .iter()
-        .filter(|e| e.kind == Kind::Open && e.file().unwrap().path == p)
-        .count() as u64;
-    let lost: u64 = events
-        .iter()
-        .filter_map(|e| e.loss())
-        .map(|l| l.total())
-        .sum();
+    let (delivered, lost) = delivered_and_lost(&agent, &path);
     assert!(
         delivered < STORM as u64,
         "a one-page ring buffer cannot keep up with {STORM} opens"
@@ -110,6 +100,15 @@ fn a_full_user_queue_is_counted_separately_and_reported() {
         "the kernel side kept up"
     );
     assert!(agent.stop().success());
+    let (delivered, lost) = delivered_and_lost(&agent, &path);
+    assert!(
+        delivered + lost >= STORM as u64,
+        "delivered {delivered} + reported lost {lost} < {STORM}"
+    );
+}
+
+/// Opens of `path` the agent delivered, and the events its loss reports counted as lost.
+fn delivered_and_lost(agent: &Agent, path: &std::path::Path) -> (u64, u64) {
     let events = agent.events();
     let p = path.to_string_lossy();
     let delivered = events
@@ -121,10 +120,7 @@ fn a_full_user_queue_is_counted_separately_and_reported() {
         .filter_map(|e| e.loss())
         .map(|l| l.total())
         .sum();
-    assert!(
-        delivered + lost >= STORM as u64,
-        "delivered {delivered} + reported lost {lost} < {STORM}"
-    );
+    (delivered, lost)
 }
 
 /// Names (truncated by the kernel to 15 bytes) of our programs that are loaded right now.

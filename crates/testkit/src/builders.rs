@@ -19,7 +19,7 @@ use peregrine_event::{
     LossInfo, MetadataState, NetInfo, NewBinary, Process, Timestamp, mode_octal,
 };
 use peregrine_finding::FindingEnv;
-use peregrine_wire::{AgentIdentity, ProbeState, ProbeStatus};
+use peregrine_wire::{AgentIdentity, Heartbeat, ProbeState, ProbeStatus};
 use uuid::Uuid;
 
 /// `O_CLOEXEC`: not a write-intent bit (so not in the event model's flag set); fixtures'
@@ -357,6 +357,17 @@ pub fn agent_identity(agent_id: &str, node_name: &str, cluster_name: &str) -> Ag
         node_name: node_name.into(),
         cluster_name: cluster_name.into(),
         agent_version: "0.1.0".into(),
+    }
+}
+
+/// A heartbeat from the agent `identity`, with nothing to report yet.
+pub fn heartbeat(identity: AgentIdentity) -> Heartbeat {
+    Heartbeat {
+        agent_id: identity.agent_id,
+        node_name: identity.node_name,
+        cluster_name: identity.cluster_name,
+        agent_version: identity.agent_version,
+        ..Heartbeat::default()
     }
 }
 

@@ -479,13 +479,8 @@ pub fn encode(
 
 /// A heartbeat of the sample node.
 pub fn heartbeat(agent_id: &str, at: Timestamp) -> Heartbeat {
-    let id = identity(agent_id);
     Heartbeat {
-        agent_id: id.agent_id,
-        node_name: id.node_name,
-        cluster_name: id.cluster_name,
         kernel_release: "6.1.155-176.282.amzn2023.x86_64".into(),
-        agent_version: id.agent_version,
         probes: vec![
             probe(
                 "sched_process_exec",
@@ -519,6 +514,7 @@ pub fn heartbeat(agent_id: &str, at: Timestamp) -> Heartbeat {
         events_sent: 1_204_331,
         uptime: std::time::Duration::from_secs(86_400),
         timestamp: at,
+        ..builders::heartbeat(identity(agent_id))
     }
 }
 

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use peregrine_event::{Detail, Event, FileInfo, Kind, Process, Timestamp};
-use peregrine_testkit::builders::probe;
+use peregrine_testkit::builders::{heartbeat as heartbeat_of, probe};
 use peregrine_testkit::coverage::*;
 use peregrine_testkit::wire::*;
 use peregrine_wire::{
@@ -204,11 +204,7 @@ fn sequence_numbers_continue_across_flushes() {
 
 fn heartbeat() -> Heartbeat {
     Heartbeat {
-        agent_id: "i-0123456789abcdef0".into(),
-        node_name: "ip-10-0-1-23.ec2.internal".into(),
-        cluster_name: "prod".into(),
         kernel_release: "6.1.119-129.201.amzn2023.x86_64".into(),
-        agent_version: "0.1.0".into(),
         probes: vec![
             probe(
                 "sched_process_exec",
@@ -243,6 +239,7 @@ fn heartbeat() -> Heartbeat {
         events_sent: 123_456_789,
         uptime: Duration::new(86_400 * 30, 999_999_999),
         timestamp: Timestamp::from_unix_nanos(T0),
+        ..heartbeat_of(identity())
     }
 }
 

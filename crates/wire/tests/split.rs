@@ -48,6 +48,15 @@ fn large_events(n: usize, argv_bytes: usize) -> Vec<Event> {
         .collect()
 }
 
+/// An encoder whose messages must fit `limits`.
+fn encoder_within(limits: &Limits) -> BatchEncoder {
+    let cfg = EncoderConfig {
+        limits: limits.clone(),
+        ..EncoderConfig::default()
+    };
+    BatchEncoder::new(identity(), cfg).unwrap()
+}
+
 fn check_split(
     messages: &[EncodedMessage],
     first_seq: u64,
@@ -125,11 +134,7 @@ fn count_and_size_limits_split_too() {
         max_decompressed_bytes: 1 << 20,
         ..Limits::default()
     };
-    let cfg = EncoderConfig {
-        limits: limits.clone(),
-        ..EncoderConfig::default()
-    };
-    let mut enc = BatchEncoder::new(identity(), cfg).unwrap();
+    let mut enc = encoder_within(&limits);
     let messages = enc.encode(&events, Timestamp::from_unix_nanos(T0)).unwrap();
     assert_eq!(messages.len(), 8); // ceil(5000 / 700)
     assert!(messages.iter().all(|m| m.event_count <= 700));
@@ -139,11 +144,7 @@ fn count_and_size_limits_split_too() {
         max_decompressed_bytes: 16 * 1024,
         ..Limits::default()
     };
-    let cfg = EncoderConfig {
-        limits: limits.clone(),
-        ..EncoderConfig::default()
-    };
-    let mut enc = BatchEncoder::new(identity(), cfg).unwrap();
+    let mut enc = encoder_within(&limits);
     let messages = enc.encode(&events, Timestamp::from_unix_nanos(T0)).unwrap();
     assert!(messages.iter().all(|m| m.raw_bytes <= 16 * 1024));
     check_split(&messages, 0, 1_000_000, &limits, &events);
