@@ -15,7 +15,7 @@ use std::{
 
 use common::{
     Agent, CgroupParents, Containerd, Overlay, Pod, busybox_rootfs, cgroup2_mount, pod,
-    run_container, unique,
+    run_container, run_in_kubelet_cgroup, unique,
 };
 use peregrine_event::{Event, Kind, MetadataState, NewBinaryEvidence};
 

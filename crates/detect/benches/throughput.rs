@@ -1,3 +1,4 @@
+#![allow(clippy::expect_used)] // a benchmark harness: failing loudly is the point
 //! Detection throughput: every built-in rule on, one thread, a realistic event mix.
 //!
 //!     cargo bench -p peregrine-detect --bench throughput
