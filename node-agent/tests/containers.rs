@@ -39,10 +39,16 @@ fn assert_pod(ev: &Event, p: &Pod) {
     assert_eq!(c.namespace.as_deref(), Some("k8s.io"));
 }
 
-#[test]
-fn kubelet_cgroup_container_is_attributed_and_a_copied_binary_is_new() {
+/// A private containerd and an agent asking it for container metadata.
+fn containerd_and_agent() -> (Containerd, Agent) {
     let cd = Containerd::start();
     let agent = Agent::start(&["--containerd-socket", cd.socket.to_str().unwrap()]);
+    (cd, agent)
+}
+
+#[test]
+fn kubelet_cgroup_container_is_attributed_and_a_copied_binary_is_new() {
+    let (cd, agent) = containerd_and_agent();
     let tmp = tempfile::tempdir().unwrap();
     let rootfs = busybox_rootfs(tmp.path());
     let p = pod();
@@ -106,8 +112,7 @@ fn kubelet_cgroup_container_is_attributed_and_a_copied_binary_is_new() {
 
 #[test]
 fn overlay_upper_layer_marks_new_binaries_under_plain_containerd_layout() {
-    let cd = Containerd::start();
-    let agent = Agent::start(&["--containerd-socket", cd.socket.to_str().unwrap()]);
+    let (cd, agent) = containerd_and_agent();
     let tmp = tempfile::tempdir().unwrap();
     let lower = busybox_rootfs(tmp.path());
     let overlay = Overlay::mount(&lower, tmp.path());

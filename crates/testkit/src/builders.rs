@@ -371,14 +371,17 @@ pub fn heartbeat(identity: AgentIdentity) -> Heartbeat {
     }
 }
 
-/// One probe's line in a heartbeat.
-pub fn probe(program: &str, target: &str, state: ProbeState, error: Option<&str>) -> ProbeStatus {
-    ProbeStatus {
-        program: program.into(),
-        target: target.into(),
-        state,
-        error: error.map(Into::into),
-    }
+/// A heartbeat's probe lines: `(program, target, state, error)` each.
+pub fn probes(lines: &[(&str, &str, ProbeState, Option<&str>)]) -> Vec<ProbeStatus> {
+    lines
+        .iter()
+        .map(|&(program, target, state, error)| ProbeStatus {
+            program: program.into(),
+            target: target.into(),
+            state,
+            error: error.map(Into::into),
+        })
+        .collect()
 }
 
 /// The account, detector and node findings are raised in: one EKS cluster `prod` in eu-west-1.

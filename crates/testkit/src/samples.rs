@@ -17,7 +17,7 @@ use peregrine_wire::{
 use uuid::Uuid;
 
 pub use crate::builders::O_CLOEXEC;
-use crate::builders::{self, EventBuilder, Pod, agent_identity, pod_container, probe};
+use crate::builders::{self, EventBuilder, Pod, agent_identity, pod_container, probes};
 use crate::lambda::SqsEventBuilder;
 use crate::rng::Rng;
 pub use peregrine_event::{O_APPEND, O_CREAT, O_TRUNC, O_WRONLY};
@@ -481,26 +481,26 @@ pub fn encode(
 pub fn heartbeat(agent_id: &str, at: Timestamp) -> Heartbeat {
     Heartbeat {
         kernel_release: "6.1.155-176.282.amzn2023.x86_64".into(),
-        probes: vec![
-            probe(
+        probes: probes(&[
+            (
                 "sched_process_exec",
                 "sched/sched_process_exec",
                 ProbeState::Attached,
                 None,
             ),
-            probe(
+            (
                 "sys_enter_openat",
                 "syscalls/sys_enter_openat",
                 ProbeState::Attached,
                 None,
             ),
-            probe(
+            (
                 "security_socket_connect",
                 "security_socket_connect",
                 ProbeState::Failed,
                 Some("BTF for security_socket_connect not found"),
             ),
-        ],
+        ]),
         drops: DropCounters {
             kernel_ringbuf_full: 12,
             kernel_no_scratch: 0,

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use peregrine_event::{Detail, Event, FileInfo, Kind, Process, Timestamp};
-use peregrine_testkit::builders::{heartbeat as heartbeat_of, probe};
+use peregrine_testkit::builders::{heartbeat as heartbeat_of, probes};
 use peregrine_testkit::coverage::*;
 use peregrine_testkit::wire::*;
 use peregrine_wire::{
@@ -205,27 +205,27 @@ fn sequence_numbers_continue_across_flushes() {
 fn heartbeat() -> Heartbeat {
     Heartbeat {
         kernel_release: "6.1.119-129.201.amzn2023.x86_64".into(),
-        probes: vec![
-            probe(
+        probes: probes(&[
+            (
                 "sched_process_exec",
                 "sched/sched_process_exec",
                 ProbeState::Attached,
                 None,
             ),
-            probe(
+            (
                 "sys_enter_openat2",
                 "syscalls/sys_enter_openat2",
                 ProbeState::Absent,
                 None,
             ),
-            probe(
+            (
                 "sys_exit_connect",
                 "syscalls/sys_exit_connect",
                 ProbeState::Failed,
                 Some("EPERM: lockdown=confidentiality"),
             ),
-            probe("", "", ProbeState::Failed, Some("")),
-        ],
+            ("", "", ProbeState::Failed, Some("")),
+        ]),
         drops: DropCounters {
             kernel_ringbuf_full: 17,
             kernel_no_scratch: 2,
