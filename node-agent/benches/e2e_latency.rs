@@ -27,12 +27,12 @@ use std::{
 };
 
 use common::{Agent, stack};
-use peregrine_aws::moto::Moto;
 use peregrine_local::{
     ProvisionOptions, provision,
     runner::{Runner, RunnerOptions},
     template::Template,
 };
+use peregrine_testkit::moto::Moto;
 
 fn pct(v: &mut [f64], p: f64) -> f64 {
     v.sort_by(f64::total_cmp);
@@ -76,14 +76,7 @@ fn main() {
         options.batch_size, options.batching_window
     );
     let runner = Runner::from_stack(&sdk, &stack, options).unwrap();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let runner_task = rt.spawn(async move {
-        runner
-            .run(async {
-                let _ = stop_rx.await;
-            })
-            .await
-    });
+    let runner = stack::spawn_runner(&rt, runner);
 
     // The agent, with its shipped defaults (batches of up to 1 s).
     let queue_url = &stack.event_source_queue("DetectorFunction").unwrap().url;
@@ -155,8 +148,7 @@ fn main() {
     }
     actions.wait().unwrap();
     agent.stop();
-    let _ = stop_tx.send(());
-    rt.block_on(runner_task).unwrap();
+    runner.stop(&rt);
     assert!(!total.is_empty(), "no finding arrived: {}", agent.log());
 
     println!(

@@ -15,7 +15,7 @@ use std::{
 
 use common::{
     Agent, CgroupParents, Containerd, Overlay, Pod, busybox_rootfs, cgroup2_mount, pod,
-    run_container, unique,
+    run_container, run_in_kubelet_cgroup, unique,
 };
 use peregrine_event::{Event, Kind, MetadataState, NewBinaryEvidence};
 
@@ -39,27 +39,24 @@ fn assert_pod(ev: &Event, p: &Pod) {
     assert_eq!(c.namespace.as_deref(), Some("k8s.io"));
 }
 
-#[test]
-fn kubelet_cgroup_container_is_attributed_and_a_copied_binary_is_new() {
+/// A private containerd and an agent asking it for container metadata.
+fn containerd_and_agent() -> (Containerd, Agent) {
     let cd = Containerd::start();
     let agent = Agent::start(&["--containerd-socket", cd.socket.to_str().unwrap()]);
+    (cd, agent)
+}
+
+#[test]
+fn kubelet_cgroup_container_is_attributed_and_a_copied_binary_is_new() {
+    let (cd, agent) = containerd_and_agent();
     let tmp = tempfile::tempdir().unwrap();
     let rootfs = busybox_rootfs(tmp.path());
     let p = pod();
-    let qos = "/kubepods/besteffort";
-    let pod_cg = format!("{qos}/pod{}", p.uid);
-    let _cleanup = CgroupParents(vec!["/kubepods".into(), qos.into(), pod_cg.clone()]);
     let (new_marker, old_marker) = (unique("new"), unique("old"));
     let script = format!(
         "cp /bin/busybox /tmp/busybox && /tmp/busybox echo {new_marker} && /bin/busybox echo {old_marker}"
     );
-    run_container(
-        &cd,
-        &rootfs,
-        &p,
-        Some(&format!("{pod_cg}/{}", p.cid)),
-        &script,
-    );
+    let _cleanup = run_in_kubelet_cgroup(&cd, &rootfs, &p, &script);
 
     let new = exec_with(&agent, "exec of the copied binary", &new_marker);
     assert_pod(&new, &p);
@@ -115,8 +112,7 @@ fn kubelet_cgroup_container_is_attributed_and_a_copied_binary_is_new() {
 
 #[test]
 fn overlay_upper_layer_marks_new_binaries_under_plain_containerd_layout() {
-    let cd = Containerd::start();
-    let agent = Agent::start(&["--containerd-socket", cd.socket.to_str().unwrap()]);
+    let (cd, agent) = containerd_and_agent();
     let tmp = tempfile::tempdir().unwrap();
     let lower = busybox_rootfs(tmp.path());
     let overlay = Overlay::mount(&lower, tmp.path());
@@ -173,6 +169,18 @@ fn spawn_in_cgroup(cg: &Path, argv: &[&str]) -> std::process::Child {
     cmd.spawn().unwrap()
 }
 
+/// Runs `sh -c 'exit 0' <marker>` in the cgroup `dir` and waits for the agent's event of it.
+fn exec_in_cgroup(agent: &Agent, dir: &Path, tag: &str, what: &str) -> Event {
+    let marker = unique(tag);
+    assert!(
+        spawn_in_cgroup(dir, &["/bin/sh", "-c", "exit 0", &marker])
+            .wait()
+            .unwrap()
+            .success()
+    );
+    exec_with(agent, what, &marker)
+}
+
 #[test]
 fn events_flow_while_containerd_hangs_and_the_lookup_is_retried() {
     common::require_root();
@@ -201,14 +209,7 @@ fn events_flow_while_containerd_hangs_and_the_lookup_is_retried() {
     let dir = mount.join(ctr_cg.trim_start_matches('/'));
     std::fs::create_dir_all(&dir).unwrap();
 
-    let first = unique("hung");
-    assert!(
-        spawn_in_cgroup(&dir, &["/bin/sh", "-c", "exit 0", &first])
-            .wait()
-            .unwrap()
-            .success()
-    );
-    let ev = exec_with(&agent, "exec while containerd hangs", &first);
+    let ev = exec_in_cgroup(&agent, &dir, "hung", "exec while containerd hangs");
     let c = ev
         .container
         .as_ref()
@@ -224,14 +225,7 @@ fn events_flow_while_containerd_hangs_and_the_lookup_is_retried() {
     std::fs::remove_file(&socket).unwrap();
     let cd = Containerd::start_at(&socket);
     std::thread::sleep(Duration::from_millis(1500));
-    let second = unique("back");
-    assert!(
-        spawn_in_cgroup(&dir, &["/bin/sh", "-c", "exit 0", &second])
-            .wait()
-            .unwrap()
-            .success()
-    );
-    let ev = exec_with(&agent, "exec after containerd returned", &second);
+    let ev = exec_in_cgroup(&agent, &dir, "back", "exec after containerd returned");
     let c = ev.container.as_ref().unwrap();
     assert_eq!(c.id, p.cid);
     assert_eq!(

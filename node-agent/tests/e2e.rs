@@ -14,13 +14,13 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{Agent, CgroupParents, Containerd, busybox_rootfs, pod, run_container, stack};
-use peregrine_aws::moto::Moto;
+use common::{Agent, Containerd, busybox_rootfs, pod, run_in_kubelet_cgroup, stack};
 use peregrine_local::{
     ProvisionOptions, provision,
     runner::{Runner, RunnerOptions},
     template::Template,
 };
+use peregrine_testkit::moto::Moto;
 use serde::Deserialize;
 
 #[derive(Debug, Deserialize)]
@@ -98,14 +98,7 @@ fn container_attacks_become_findings_on_an_eventbridge_target() {
         ..RunnerOptions::from_stack(&stack)
     };
     let runner = Runner::from_stack(&sdk, &stack, runner_options).unwrap();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let runner_task = rt.spawn(async move {
-        runner
-            .run(async {
-                let _ = stop_rx.await;
-            })
-            .await
-    });
+    let runner = stack::spawn_runner(&rt, runner);
     let queue_url = stack
         .event_source_queue("DetectorFunction")
         .expect("the detector's queue")
@@ -139,24 +132,12 @@ fn container_attacks_become_findings_on_an_eventbridge_target() {
     let tmp = tempfile::tempdir().unwrap();
     let rootfs = busybox_rootfs(tmp.path());
     let p = pod();
-    let pod_cg = format!("/kubepods/besteffort/pod{}", p.uid);
-    let _cleanup = CgroupParents(vec![
-        "/kubepods".into(),
-        "/kubepods/besteffort".into(),
-        pod_cg.clone(),
-    ]);
     let script = scenarios
         .iter()
         .map(|s| format!("( {} )", s.trigger))
         .collect::<Vec<_>>()
         .join("; ");
-    run_container(
-        &cd,
-        &rootfs,
-        &p,
-        Some(&format!("{pod_cg}/{}", p.cid)),
-        &script,
-    );
+    let _cleanup = run_in_kubelet_cgroup(&cd, &rootfs, &p, &script);
 
     // Every expected finding arrives on the target queue.
     let sqs = aws_sdk_sqs::Client::new(&sdk);
@@ -254,6 +235,5 @@ fn container_attacks_become_findings_on_an_eventbridge_target() {
     }
 
     assert!(agent.stop().success());
-    let _ = stop_tx.send(());
-    rt.block_on(runner_task).unwrap();
+    runner.stop(&rt);
 }

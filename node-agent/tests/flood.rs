@@ -55,14 +55,7 @@ fn a_full_kernel_ring_buffer_is_counted_reported_and_survived() {
     );
 
     // Still alive and capturing.
-    let marker = unique("after-storm");
-    assert!(
-        Command::new("/bin/sh")
-            .args(["-c", "exit 0", &marker])
-            .status()
-            .unwrap()
-            .success()
-    );
+    let marker = exec_marker("after-storm");
     agent.wait_for("an exec after the storm", |e| {
         e.kind == Kind::Exec && e.process.argv.contains(&marker)
     });
@@ -71,17 +64,7 @@ fn a_full_kernel_ring_buffer_is_counted_reported_and_survived() {
 
     // Nothing vanished silently: every open of the storm was delivered or counted as lost.
     assert!(agent.stop().success());
-    let events = agent.events();
-    let p = path.to_string_lossy();
-    let delivered = events
-        .iter()
-        .filter(|e| e.kind == Kind::Open && e.file().unwrap().path == p)
-        .count() as u64;
-    let lost: u64 = events
-        .iter()
-        .filter_map(|e| e.loss())
-        .map(|l| l.total())
-        .sum();
+    let (delivered, lost) = delivered_and_lost(&agent, &path);
     assert!(
         delivered < STORM as u64,
         "a one-page ring buffer cannot keep up with {STORM} opens"
@@ -110,6 +93,28 @@ fn a_full_user_queue_is_counted_separately_and_reported() {
         "the kernel side kept up"
     );
     assert!(agent.stop().success());
+    let (delivered, lost) = delivered_and_lost(&agent, &path);
+    assert!(
+        delivered + lost >= STORM as u64,
+        "delivered {delivered} + reported lost {lost} < {STORM}"
+    );
+}
+
+/// Runs `sh -c 'exit 0' <marker>` (a fresh marker, returned) to completion.
+fn exec_marker(tag: &str) -> String {
+    let marker = unique(tag);
+    assert!(
+        Command::new("/bin/sh")
+            .args(["-c", "exit 0", &marker])
+            .status()
+            .unwrap()
+            .success()
+    );
+    marker
+}
+
+/// Opens of `path` the agent delivered, and the events its loss reports counted as lost.
+fn delivered_and_lost(agent: &Agent, path: &std::path::Path) -> (u64, u64) {
     let events = agent.events();
     let p = path.to_string_lossy();
     let delivered = events
@@ -121,10 +126,7 @@ fn a_full_user_queue_is_counted_separately_and_reported() {
         .filter_map(|e| e.loss())
         .map(|l| l.total())
         .sum();
-    assert!(
-        delivered + lost >= STORM as u64,
-        "delivered {delivered} + reported lost {lost} < {STORM}"
-    );
+    (delivered, lost)
 }
 
 /// Names (truncated by the kernel to 15 bytes) of our programs that are loaded right now.
@@ -151,14 +153,7 @@ fn sigterm_detaches_probes_and_flushes_what_was_captured() {
         5,
         "the running agent's programs are visible"
     );
-    let marker = unique("last");
-    assert!(
-        Command::new("/bin/sh")
-            .args(["-c", "exit 0", &marker])
-            .status()
-            .unwrap()
-            .success()
-    );
+    let marker = exec_marker("last");
     // Stop at once: the exec is in the kernel's buffer or the queue, not yet necessarily written.
     let status = agent.stop();
     assert!(status.success(), "graceful exit, got {status}");

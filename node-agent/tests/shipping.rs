@@ -14,8 +14,8 @@ use std::{
 
 use aws_sdk_sqs::Client;
 use common::{Agent, WAIT, unique};
-use peregrine_aws::moto::Moto;
 use peregrine_event::Kind;
+use peregrine_testkit::moto::Moto;
 use peregrine_wire::{Message, decode};
 
 const QUEUE: &str = "peregrine-events";

@@ -9,8 +9,6 @@
 //! `AWS_ENDPOINT_URL`.
 
 pub mod backoff;
-#[cfg(feature = "moto")]
-pub mod moto;
 
 use aws_smithy_http_client::{
     Builder,

@@ -1,3 +1,4 @@
+#![allow(clippy::expect_used)] // a benchmark harness: failing loudly is the point
 //! Detection throughput: every built-in rule on, one thread, a realistic event mix.
 //!
 //!     cargo bench -p peregrine-detect --bench throughput
@@ -14,110 +15,49 @@ use std::time::{Duration, Instant};
 
 use peregrine_detect::{Catalog, Engine, Match};
 use peregrine_event::{
-    Ancestor, Container, Detail, Event, ExecInfo, ExitInfo, Family, FileInfo, ForkInfo, Kind,
-    MetadataState, NetInfo, Process, Timestamp,
+    Container, Event, Kind, O_APPEND, O_CREAT, O_RDWR, O_TRUNC, O_WRONLY, Process,
 };
-
-const O_WRONLY: u32 = 0o1;
-const O_RDWR: u32 = 0o2;
-const O_CREAT: u32 = 0o100;
-const O_TRUNC: u32 = 0o1000;
-const O_APPEND: u32 = 0o2000;
-const O_CLOEXEC: u32 = 0o2000000;
-
-/// xorshift64*: a deterministic mix, the same on every run.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
-fn ancestor(exe: &str, pid: u32) -> Ancestor {
-    Ancestor {
-        pid,
-        exe: exe.into(),
-        comm: exe
-            .rsplit('/')
-            .next()
-            .unwrap_or(exe)
-            .chars()
-            .take(15)
-            .collect(),
-        ..Ancestor::default()
-    }
-}
+use peregrine_testkit::builders::{EventBuilder, O_CLOEXEC, Pod, ancestor, pod_container};
+use peregrine_testkit::rng::Rng;
 
 fn container(name: &str, image: &str, pod: &str) -> Option<Container> {
-    Some(Container {
-        id: format!("{:0>64}", name.len() * 7919),
-        runtime: "containerd".into(),
-        name: Some(name.into()),
-        image: Some(image.into()),
-        pod_name: Some(pod.into()),
-        pod_namespace: Some("prod".into()),
-        pod_uid: Some("0b5e7c1e-8d2f-4c55-9d70-7f7a1c1c2b10".into()),
-        namespace: Some("k8s.io".into()),
-        metadata: MetadataState::Complete,
-    })
+    Some(pod_container(
+        format!("{:0>64}", name.len() * 7919),
+        Pod {
+            namespace: "prod",
+            name: pod,
+            uid: "0b5e7c1e-8d2f-4c55-9d70-7f7a1c1c2b10",
+            container: name,
+            image,
+        },
+    ))
 }
 
 fn process(exe: &str, argv: &[&str], pid: u32, uid: u32, lineage: &[(&str, u32)]) -> Process {
-    Process {
-        pid,
-        ppid: lineage.first().map_or(1, |a| a.1),
-        uid,
-        euid: uid,
-        gid: uid,
-        comm: exe
-            .rsplit('/')
-            .next()
-            .unwrap_or(exe)
-            .chars()
-            .take(15)
-            .collect(),
-        exe: exe.into(),
-        argv: argv.iter().map(|s| s.to_string()).collect(),
-        cwd: "/srv/app".into(),
-        sha256: Some("9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08".into()),
-        lineage: lineage.iter().map(|(e, p)| ancestor(e, *p)).collect(),
-        ..Process::default()
-    }
+    peregrine_testkit::builders::process(pid, exe)
+        .argv(argv)
+        .user(uid)
+        .cwd("/srv/app")
+        .sha256("9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08")
+        .lineage(lineage.iter().map(|(e, p)| ancestor(*p, e)).collect())
+        .build()
 }
 
-/// An event on the process's main thread. Each event gets its own process and container
-/// snapshot (no sharing), so that the streaming phase really reads every event's strings.
-fn ev(kind: Kind, p: &Process, c: &Option<Container>, detail: Detail) -> Event {
-    Event {
-        kind,
-        time: Timestamp::from_unix_nanos(1_764_000_000_000_000_000),
-        tid: p.pid,
-        process: Arc::new(p.clone()),
-        container: c.clone().map(Arc::new),
-        detail,
-    }
+/// `b` on the process's main thread. Each event gets its own process and container snapshot
+/// (no sharing), so that the streaming phase really reads every event's strings.
+fn ev(b: EventBuilder, p: &Process, c: &Option<Container>) -> Event {
+    b.at(1_764_000_000_000_000_000)
+        .by(p.clone())
+        .container(c.clone().map(Arc::new))
+        .build()
 }
 
 fn open(p: &Process, c: &Option<Container>, path: String, flags: u32) -> Event {
-    ev(
-        Kind::Open,
-        p,
-        c,
-        Detail::File(FileInfo {
-            path,
-            flags: flags | O_CLOEXEC,
-            mode: 0o644,
-            result: 7,
-            resolved: true,
-            ..FileInfo::default()
-        }),
-    )
+    let b = EventBuilder::open(&path, flags | O_CLOEXEC)
+        .result(7)
+        .resolved(0, 0)
+        .with_file(|f| f.mode = 0o644);
+    ev(b, p, c)
 }
 
 fn file2(
@@ -127,59 +67,21 @@ fn file2(
     path: String,
     new_path: Option<String>,
 ) -> Event {
-    ev(
-        kind,
-        p,
-        c,
-        Detail::File(FileInfo {
-            path,
-            new_path,
-            result: 0,
-            ..FileInfo::default()
-        }),
-    )
+    let b = EventBuilder::file(kind, &path).with_file(|f| f.new_path = new_path);
+    ev(b, p, c)
 }
 
 fn connect_inet(p: &Process, c: &Option<Container>, addr: String, port: u16) -> Event {
-    ev(
-        Kind::Connect,
-        p,
-        c,
-        Detail::Net(NetInfo {
-            family: Family::Inet,
-            address: addr.parse().ok(),
-            port: Some(port),
-            path: None,
-            result: -115,
-        }),
-    )
+    let address = addr.parse().expect("an IP address");
+    ev(EventBuilder::connect_inet(address, port), p, c)
 }
 
 fn connect_unix(p: &Process, c: &Option<Container>, path: &str) -> Event {
-    ev(
-        Kind::Connect,
-        p,
-        c,
-        Detail::Net(NetInfo {
-            family: Family::Unix,
-            address: None,
-            port: None,
-            path: Some(path.into()),
-            result: 0,
-        }),
-    )
+    ev(EventBuilder::connect_unix(path), p, c)
 }
 
 fn exec(p: &Process, c: &Option<Container>) -> Event {
-    ev(
-        Kind::Exec,
-        p,
-        c,
-        Detail::Exec(ExecInfo {
-            filename: p.exe.clone(),
-            ..ExecInfo::default()
-        }),
-    )
+    ev(EventBuilder::exec(&p.exe), p, c)
 }
 
 /// Builds `n` events of the mix. Returns them and how many are expected to fire.
@@ -317,23 +219,11 @@ fn build_mix(n: usize) -> (Vec<Event>, usize) {
             800..=829 => exec(&sh, &app_c),
             830..=849 => exec(&python, &app_c),
             850..=879 => ev(
-                Kind::Fork,
+                EventBuilder::fork(7000 + k as u32, Default::default()),
                 &app,
                 &app_c,
-                Detail::Fork(ForkInfo {
-                    child_pid: 7000 + k as u32,
-                    ..ForkInfo::default()
-                }),
             ),
-            880..=909 => ev(
-                Kind::Exit,
-                &python,
-                &app_c,
-                Detail::Exit(ExitInfo {
-                    code: Some(0),
-                    signal: None,
-                }),
-            ),
+            880..=909 => ev(EventBuilder::exit(0), &python, &app_c),
             // 8%: renames and unlinks of temporary files, log rotation on the host.
             910..=949 => file2(
                 Kind::Rename,

@@ -14,6 +14,7 @@ use peregrine_detect::{
 };
 use peregrine_event::{Kind, Timestamp};
 use peregrine_finding::{FindingEnv, severity_label};
+use peregrine_testkit::builders::finding_env;
 use serde_json::{Value, json};
 
 /// A one-rule YAML file around a condition (and optional extra keys).
@@ -785,26 +786,11 @@ fn aggregation_keys_are_stable_and_distinguish_resources() {
     assert_ne!(x.aggregation_key("node-1"), key);
 }
 
-fn env() -> FindingEnv {
-    FindingEnv {
-        account_id: "111122223333".into(),
-        region: "eu-west-1".into(),
-        partition: "aws".into(),
-        detector_id: "det-1".into(),
-        cluster_name: "prod".into(),
-        cluster_arn: Some("arn:aws:eks:eu-west-1:111122223333:cluster/prod".into()),
-        node_name: "ip-10-0-1-2.eu-west-1.compute.internal".into(),
-        instance_id: Some("i-0abc".into()),
-        agent_id: "agent-7".into(),
-        agent_version: "0.1.0".into(),
-    }
-}
-
 #[test]
 fn to_finding_builds_a_guardduty_shaped_finding() {
     let (m, ev) = release_agent_match();
     let now = Timestamp::from_unix_nanos(T0 + 1_500_000_000);
-    let f = to_finding(&m, &ev, &env(), now);
+    let f = to_finding(&m, &ev, &finding_env(), now);
     assert_eq!(
         f.title,
         "Container escape via cgroups release_agent was attempted in pod default/web-1."
@@ -882,7 +868,7 @@ fn to_finding_for_a_host_process_names_the_node() {
         "elevation-to-root",
         E::exec("/usr/bin/pkexec").uid(1000, 0).host(),
     );
-    let f = to_finding(&m, &ev, &env(), Timestamp::from_unix_nanos(T0));
+    let f = to_finding(&m, &ev, &finding_env(), Timestamp::from_unix_nanos(T0));
     assert_eq!(
         f.title,
         "A process gained root through a setuid binary in node ip-10-0-1-2.eu-west-1.compute.internal (i-0abc)."
@@ -899,11 +885,11 @@ fn to_finding_for_a_host_process_names_the_node() {
         Some("i-0abc")
     );
     // Two occurrences on the same node aggregate; another node is another finding.
-    let f2 = to_finding(&m, &ev, &env(), Timestamp::from_unix_nanos(T0 + 1));
+    let f2 = to_finding(&m, &ev, &finding_env(), Timestamp::from_unix_nanos(T0 + 1));
     assert_eq!(f.id, f2.id);
     let other = FindingEnv {
         node_name: "ip-10-0-9-9".into(),
-        ..env()
+        ..finding_env()
     };
     assert_ne!(
         f.id,
@@ -915,7 +901,7 @@ fn to_finding_for_a_host_process_names_the_node() {
 fn titles_quote_workload_strings_safely() {
     let e = E::open("/tmp/release_agent", WRITE).pod("default", "evil\nFAKE: all clear\u{1b}[2J");
     let (m, ev) = fire("cgroups-release-agent-modified", e);
-    let f = to_finding(&m, &ev, &env(), Timestamp::from_unix_nanos(T0));
+    let f = to_finding(&m, &ev, &finding_env(), Timestamp::from_unix_nanos(T0));
     assert!(
         !f.title.contains('\n') && !f.title.contains('\u{1b}'),
         "{:?}",

@@ -443,6 +443,3 @@ fn latest(a: Option<IsoTime>, b: Option<IsoTime>) -> Option<IsoTime> {
         (a, b) => a.or(b),
     }
 }
-
-#[cfg(test)]
-mod tests;

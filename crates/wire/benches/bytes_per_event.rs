@@ -11,11 +11,11 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 use std::time::Instant;
 
-use peregrine_event::{
-    Ancestor, Container, Detail, Event, ExecInfo, ExitInfo, Family, FileInfo, ForkInfo, Kind,
-    LossInfo, MetadataState, NetInfo, Process, Timestamp, mode_octal,
+use peregrine_event::{Container, Event, Kind, LossInfo, Process, Timestamp};
+use peregrine_testkit::builders::{
+    self, EventBuilder, agent_identity, ancestor_of, pod_container, process,
 };
-use peregrine_wire::{AgentIdentity, BatchEncoder, EncodedMessage, EncoderConfig, Message, decode};
+use peregrine_wire::{BatchEncoder, EncodedMessage, EncoderConfig, Message, decode};
 use uuid::Uuid;
 
 /// splitmix64: deterministic and dependency-free.
@@ -50,30 +50,23 @@ impl Rng {
     }
 }
 
-/// A connect target: family, address, port, unix path.
+/// A connect target.
 #[derive(Clone)]
-struct Peer(Family, Option<IpAddr>, Option<u16>, Option<&'static str>);
+enum Peer {
+    Ip(IpAddr, u16),
+    Unix(&'static str),
+}
 
 fn v4(a: u8, b: u8, c: u8, d: u8, port: u16) -> Peer {
-    Peer(
-        Family::Inet,
-        Some(IpAddr::V4(Ipv4Addr::new(a, b, c, d))),
-        Some(port),
-        None,
-    )
+    Peer::Ip(IpAddr::V4(Ipv4Addr::new(a, b, c, d)), port)
 }
 
 fn v6(segments: [u16; 8], port: u16) -> Peer {
-    Peer(
-        Family::Inet6,
-        Some(IpAddr::V6(Ipv6Addr::from(segments))),
-        Some(port),
-        None,
-    )
+    Peer::Ip(IpAddr::V6(Ipv6Addr::from(segments)), port)
 }
 
 fn unix(path: &'static str) -> Peer {
-    Peer(Family::Unix, None, None, Some(path))
+    Peer::Unix(path)
 }
 
 /// A long-running process and what it does.
@@ -351,34 +344,16 @@ struct Actor {
     weight: u64,
 }
 
-fn ancestor(p: &Process) -> Ancestor {
-    Ancestor {
-        uuid: p.uuid,
-        parent_uuid: p.parent_uuid,
-        pid: p.pid,
-        exe: p.exe.clone(),
-        comm: p.comm.clone(),
-        uid: p.uid,
-        euid: p.euid,
-        start_time: p.start_time,
-    }
-}
-
-/// An event on the process's main thread (set `tid` for another one).
-fn event(
-    kind: Kind,
+/// `b` by `process` at `time`, in `container` or on the host, on the main thread until `tid`.
+fn on(
+    b: EventBuilder,
     time: Timestamp,
     process: &Arc<Process>,
     container: &Option<Arc<Container>>,
-) -> Event {
-    Event {
-        kind,
-        time,
-        tid: process.pid,
-        process: Arc::clone(process),
-        container: container.clone(),
-        detail: Detail::empty(kind).expect("an emitted kind"),
-    }
+) -> EventBuilder {
+    b.time(time)
+        .by(Arc::clone(process))
+        .container(container.clone())
 }
 
 struct World {
@@ -401,18 +376,13 @@ impl World {
             actors: Vec::new(),
             shims: Vec::new(),
         };
-        let systemd = Process {
-            pid: 1,
-            comm: "systemd".into(),
-            exe: "/usr/lib/systemd/systemd".into(),
-            argv: vec!["/usr/lib/systemd/systemd".into(), "--switched-root".into()],
-            cwd: "/".into(),
-            uuid: w.rng.uuid(),
-            start_time: Timestamp::from_unix_nanos(BOOT),
-            cgroup_id: 1,
-            mnt_ns: 4026531841,
-            ..Process::default()
-        };
+        let systemd = process(1, "/usr/lib/systemd/systemd")
+            .argv(&["/usr/lib/systemd/systemd", "--switched-root"])
+            .cwd("/")
+            .uuid(w.rng.uuid())
+            .started(BOOT)
+            .cgroup(1, 4026531841)
+            .build();
         let (host, pods) = node();
         let mut containerd = None;
         for spec in host {
@@ -424,17 +394,16 @@ impl World {
         }
         let containerd = containerd.expect("containerd");
         for pod in pods {
-            let c = Arc::new(Container {
-                id: w.rng.hex(64),
-                runtime: "containerd".into(),
-                name: Some(pod.container.into()),
-                image: Some(pod.image.into()),
-                pod_name: Some(pod.pod.into()),
-                pod_namespace: Some(pod.namespace.into()),
-                pod_uid: Some(w.rng.uuid().to_string()),
-                namespace: Some("k8s.io".into()),
-                metadata: MetadataState::Complete,
-            });
+            let c = Arc::new(pod_container(
+                w.rng.hex(64),
+                builders::Pod {
+                    namespace: pod.namespace,
+                    name: pod.pod,
+                    uid: &w.rng.uuid().to_string(),
+                    container: pod.container,
+                    image: pod.image,
+                },
+            ));
             let shim_argv: &[&str] = &["/usr/bin/containerd-shim-runc-v2", "-namespace", "k8s.io"];
             let shim = w.spawn(
                 &containerd,
@@ -534,34 +503,19 @@ impl World {
         uid: u32,
     ) -> Process {
         self.next_pid += 1 + self.rng.below(3) as u32;
-        let mut lineage = vec![ancestor(parent)];
+        let mut lineage = vec![ancestor_of(parent)];
         lineage.extend(parent.lineage.iter().take(7).cloned());
         let start = self.now - self.rng.below(3_600_000_000_000) as i64;
-        Process {
-            pid: self.next_pid,
-            ppid: parent.pid,
-            uid,
-            euid: uid,
-            gid: uid,
-            comm: exe
-                .rsplit('/')
-                .next()
-                .unwrap_or(exe)
-                .chars()
-                .take(15)
-                .collect(),
-            exe: exe.into(),
-            argv: argv.iter().map(|s| (*s).to_owned()).collect(),
-            cwd: cwd.into(),
-            uuid: self.rng.uuid(),
-            parent_uuid: parent.uuid,
-            start_time: Timestamp::from_unix_nanos(start),
-            sha256: Some(self.sha(exe)),
-            cgroup_id: parent.cgroup_id,
-            mnt_ns: parent.mnt_ns,
-            lineage,
-            ..Process::default()
-        }
+        process(self.next_pid, exe)
+            .argv(argv)
+            .cwd(cwd)
+            .user(uid)
+            .uuid(self.rng.uuid())
+            .started(start)
+            .sha256(self.sha(exe))
+            .cgroup(parent.cgroup_id, parent.mnt_ns)
+            .lineage(lineage)
+            .build()
     }
 
     /// About 1,000 events/s on the node, with uneven gaps.
@@ -578,13 +532,12 @@ impl World {
         }
         if roll < 13 {
             let t = self.tick();
-            let mut e = event(Kind::Loss, t, &self.actors[0].process, &None);
-            e.detail = Detail::Loss(LossInfo {
+            let loss = EventBuilder::loss(LossInfo {
                 kernel_ringbuf_full: self.rng.below(500),
                 user_queue_full: self.rng.below(3),
                 ..LossInfo::default()
             });
-            return out.push(e);
+            return out.push(on(loss, t, &self.actors[0].process, &None).build());
         }
         let total: u64 = self.actors.iter().map(|a| a.weight).sum();
         let mut r = self.rng.below(total);
@@ -606,22 +559,18 @@ impl World {
             process.pid
         };
         if !a.peers.is_empty() && (a.files.is_empty() || self.rng.chance(35)) {
-            let Peer(family, address, port, path) = self.rng.pick(&a.peers).clone();
-            let result = if family == Family::Unix || self.rng.chance(30) {
+            let peer = self.rng.pick(&a.peers).clone();
+            let result = if matches!(peer, Peer::Unix(_)) || self.rng.chance(30) {
                 0
             } else {
                 -115
             };
-            let mut e = event(Kind::Connect, t, &process, &a.container);
-            e.tid = tid;
-            e.detail = Detail::Net(NetInfo {
-                family,
-                address,
-                port,
-                path: path.map(str::to_owned),
-                result,
-            });
-            return out.push(e);
+            let connect = match peer {
+                Peer::Ip(address, port) => EventBuilder::connect_inet(address, port),
+                Peer::Unix(path) => EventBuilder::connect_unix(path),
+            };
+            let e = on(connect, t, &process, &a.container).tid(tid);
+            return out.push(e.result(result).build());
         }
         let roll = self.rng.below(100);
         let (path, ino) = if a.files.is_empty() || roll < 15 {
@@ -641,56 +590,27 @@ impl World {
         let creat = roll < 40;
         // O_WRONLY|O_CREAT|O_TRUNC|O_CLOEXEC, or O_WRONLY|O_APPEND|O_CLOEXEC.
         let flags = if creat { 0o2001101 } else { 0o2002001 };
-        let mode = if creat { 0o644 } else { 0 };
         let is_log = path.ends_with(".log");
-        let file = FileInfo {
-            path,
-            new_path: None,
-            flags,
-            mode,
-            mode_octal: if mode != 0 {
-                mode_octal(mode)
-            } else {
-                String::new()
-            },
-            result: 3 + self.rng.below(60) as i64,
-            resolved: true,
-            ino,
-            dev: if a.container.is_some() { 0x4c } else { 0x10302 },
-            truncated: false,
-        };
-        let mut e = event(Kind::Open, t, &process, &a.container);
-        e.tid = tid;
-        e.detail = Detail::File(file.clone());
-        out.push(e);
-        // Log rotation: rename, then chmod of the new file.
+        let result = 3 + self.rng.below(60) as i64;
+        let dev = if a.container.is_some() { 0x4c } else { 0x10302 };
+        let open = EventBuilder::open(&path, flags)
+            .result(result)
+            .resolved(dev, ino);
+        let open = if creat { open.mode(0o644) } else { open };
+        out.push(on(open, t, &process, &a.container).tid(tid).build());
+        // Log rotation: rename, then chmod of the new file (same inode, no longer resolved).
         if is_log && self.rng.below(300) == 0 {
             let container = self.actors[idx].container.clone();
+            let same_inode = |f: &mut peregrine_event::FileInfo| (f.dev, f.ino) = (dev, ino);
             let t = self.tick();
-            let mut e = event(Kind::Rename, t, &process, &container);
-            e.tid = tid;
-            e.detail = Detail::File(FileInfo {
-                new_path: Some(format!("{}.1", file.path)),
-                flags: 0,
-                mode: 0,
-                mode_octal: String::new(),
-                result: 0,
-                resolved: false,
-                ..file.clone()
-            });
-            out.push(e);
+            let rename = EventBuilder::file2(Kind::Rename, &path, &format!("{path}.1"))
+                .with_file(same_inode);
+            out.push(on(rename, t, &process, &container).tid(tid).build());
             let t = self.tick();
-            let mut e = event(Kind::Chmod, t, &process, &container);
-            e.tid = tid;
-            e.detail = Detail::File(FileInfo {
-                mode: 0o640,
-                mode_octal: mode_octal(0o640),
-                result: 0,
-                resolved: false,
-                flags: 0,
-                ..file
-            });
-            out.push(e);
+            let chmod = EventBuilder::file(Kind::Chmod, &path)
+                .mode(0o640)
+                .with_file(same_inode);
+            out.push(on(chmod, t, &process, &container).tid(tid).build());
         }
     }
 
@@ -707,22 +627,12 @@ impl World {
         let mut sh = self.spawn(&shim, "/bin/sh", &argv, "/app", 0);
         sh.start_time = self.tick();
         let sh = Arc::new(sh);
-        let mut e = event(Kind::Fork, sh.start_time, &shim, &container);
-        e.detail = Detail::Fork(ForkInfo {
-            child_pid: sh.pid,
-            child_uuid: sh.uuid,
-        });
-        out.push(e);
+        let fork = EventBuilder::fork(sh.pid, sh.uuid);
+        out.push(on(fork, sh.start_time, &shim, &container).build());
         let t = self.tick();
-        let mut e = event(Kind::Exec, t, &sh, &container);
-        e.detail = Detail::Exec(ExecInfo {
-            filename: "/bin/sh".into(),
-            exe_dev: 0x4c,
-            exe_ino: 1234,
-            env_truncated: false,
-            new_binary: None,
-        });
-        out.push(e);
+        let exec =
+            EventBuilder::exec("/bin/sh").with_exec(|e| (e.exe_dev, e.exe_ino) = (0x4c, 1234));
+        out.push(on(exec, t, &sh, &container).build());
         let mut children = Vec::new();
         for (exe, argv) in [
             (
@@ -734,43 +644,21 @@ impl World {
             let mut child = self.spawn(&sh, exe, argv, "/app", 0);
             child.start_time = self.tick();
             let child = Arc::new(child);
-            let mut e = event(Kind::Fork, child.start_time, &sh, &container);
-            e.detail = Detail::Fork(ForkInfo {
-                child_pid: child.pid,
-                child_uuid: child.uuid,
-            });
-            out.push(e);
+            let fork = EventBuilder::fork(child.pid, child.uuid);
+            out.push(on(fork, child.start_time, &sh, &container).build());
             let t = self.tick();
-            let mut e = event(Kind::Exec, t, &child, &container);
             let exe_ino = 5000 + exe.len() as u64;
-            e.detail = Detail::Exec(ExecInfo {
-                filename: exe.into(),
-                exe_dev: 0x4c,
-                exe_ino,
-                env_truncated: false,
-                new_binary: None,
-            });
-            out.push(e);
+            let exec =
+                EventBuilder::exec(exe).with_exec(|e| (e.exe_dev, e.exe_ino) = (0x4c, exe_ino));
+            out.push(on(exec, t, &child, &container).build());
             children.push(child);
         }
         let t = self.tick();
-        let mut e = event(Kind::Connect, t, &children[0], &container);
-        e.detail = Detail::Net(NetInfo {
-            family: Family::Inet,
-            address: Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
-            port: Some(8080),
-            path: None,
-            result: 0,
-        });
-        out.push(e);
+        let connect = EventBuilder::connect_inet(IpAddr::V4(Ipv4Addr::LOCALHOST), 8080).result(0);
+        out.push(on(connect, t, &children[0], &container).build());
         for p in children.iter().chain([&sh]) {
             let t = self.tick();
-            let mut e = event(Kind::Exit, t, p, &container);
-            e.detail = Detail::Exit(ExitInfo {
-                code: Some(0),
-                signal: None,
-            });
-            out.push(e);
+            out.push(on(EventBuilder::exit(0), t, p, &container).build());
         }
     }
 
@@ -812,10 +700,9 @@ impl Sizes {
 /// Where the compressed bytes go: each part of every batch compressed on its own (so the parts
 /// add up to a little more than the whole).
 fn breakdown(messages: &[EncodedMessage]) -> String {
-    use base64::Engine;
+    use peregrine_testkit::wire::open_envelope;
     use peregrine_wire::pb;
     use prost::Message as _;
-    use std::io::Read;
 
     type Part = (&'static str, fn(&pb::EventBatch) -> pb::EventBatch);
     let parts: [Part; 5] = [
@@ -848,16 +735,7 @@ fn breakdown(messages: &[EncodedMessage]) -> String {
     let mut totals = [0usize; 5];
     let mut events = 0;
     for m in messages {
-        let compressed = base64::engine::general_purpose::STANDARD
-            .decode(&m.body)
-            .unwrap();
-        let mut raw = Vec::new();
-        zstd::stream::read::Decoder::new(compressed.as_slice())
-            .unwrap()
-            .read_to_end(&mut raw)
-            .unwrap();
-        let Some(pb::envelope::Body::Batch(b)) = pb::Envelope::decode(raw.as_slice()).unwrap().body
-        else {
+        let Some(pb::envelope::Body::Batch(b)) = open_envelope(&m.body).body else {
             continue;
         };
         events += b.details.len();
@@ -891,12 +769,11 @@ fn main() {
     }
     kinds.sort_by_key(|k| std::cmp::Reverse(k.1));
 
-    let identity = AgentIdentity {
-        agent_id: "i-0a1b2c3d4e5f67890".into(),
-        node_name: "ip-10-0-12-34.ec2.internal".into(),
-        cluster_name: "prod-us-east-1".into(),
-        agent_version: "0.1.0".into(),
-    };
+    let identity = agent_identity(
+        "i-0a1b2c3d4e5f67890",
+        "ip-10-0-12-34.ec2.internal",
+        "prod-us-east-1",
+    );
     let mut encoder = BatchEncoder::new(identity, EncoderConfig::default()).unwrap();
     let created = Timestamp::from_unix_nanos(world.now);
 

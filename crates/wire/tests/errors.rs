@@ -2,9 +2,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test crate: failing loudly is the point
 
-mod common;
-
-use common::*;
+use peregrine_testkit::coverage::*;
+use peregrine_testkit::wire::*;
 use peregrine_wire::{
     BatchEncoder, EncoderConfig, Heartbeat, Inconsistency, Limits, WireError, decode,
     decode_with_limits, encode_heartbeat, pb,
@@ -375,21 +374,10 @@ fn invalid_kinds_and_enums() {
         assert_eq!(inconsistency(&env), Inconsistency::InvalidKind(kind));
     }
     type Mutation = Box<dyn Fn(&mut pb::EventBatch, i32)>;
-    let cases: Vec<(&str, i32, Mutation)> = vec![
+    let cases: Vec<(&str, &[i32], Mutation)> = vec![
         (
             "Container.metadata",
-            0,
-            Box::new(|b, v| {
-                b.containers.push(pb::Container {
-                    metadata: v,
-                    ..Default::default()
-                });
-                b.container_refs[0] = 1;
-            }),
-        ),
-        (
-            "Container.metadata",
-            5,
+            &[0, 5],
             Box::new(|b, v| {
                 b.containers.push(pb::Container {
                     metadata: v,
@@ -400,17 +388,7 @@ fn invalid_kinds_and_enums() {
         ),
         (
             "NetInfo.family",
-            0,
-            Box::new(|b, v| {
-                b.details[0].detail = Some(D::Net(pb::NetInfo {
-                    family: v,
-                    ..Default::default()
-                }))
-            }),
-        ),
-        (
-            "NetInfo.family",
-            4,
+            &[0, 4],
             Box::new(|b, v| {
                 b.details[0].detail = Some(D::Net(pb::NetInfo {
                     family: v,
@@ -420,17 +398,12 @@ fn invalid_kinds_and_enums() {
         ),
         (
             "FileInfo.mode_text",
-            3,
-            Box::new(|b, v| file_of(&mut b.details[0]).mode_text = v),
-        ),
-        (
-            "FileInfo.mode_text",
-            -1,
+            &[3, -1],
             Box::new(|b, v| file_of(&mut b.details[0]).mode_text = v),
         ),
         (
             "NewBinary.evidence",
-            0,
+            &[0],
             Box::new(|b, v| {
                 b.details[0].detail = Some(D::Exec(pb::ExecInfo {
                     new_binary: Some(pb::NewBinary {
@@ -442,17 +415,19 @@ fn invalid_kinds_and_enums() {
             }),
         ),
     ];
-    for (field, value, mutate) in cases {
-        let mut env = minimal_batch();
-        let b = batch_of(&mut env);
-        mutate(b, value);
-        let containers = b.containers.len() as u32;
-        env.header.as_mut().unwrap().container_count = containers;
-        assert_eq!(
-            inconsistency(&env),
-            Inconsistency::InvalidEnum { field, value },
-            "{field}"
-        );
+    for (field, values, mutate) in cases {
+        for &value in values {
+            let mut env = minimal_batch();
+            let b = batch_of(&mut env);
+            mutate(b, value);
+            let containers = b.containers.len() as u32;
+            env.header.as_mut().unwrap().container_count = containers;
+            assert_eq!(
+                inconsistency(&env),
+                Inconsistency::InvalidEnum { field, value },
+                "{field}"
+            );
+        }
     }
     let env = pb::Envelope {
         header: Some(header(1, 0, 0, 0)),

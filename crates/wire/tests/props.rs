@@ -3,15 +3,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test crate: failing loudly is the point
 
-mod common;
-
-use std::io::Read;
 use std::sync::Arc;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use common::*;
 use peregrine_event::{Event, Timestamp};
+use peregrine_testkit::coverage::*;
+use peregrine_testkit::strategies::*;
+use peregrine_testkit::wire::{seal_bytes, unseal};
 use peregrine_wire::{BatchEncoder, EncoderConfig, Message, decode};
 use proptest::prelude::*;
 
@@ -33,16 +32,6 @@ fn decode_all(bodies: &[String]) -> Vec<Event> {
         }
     }
     out
-}
-
-fn unseal(body: &str) -> Vec<u8> {
-    let compressed = STANDARD.decode(body).unwrap();
-    let mut raw = Vec::new();
-    zstd::stream::read::Decoder::new(compressed.as_slice())
-        .unwrap()
-        .read_to_end(&mut raw)
-        .unwrap();
-    raw
 }
 
 proptest! {

@@ -2,31 +2,16 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test crate: failing loudly is the point
 
-mod common;
-
-use std::io::Read;
 use std::time::Duration;
 
-use base64::Engine;
-use common::*;
 use peregrine_event::{Detail, Event, FileInfo, Kind, Process, Timestamp};
+use peregrine_testkit::builders::{heartbeat as heartbeat_of, probes};
+use peregrine_testkit::coverage::*;
+use peregrine_testkit::wire::*;
 use peregrine_wire::{
-    BatchEncoder, DropCounters, EncoderConfig, Heartbeat, Message, ProbeState, ProbeStatus,
-    SCHEMA_VERSION, SpoolDepth, decode, encode_heartbeat, pb,
+    BatchEncoder, DropCounters, EncoderConfig, Heartbeat, Message, ProbeState, SCHEMA_VERSION,
+    SpoolDepth, decode, encode_heartbeat, pb,
 };
-use prost::Message as _;
-
-fn raw_envelope(body: &str) -> pb::Envelope {
-    let compressed = base64::engine::general_purpose::STANDARD
-        .decode(body)
-        .unwrap();
-    let mut raw = Vec::new();
-    zstd::stream::read::Decoder::new(compressed.as_slice())
-        .unwrap()
-        .read_to_end(&mut raw)
-        .unwrap();
-    pb::Envelope::decode(raw.as_slice()).unwrap()
-}
 
 fn distinct_processes(events: &[Event]) -> usize {
     // The thread id is per event, not part of the process.
@@ -90,7 +75,7 @@ fn wire_form_is_normalised() {
     let events = every_kind();
     let mut enc = BatchEncoder::new(identity(), EncoderConfig::default()).unwrap();
     let messages = enc.encode(&events, Timestamp::from_unix_nanos(T0)).unwrap();
-    let env = raw_envelope(&messages[0].body);
+    let env = open_envelope(&messages[0].body);
     let Some(pb::envelope::Body::Batch(b)) = env.body else {
         panic!("not a batch")
     };
@@ -219,37 +204,28 @@ fn sequence_numbers_continue_across_flushes() {
 
 fn heartbeat() -> Heartbeat {
     Heartbeat {
-        agent_id: "i-0123456789abcdef0".into(),
-        node_name: "ip-10-0-1-23.ec2.internal".into(),
-        cluster_name: "prod".into(),
         kernel_release: "6.1.119-129.201.amzn2023.x86_64".into(),
-        agent_version: "0.1.0".into(),
-        probes: vec![
-            ProbeStatus {
-                program: "sched_process_exec".into(),
-                target: "sched/sched_process_exec".into(),
-                state: ProbeState::Attached,
-                error: None,
-            },
-            ProbeStatus {
-                program: "sys_enter_openat2".into(),
-                target: "syscalls/sys_enter_openat2".into(),
-                state: ProbeState::Absent,
-                error: None,
-            },
-            ProbeStatus {
-                program: "sys_exit_connect".into(),
-                target: "syscalls/sys_exit_connect".into(),
-                state: ProbeState::Failed,
-                error: Some("EPERM: lockdown=confidentiality".into()),
-            },
-            ProbeStatus {
-                program: String::new(),
-                target: String::new(),
-                state: ProbeState::Failed,
-                error: Some(String::new()),
-            },
-        ],
+        probes: probes(&[
+            (
+                "sched_process_exec",
+                "sched/sched_process_exec",
+                ProbeState::Attached,
+                None,
+            ),
+            (
+                "sys_enter_openat2",
+                "syscalls/sys_enter_openat2",
+                ProbeState::Absent,
+                None,
+            ),
+            (
+                "sys_exit_connect",
+                "syscalls/sys_exit_connect",
+                ProbeState::Failed,
+                Some("EPERM: lockdown=confidentiality"),
+            ),
+            ("", "", ProbeState::Failed, Some("")),
+        ]),
         drops: DropCounters {
             kernel_ringbuf_full: 17,
             kernel_no_scratch: 2,
@@ -263,6 +239,7 @@ fn heartbeat() -> Heartbeat {
         events_sent: 123_456_789,
         uptime: Duration::new(86_400 * 30, 999_999_999),
         timestamp: Timestamp::from_unix_nanos(T0),
+        ..heartbeat_of(identity())
     }
 }
 

@@ -3,12 +3,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test crate: failing loudly is the point
 
-mod common;
-
 use std::sync::Arc;
 
-use common::*;
 use peregrine_event::{Detail, Event, FileInfo, Kind, Timestamp};
+use peregrine_testkit::coverage::*;
 use peregrine_wire::{
     BatchEncoder, EncodedMessage, EncoderConfig, Limits, Message, WireError, decode_with_limits,
 };
@@ -48,6 +46,15 @@ fn large_events(n: usize, argv_bytes: usize) -> Vec<Event> {
             e
         })
         .collect()
+}
+
+/// An encoder whose messages must fit `limits`.
+fn encoder_within(limits: &Limits) -> BatchEncoder {
+    let cfg = EncoderConfig {
+        limits: limits.clone(),
+        ..EncoderConfig::default()
+    };
+    BatchEncoder::new(identity(), cfg).unwrap()
 }
 
 fn check_split(
@@ -127,11 +134,7 @@ fn count_and_size_limits_split_too() {
         max_decompressed_bytes: 1 << 20,
         ..Limits::default()
     };
-    let cfg = EncoderConfig {
-        limits: limits.clone(),
-        ..EncoderConfig::default()
-    };
-    let mut enc = BatchEncoder::new(identity(), cfg).unwrap();
+    let mut enc = encoder_within(&limits);
     let messages = enc.encode(&events, Timestamp::from_unix_nanos(T0)).unwrap();
     assert_eq!(messages.len(), 8); // ceil(5000 / 700)
     assert!(messages.iter().all(|m| m.event_count <= 700));
@@ -141,11 +144,7 @@ fn count_and_size_limits_split_too() {
         max_decompressed_bytes: 16 * 1024,
         ..Limits::default()
     };
-    let cfg = EncoderConfig {
-        limits: limits.clone(),
-        ..EncoderConfig::default()
-    };
-    let mut enc = BatchEncoder::new(identity(), cfg).unwrap();
+    let mut enc = encoder_within(&limits);
     let messages = enc.encode(&events, Timestamp::from_unix_nanos(T0)).unwrap();
     assert!(messages.iter().all(|m| m.raw_bytes <= 16 * 1024));
     check_split(&messages, 0, 1_000_000, &limits, &events);

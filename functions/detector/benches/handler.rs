@@ -14,16 +14,15 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
-use lambda_runtime::{Context, LambdaEvent};
-use peregrine_aws::moto::Moto;
+use aws_lambda_events::sqs::SqsEvent;
+use lambda_runtime::LambdaEvent;
 use peregrine_detector::{
     AwsDeps, Config, Deps, Invocation, detect, finding_env, handle_at, store_findings,
 };
 use peregrine_event::Timestamp;
-use peregrine_local::functions::DETECTOR_BINARY;
-use peregrine_local::{ProvisionOptions, Template, function_config, provision, sample};
+use peregrine_provision::{ProvisionOptions, Template, function_config, provision};
 use peregrine_store::memory::{MemoryBus, MemoryFindingStore, MemoryHeartbeats};
+use peregrine_testkit::{lambda, moto::Moto, samples};
 use peregrine_wire::Message;
 
 struct Counting;
@@ -107,15 +106,14 @@ fn row(name: &str, d: Duration, peak: usize, note: &str) {
     );
 }
 
+/// The events queue, as the event-source mapping names it in each record.
+const QUEUE_ARN: &str = "arn:aws:sqs:us-east-1:123456789012:peregrine-events";
+
 fn sqs_event(id: &str, body: &str, arn: &str) -> LambdaEvent<SqsEvent> {
-    let mut m = SqsMessage::default();
-    m.message_id = Some(id.into());
-    m.body = Some(body.into());
-    let mut e = SqsEvent::default();
-    e.records = vec![m];
-    let mut ctx = Context::default();
-    ctx.invoked_function_arn = arn.into();
-    LambdaEvent::new(e, ctx)
+    LambdaEvent::new(
+        lambda::sqs_event(QUEUE_ARN, &[(id, body)]),
+        lambda::context(id, arn),
+    )
 }
 
 fn main() {
@@ -140,13 +138,13 @@ async fn run() {
     let stack = provision(&sdk, &template, &ProvisionOptions::default())
         .await
         .unwrap();
-    let config: Config = function_config(&stack, DETECTOR_BINARY).unwrap();
+    let config: Config = function_config(&stack, peregrine_detector::BINARY).unwrap();
     let deps = AwsDeps::from_sdk(&sdk, config.clone()).unwrap();
     let arn = stack.functions["DetectorFunction"].arn.clone();
     let inv = Invocation::from_function_arn(&arn, None).unwrap();
 
-    let events = sample::busy_node(10_000, 12, 3, 42);
-    let messages = sample::encode("i-0bench", 100, &events, Timestamp::now()).unwrap();
+    let events = samples::busy_node(10_000, 12, 3, 42);
+    let messages = samples::encode("i-0bench", 100, &events, Timestamp::now()).unwrap();
     assert_eq!(messages.len(), 1, "one SQS message");
     let body = messages[0].body.clone();
     drop(events);
@@ -250,10 +248,10 @@ async fn run() {
     row("store, updates (in-memory)", d_mem_upd, peak, "");
 
     // End to end through the handler: a fresh batch, then its redelivery.
-    let fresh = sample::encode(
+    let fresh = samples::encode(
         "i-0bench",
         102,
-        &sample::busy_node(10_000, 12, 3, 42),
+        &samples::busy_node(10_000, 12, 3, 42),
         Timestamp::now(),
     )
     .unwrap()

@@ -16,6 +16,9 @@ mod detector;
 pub use crate::aggregate::{
     MAX_CHUNK_BYTES, MAX_FINDINGS_PER_CHUNK, chunk, group_findings, next_publish_due, plan_write,
 };
+/// The Lambda binary (`BuildProperties.Binary` in template.yaml).
+pub const BINARY: &str = "peregrine-detector";
+
 pub use crate::config::{Config, ConfigError, DEFAULT_DEDUPE_TTL, HEARTBEAT_TTL};
 pub use crate::detector::{
     AwsDeps, Deps, DetectorError, Invocation, MessageError, MessageReport, StoreReport, batch_key,

@@ -12,10 +12,10 @@ use lambda_runtime::{Context, LambdaEvent};
 use peregrine_detector::{Config, Deps, RetryPolicy, handle_at};
 use peregrine_event::Timestamp;
 use peregrine_lambda::FromEnv;
-use peregrine_local::sample;
 use peregrine_publisher::{PublisherDeps, publish_due};
 use peregrine_store::memory::{MemoryBus, MemoryFindingStore, MemoryHeartbeats};
 use peregrine_store::{PublishItem, iso, send_and_mark};
+use peregrine_testkit::samples;
 
 type MemDeps = Deps<MemoryFindingStore, MemoryBus, MemoryHeartbeats>;
 
@@ -75,7 +75,7 @@ fn sqs(records: &[(&str, &str)]) -> LambdaEvent<SqsEvent> {
 }
 
 fn body(sequence: u64, events: &[peregrine_event::Event]) -> String {
-    let mut m = sample::encode("i-0mem", sequence, events, Timestamp::now()).unwrap();
+    let mut m = samples::encode("i-0mem", sequence, events, Timestamp::now()).unwrap();
     assert_eq!(m.len(), 1);
     m.remove(0).body
 }
@@ -98,9 +98,9 @@ async fn repeats_fold_and_redeliveries_count_once() {
     let d = deps();
     let now = Timestamp::now();
     // Pod 0 attacks three times in one batch: three findings, each with count 3.
-    let mut events = sample::benign(300, sample::T0, 1);
+    let mut events = samples::benign(300, samples::T0, 1);
     for r in 0..3 {
-        events.extend(sample::attack(0, sample::T0 + r * MINUTE));
+        events.extend(samples::attack(0, samples::T0 + r * MINUTE));
     }
     events.sort_by_key(|e| e.time);
     let b = body(5, &events);
@@ -131,7 +131,7 @@ async fn repeats_fold_and_redeliveries_count_once() {
 async fn a_concurrent_update_is_re_read_and_merged() {
     let d = deps();
     let t0 = Timestamp::now();
-    let first = body(1, &sample::release_agent_write(4, sample::T0));
+    let first = body(1, &samples::release_agent_write(4, samples::T0));
     handle_at(&d, sqs(&[("a", &first)]), t0).await.unwrap();
     let id = d
         .bus
@@ -153,7 +153,7 @@ async fn a_concurrent_update_is_re_read_and_merged() {
         f.finding.service.count += 5;
         f.version += 1;
     });
-    let second = body(2, &sample::release_agent_write(4, sample::T0 + MINUTE));
+    let second = body(2, &samples::release_agent_write(4, samples::T0 + MINUTE));
     let r = handle_at(
         &d,
         sqs(&[("b", &second)]),
@@ -186,7 +186,7 @@ async fn a_multi_chunk_batch_survives_a_failure_half_way() {
     // 50 compromised pods: 150 distinct findings, two chunks (99 + 51).
     let mut events = Vec::new();
     for pod in 0..50 {
-        events.extend(sample::attack(pod, sample::T0 + i64::from(pod) * 1_000));
+        events.extend(samples::attack(pod, samples::T0 + i64::from(pod) * 1_000));
     }
     let b = body(9, &events);
     let r = handle_at(&d, sqs(&[("big", &b)]), now).await.unwrap();
@@ -231,7 +231,7 @@ async fn the_outbox_publishes_what_failed_and_what_is_due() {
     let t0 = Timestamp::now();
     let at = |m: i64| Timestamp::from_unix_nanos(t0.unix_nanos() + m * MINUTE);
     d.bus.fail_entries(Some("InternalFailure"));
-    let first = body(1, &sample::release_agent_write(2, sample::T0));
+    let first = body(1, &samples::release_agent_write(2, samples::T0));
     handle_at(&d, sqs(&[("a", &first)]), at(0)).await.unwrap();
     assert!(d.bus.events().is_empty());
     let publisher = PublisherDeps {
@@ -282,8 +282,8 @@ async fn the_outbox_publishes_what_failed_and_what_is_due() {
 async fn heartbeats_are_kept_newest_first() {
     let d = deps();
     let now = Timestamp::now();
-    let newer = sample::heartbeat_body("i-0mem", 10, now).unwrap();
-    let older = sample::heartbeat_body(
+    let newer = samples::heartbeat_body("i-0mem", 10, now).unwrap();
+    let older = samples::heartbeat_body(
         "i-0mem",
         4,
         Timestamp::from_unix_nanos(now.unix_nanos() - MINUTE),
@@ -293,7 +293,7 @@ async fn heartbeats_are_kept_newest_first() {
         .await
         .unwrap();
     assert!(failures(&r).is_empty());
-    let id = sample::identity("i-0mem");
+    let id = samples::identity("i-0mem");
     let row = d.heartbeats.get(&id.cluster_name, &id.node_name).unwrap();
     assert_eq!(row.next_sequence, 10);
     assert_eq!(row.probes_failed, 1);

@@ -9,6 +9,9 @@
 mod config;
 mod publish;
 
+/// The Lambda binary (`BuildProperties.Binary` in template.yaml).
+pub const BINARY: &str = "peregrine-publisher";
+
 pub use crate::config::{Config, ConfigError};
 pub use crate::publish::{
     AwsPublisherDeps, PublishSummary, PublisherDeps, PublisherError, handle_schedule, publish_due,

@@ -453,6 +453,23 @@ pub fn pod() -> Pod {
     }
 }
 
+/// Runs `script` in the pod's container under kubelet-style cgroups
+/// (`/kubepods/besteffort/pod<uid>/<container id>`), to completion. The returned guard removes
+/// the parent cgroups: keep it for the rest of the test.
+#[must_use = "dropping the guard removes the pod's cgroups"]
+pub fn run_in_kubelet_cgroup(
+    cd: &Containerd,
+    rootfs: &Path,
+    p: &Pod,
+    script: &str,
+) -> CgroupParents {
+    let qos = "/kubepods/besteffort";
+    let pod_cg = format!("{qos}/pod{}", p.uid);
+    let guard = CgroupParents(vec!["/kubepods".into(), qos.into(), pod_cg.clone()]);
+    run_container(cd, rootfs, p, Some(&format!("{pod_cg}/{}", p.cid)), script);
+    guard
+}
+
 /// Runs `script` in a container (busybox rootfs at `rootfs`) with CRI labels, to completion.
 pub fn run_container(cd: &Containerd, rootfs: &Path, p: &Pod, cgroup: Option<&str>, script: &str) {
     let mut args: Vec<String> = vec![

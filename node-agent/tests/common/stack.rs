@@ -3,8 +3,40 @@
 
 use std::time::{Duration, SystemTime};
 
+use peregrine_local::runner::Runner;
+use tokio::runtime::Runtime;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
 use aws_sdk_eventbridge::types::Target;
 use aws_sdk_sqs::types::QueueAttributeName;
+
+/// The local runner doing Lambda's job (event-source mapping, schedule) on a runtime's tasks.
+pub struct RunningRunner {
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<()>,
+}
+
+/// Runs `runner` on `rt` until [`RunningRunner::stop`].
+pub fn spawn_runner(rt: &Runtime, runner: Runner) -> RunningRunner {
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = rt.spawn(async move {
+        runner
+            .run(async {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    RunningRunner { stop, task }
+}
+
+impl RunningRunner {
+    /// Stops the runner and waits for its last poll to finish.
+    pub fn stop(self, rt: &Runtime) {
+        let _ = self.stop.send(());
+        rt.block_on(self.task).unwrap();
+    }
+}
 
 /// A rule named `name` on `bus` sending every Peregrine finding to a new queue of that name, as
 /// a responder would set one up. Returns the queue URL.

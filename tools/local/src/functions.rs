@@ -17,9 +17,9 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 /// The binary of the detector, which the events queue triggers.
-pub const DETECTOR_BINARY: &str = "peregrine-detector";
+pub const DETECTOR_BINARY: &str = peregrine_detector::BINARY;
 /// The binary of the publisher, which runs on a schedule.
-pub const PUBLISHER_BINARY: &str = "peregrine-publisher";
+pub const PUBLISHER_BINARY: &str = peregrine_publisher::BINARY;
 
 /// What invokes a function: the runner does the trigger's job, since nothing else does locally
 /// (moto neither maps event sources nor fires schedules, and serves no function URLs or APIs).

@@ -8,15 +8,14 @@
 //!   in-process;
 //! - [`http`]: the HTTP trigger's requests as Lambda events, answers as responses, routes and
 //!   the local IAM check;
-//! - [`sample`]: realistic node activity and attacks, encoded as agent messages.
+//!
+//! The sample activity `send-sample` sends is `peregrine_testkit::samples`.
 //!
 //! See `docs/pipeline.md` ("Running it locally").
 
 pub mod functions;
 pub mod http;
 pub mod runner;
-pub mod sample;
-
 pub use peregrine_provision::{
     FunctionError, LocalStack, Mode, ProvisionError, ProvisionOptions, Queue, Resolver,
     StackContext, Template, TemplateError, function_config, provision, spec, stack, template,

@@ -13,8 +13,8 @@ use peregrine_event::Timestamp;
 use peregrine_local::runner::describe_env;
 use peregrine_local::{
     FUNCTIONS, LocalStack, Mode, ProvisionOptions, Runner, RunnerOptions, Template, provision,
-    sample,
 };
+use peregrine_testkit::samples;
 
 #[derive(Parser)]
 #[command(
@@ -173,12 +173,12 @@ async fn main() -> anyhow::Result<()> {
                     .context("the template has no SQS event source")?,
             };
             let now = Timestamp::now();
-            let events = sample::busy_node(2_000, 2, 3, sequence);
-            let mut bodies: Vec<String> = sample::encode(&agent_id, sequence, &events, now)?
+            let events = samples::busy_node(2_000, 2, 3, sequence);
+            let mut bodies: Vec<String> = samples::encode(&agent_id, sequence, &events, now)?
                 .into_iter()
                 .map(|m| m.body)
                 .collect();
-            bodies.push(sample::heartbeat_body(&agent_id, sequence + 1, now)?);
+            bodies.push(samples::heartbeat_body(&agent_id, sequence + 1, now)?);
             let sqs = aws_sdk_sqs::Client::new(&sdk);
             for body in &bodies {
                 let sent = sqs

@@ -11,9 +11,10 @@ use aws_lambda_events::sqs::SqsEvent;
 use common::*;
 use lambda_runtime::LambdaEvent;
 use peregrine_detector::{AwsDeps, handle};
+use peregrine_local::function_config;
 use peregrine_local::functions::{DETECTOR_BINARY, PUBLISHER_BINARY};
-use peregrine_local::{function_config, sample};
 use peregrine_publisher::{AwsPublisherDeps, handle_schedule};
+use peregrine_testkit::samples;
 use peregrine_wire::Message;
 
 fn events_dir() -> PathBuf {
@@ -31,7 +32,7 @@ fn sample_events_are_current_and_decode() {
     let text = read("detector-sqs.json");
     let event: SqsEvent = serde_json::from_str(&text).unwrap();
     assert_eq!(
-        serde_json::to_value(sample::detector_event().unwrap()).unwrap(),
+        serde_json::to_value(samples::detector_event().unwrap()).unwrap(),
         serde_json::from_str::<serde_json::Value>(&text).unwrap(),
         "events/detector-sqs.json is stale: run `cargo run -p peregrine-local --example sample_events`"
     );
@@ -54,7 +55,7 @@ fn sample_events_are_current_and_decode() {
 
     let text = read("publisher-schedule.json");
     let schedule: serde_json::Value = serde_json::from_str(&text).unwrap();
-    assert_eq!(sample::publisher_event(), schedule);
+    assert_eq!(samples::publisher_event(), schedule);
     let typed: aws_lambda_events::eventbridge::EventBridgeEvent =
         serde_json::from_value(schedule).unwrap();
     assert_eq!(typed.detail_type, "Scheduled Event");

@@ -11,10 +11,10 @@ use http::{HeaderMap, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use lambda_runtime::{Diagnostic, LambdaEvent};
-use peregrine_aws::moto::Moto;
 use peregrine_local::{
     HttpKind, LocalFunction, ProvisionOptions, Runner, RunnerOptions, Template, Trigger, provision,
 };
+use peregrine_testkit::moto::Moto;
 use serde_json::{Value, json};
 
 /// Answers with the event it got (as its body), a header and a cookie; fails on a path ending

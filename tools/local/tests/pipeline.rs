@@ -14,24 +14,25 @@ use common::*;
 use peregrine_detector::{AwsDeps, handle, handle_at};
 use peregrine_event::Timestamp;
 use peregrine_local::functions::{DETECTOR_BINARY, PUBLISHER_BINARY};
-use peregrine_local::{Runner, RunnerOptions, function_config, sample};
+use peregrine_local::{Runner, RunnerOptions, function_config};
 use peregrine_publisher::{AwsPublisherDeps, publish_due};
 use peregrine_store::{PublishingFrequency, iso};
+use peregrine_testkit::samples;
 use prost::Message as _;
 use serde_json::Value;
 
 const AGENT: &str = "i-0a1b2c3d4e5f60718";
 
 fn body(sequence: u64, events: &[peregrine_event::Event]) -> String {
-    let msgs = sample::encode(AGENT, sequence, events, Timestamp::now()).unwrap();
+    let msgs = samples::encode(AGENT, sequence, events, Timestamp::now()).unwrap();
     assert_eq!(msgs.len(), 1);
     msgs.into_iter().next().unwrap().body
 }
 
 /// The attacks of pod 0 among 200 ordinary events.
 fn attack_batch(sequence: u64) -> String {
-    let mut events = sample::benign(200, sample::T0, sequence);
-    events.extend(sample::attack(0, sample::T0 + 50_000_000));
+    let mut events = samples::benign(200, samples::T0, sequence);
+    events.extend(samples::attack(0, samples::T0 + 50_000_000));
     events.sort_by_key(|e| e.time);
     body(sequence, &events)
 }
@@ -67,7 +68,7 @@ async fn a_batch_becomes_findings_and_high_severity_events() {
         "the template's DetectorBatchSize"
     );
     local.send("EventsQueue", &attack_batch(7)).await;
-    let heartbeat = sample::heartbeat_body(AGENT, 8, Timestamp::now()).unwrap();
+    let heartbeat = samples::heartbeat_body(AGENT, 8, Timestamp::now()).unwrap();
     local.send("EventsQueue", &heartbeat).await;
 
     let mut received = 0;
@@ -109,7 +110,7 @@ async fn a_batch_becomes_findings_and_high_severity_events() {
     let workload = &f["resource"]["kubernetesDetails"]["kubernetesWorkloadDetails"];
     assert_eq!(workload["name"], "payments-api-7d9f00");
     assert_eq!(workload["namespace"], "payments");
-    let container = sample::container(0, "", "", "", "");
+    let container = samples::container(0, "", "", "", "");
     assert_eq!(
         f["resource"]["containerDetails"]["id"],
         container.id.as_str()
@@ -214,7 +215,7 @@ async fn a_batch_becomes_findings_and_high_severity_events() {
     assert!((7 * 86_400 - 120..=7 * 86_400).contains(&week), "{week}");
 
     // An older heartbeat delivered late does not overwrite the newer one.
-    let older = sample::heartbeat_body(AGENT, 3, Timestamp::from_unix_nanos(sample::T0)).unwrap();
+    let older = samples::heartbeat_body(AGENT, 3, Timestamp::from_unix_nanos(samples::T0)).unwrap();
     let deps = AwsDeps::from_sdk(
         &local.sdk,
         function_config(&local.stack, DETECTOR_BINARY).unwrap(),
@@ -239,7 +240,7 @@ async fn a_redelivered_batch_counts_once() {
     )
     .unwrap();
     // 12 compromised pods among 2,000 events: 36 findings (more than one TransactGetItems).
-    let message = body(11, &sample::busy_node(2_000, 12, 1, 11));
+    let message = body(11, &samples::busy_node(2_000, 12, 1, 11));
     // The same SQS message delivered twice (same id), then resent by the agent (new id).
     for id in ["m-1", "m-1", "m-2"] {
         let r = handle(&deps, local.sqs_event(&[(id, &message)]))
@@ -271,7 +272,7 @@ async fn a_redelivered_batch_counts_once() {
         12
     );
     // Another batch with the same findings does count.
-    let next = body(12, &sample::busy_node(2_000, 12, 1, 12));
+    let next = body(12, &samples::busy_node(2_000, 12, 1, 12));
     let r = handle(&deps, local.sqs_event(&[("m-3", &next)]))
         .await
         .unwrap();
@@ -475,12 +476,12 @@ async fn updates_are_published_at_the_publishing_frequency() {
     let t0 = Timestamp::now();
     let at = |m: i64| Timestamp::from_unix_nanos(t0.unix_nanos() + m * minute);
 
-    let first = body(1, &sample::release_agent_write(3, sample::T0));
+    let first = body(1, &samples::release_agent_write(3, samples::T0));
     let r = handle_at(&deps, local.sqs_event(&[("a", &first)]), at(0))
         .await
         .unwrap();
     assert!(r.batch_item_failures.is_empty());
-    let second = body(2, &sample::release_agent_write(3, sample::T0 + minute));
+    let second = body(2, &samples::release_agent_write(3, samples::T0 + minute));
     let r = handle_at(&deps, local.sqs_event(&[("b", &second)]), at(1))
         .await
         .unwrap();
@@ -538,7 +539,10 @@ async fn updates_are_published_at_the_publishing_frequency() {
     assert_eq!(publish_due(&publisher, at(16), None).await.unwrap().due, 0);
 
     // A third occurrence long after: due one frequency after the last publish, i.e. at once.
-    let third = body(3, &sample::release_agent_write(3, sample::T0 + 2 * minute));
+    let third = body(
+        3,
+        &samples::release_agent_write(3, samples::T0 + 2 * minute),
+    );
     handle_at(&deps, local.sqs_event(&[("c", &third)]), at(60))
         .await
         .unwrap();

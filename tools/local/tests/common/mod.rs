@@ -6,11 +6,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use aws_config::SdkConfig;
-use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
+use aws_lambda_events::sqs::SqsEvent;
 use aws_sdk_dynamodb::types::AttributeValue;
 use lambda_runtime::{Context, LambdaEvent};
-use peregrine_aws::moto::Moto;
 use peregrine_local::{LocalStack, ProvisionOptions, Template, provision};
+use peregrine_testkit::lambda::{context, sqs_event};
+use peregrine_testkit::moto::Moto;
 use serde_json::Value;
 
 pub fn template_path() -> PathBuf {
@@ -75,26 +76,12 @@ impl Local {
 
     /// A Lambda context as the detector function would get it.
     pub fn context(&self, logical_id: &str) -> Context {
-        let mut ctx = Context::default();
-        ctx.request_id = "test".into();
-        ctx.invoked_function_arn = self.stack.functions[logical_id].arn.clone();
-        ctx
+        context("test", &self.stack.functions[logical_id].arn)
     }
 
+    /// The detector's invocation for `(message id, body)` records from its queue.
     pub fn sqs_event(&self, records: &[(&str, &str)]) -> LambdaEvent<SqsEvent> {
-        let mut event = SqsEvent::default();
-        event.records = records
-            .iter()
-            .map(|(id, body)| {
-                let mut m = SqsMessage::default();
-                m.message_id = Some((*id).into());
-                m.body = Some((*body).into());
-                m.attributes
-                    .insert("ApproximateReceiveCount".into(), "1".into());
-                m.event_source_arn = Some(self.stack.queues["EventsQueue"].arn.clone());
-                m
-            })
-            .collect();
+        let event = sqs_event(&self.stack.queues["EventsQueue"].arn, records);
         LambdaEvent::new(event, self.context("DetectorFunction"))
     }
 

@@ -29,6 +29,7 @@ pub struct Moto {
     exe: PathBuf,
 }
 
+/// The repository's `.venv` first (this crate is `crates/testkit`), then `PATH`.
 fn find_server() -> Result<PathBuf, MotoError> {
     let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/moto_server");
     if venv.exists() {
@@ -122,8 +123,8 @@ impl Moto {
         .collect()
     }
 
-    /// An SDK configuration for this moto, the same as [`crate::sdk_config`] would build from
-    /// [`Moto::env`], without touching this process's environment.
+    /// An SDK configuration for this moto, the same as `peregrine_aws::sdk_config` would build
+    /// from [`Moto::env`], without touching this process's environment.
     pub async fn sdk_config(&self) -> aws_config::SdkConfig {
         let http = aws_smithy_http_client::Builder::new()
             .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(

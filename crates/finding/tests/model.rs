@@ -1,92 +1,58 @@
-use peregrine_event::{Ancestor, Container as EvContainer, MetadataState, Process, Timestamp};
-use serde_json::{Value, json};
+//! The finding model against GuardDuty's shape: golden JSON, resources, ids, severities and
+//! aggregation.
 
-use super::*;
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test crate: failing loudly is the point
+
+use peregrine_event::{Ancestor, Container as EvContainer, Process, Timestamp};
+use peregrine_finding::*;
+use peregrine_testkit::builders::{Pod, ancestor, finding_env, pod_container, process as proc};
+use serde_json::{Value, json};
+use uuid::Uuid;
 
 const T0: i64 = 1_764_000_000_123_456_789; // 2025-11-24T16:00:00.123456789Z
 
-/// Sets any serde-readable field (here: the event model's `Uuid`s, whose crate this one does
-/// not depend on) from a string.
-fn set<T: serde::de::DeserializeOwned>(field: &mut T, s: &str) {
-    *field = serde_json::from_value(Value::String(s.to_owned())).unwrap();
-}
-
-fn env() -> FindingEnv {
-    FindingEnv {
-        account_id: "111122223333".into(),
-        region: "eu-west-1".into(),
-        partition: "aws".into(),
-        detector_id: "det-1".into(),
-        cluster_name: "prod".into(),
-        cluster_arn: Some("arn:aws:eks:eu-west-1:111122223333:cluster/prod".into()),
-        node_name: "ip-10-0-1-2.eu-west-1.compute.internal".into(),
-        instance_id: Some("i-0abc".into()),
-        agent_id: "agent-7".into(),
-        agent_version: "0.1.0".into(),
-    }
-}
-
 fn process() -> Process {
-    let mut parent = Ancestor {
-        pid: 10,
-        exe: "/usr/bin/bash".into(),
-        comm: "bash".into(),
+    let parent = Ancestor {
+        uuid: Uuid::from_u128(0xa),
+        parent_uuid: Uuid::from_u128(0x1),
         uid: 1000,
         euid: 1000,
         start_time: Timestamp::from_unix_nanos(T0 - 5_000_000_000),
-        ..Ancestor::default()
+        ..ancestor(10, "/usr/bin/bash")
     };
-    set(&mut parent.uuid, "00000000-0000-0000-0000-00000000000a");
-    set(
-        &mut parent.parent_uuid,
-        "00000000-0000-0000-0000-000000000001",
-    );
-    let mut grandparent = Ancestor {
-        pid: 1,
-        exe: String::new(),
+    let grandparent = Ancestor {
+        uuid: Uuid::from_u128(0x1),
         comm: "containerd-shim".into(),
         start_time: Timestamp::from_unix_nanos(T0 - 9_000_000_000),
-        ..Ancestor::default()
+        ..ancestor(1, "")
     };
-    set(
-        &mut grandparent.uuid,
-        "00000000-0000-0000-0000-000000000001",
-    );
-    let mut p = Process {
-        pid: 42,
-        ppid: 10,
-        uid: 1000,
-        euid: 0,
-        comm: "tee".into(),
-        exe: "/usr/bin/tee".into(),
-        argv: vec!["tee".into(), "/sys/fs/cgroup/release_agent".into()],
-        cwd: "/tmp".into(),
-        start_time: Timestamp::from_unix_nanos(T0 - 1_000_000_000),
-        sha256: Some("ab".repeat(32)),
-        lineage: vec![parent, grandparent],
-        ..Process::default()
-    };
-    set(&mut p.uuid, "00000000-0000-0000-0000-00000000002a");
-    set(&mut p.parent_uuid, "00000000-0000-0000-0000-00000000000a");
-    p
+    proc(42, "/usr/bin/tee")
+        .argv(&["tee", "/sys/fs/cgroup/release_agent"])
+        .user(1000)
+        .cwd("/tmp")
+        .uuid(Uuid::from_u128(0x2a))
+        .started(T0 - 1_000_000_000)
+        .sha256("ab".repeat(32))
+        .lineage(vec![parent, grandparent])
+        .with(|p| (p.euid, p.gid) = (0, 0))
+        .build()
 }
 
 fn container() -> EvContainer {
-    EvContainer {
-        id: "c0ffee".repeat(10) + "abcd",
-        runtime: "containerd".into(),
-        name: Some("web".into()),
-        image: Some("public.ecr.aws/nginx/nginx:1.27".into()),
-        pod_name: Some("web-1".into()),
-        pod_namespace: Some("default".into()),
-        pod_uid: Some("pod-uid-1".into()),
-        namespace: Some("k8s.io".into()),
-        metadata: MetadataState::Complete,
-    }
+    pod_container(
+        "c0ffee".repeat(10) + "abcd",
+        Pod {
+            namespace: "default",
+            name: "web-1",
+            uid: "pod-uid-1",
+            container: "web",
+            image: "public.ecr.aws/nginx/nginx:1.27",
+        },
+    )
 }
 
 fn new_finding(container: Option<&EvContainer>, key: &str, event_ns: i64, now_ns: i64) -> Finding {
-    let env = env();
+    let env = finding_env();
     Finding::new(
         &env,
         NewFinding {
@@ -245,7 +211,7 @@ fn container_without_pod_metadata_has_container_but_no_workload() {
         runtime: "containerd".into(),
         ..EvContainer::default()
     };
-    let r = Resource::for_workload(Some(&c), &env());
+    let r = Resource::for_workload(Some(&c), &finding_env());
     assert!(r.kubernetes_details.is_none());
     let cd = r.container_details.unwrap();
     assert_eq!(cd.id.as_deref(), Some("abc"));

@@ -8,30 +8,30 @@
 use std::sync::Arc;
 
 use peregrine_event::{
-    Ancestor, Container, Detail, Event, ExecInfo, ExitInfo, Family, FileInfo, ForkInfo, Kind,
-    MetadataState, NetInfo, NewBinary, NewBinaryEvidence, Process, Timestamp,
+    Ancestor, Container, Event, Kind, NewBinary, NewBinaryEvidence, Process, Timestamp,
 };
 use peregrine_wire::{
     AgentIdentity, BatchEncoder, DropCounters, EncodedMessage, EncoderConfig, Heartbeat,
-    ProbeState, ProbeStatus, SpoolDepth, WireError, encode_heartbeat,
+    ProbeState, SpoolDepth, WireError, encode_heartbeat,
 };
 use uuid::Uuid;
 
+pub use crate::builders::O_CLOEXEC;
+use crate::builders::{self, EventBuilder, Pod, agent_identity, pod_container, probes};
+use crate::lambda::SqsEventBuilder;
+use crate::rng::Rng;
 pub use peregrine_event::{O_APPEND, O_CREAT, O_TRUNC, O_WRONLY};
-/// Not a write-intent bit; sample opens carry it as real programs do.
-pub const O_CLOEXEC: u32 = 0o2000000;
 
 /// 2026-11-24T10:00:00Z.
 pub const T0: i64 = 1_795_514_400_000_000_000;
 
 /// The agent of the sample node.
 pub fn identity(agent_id: &str) -> AgentIdentity {
-    AgentIdentity {
-        agent_id: agent_id.to_owned(),
-        node_name: "ip-10-0-12-34.eu-west-1.compute.internal".into(),
-        cluster_name: "prod-eu".into(),
-        agent_version: "0.1.0".into(),
-    }
+    agent_identity(
+        agent_id,
+        "ip-10-0-12-34.eu-west-1.compute.internal",
+        "prod-eu",
+    )
 }
 
 fn uuid(n: u64) -> Uuid {
@@ -42,37 +42,28 @@ fn ancestor(n: u64, pid: u32, exe: &str, uid: u32, t: i64) -> Ancestor {
     Ancestor {
         uuid: uuid(n),
         parent_uuid: uuid(n.saturating_sub(1)),
-        pid,
-        exe: exe.into(),
-        comm: exe
-            .rsplit('/')
-            .next()
-            .unwrap_or(exe)
-            .chars()
-            .take(15)
-            .collect(),
         uid,
         euid: uid,
         start_time: Timestamp::from_unix_nanos(t),
+        ..builders::ancestor(pid, exe)
     }
 }
 
 /// A pod's container.
 pub fn container(index: u32, pod: &str, namespace: &str, name: &str, image: &str) -> Container {
-    Container {
-        id: format!(
+    pod_container(
+        format!(
             "{:064x}",
             0x5ee0_0000_u64 + u64::from(index) * 0x1_0000_0001
         ),
-        runtime: "containerd".into(),
-        name: Some(name.into()),
-        image: Some(image.into()),
-        pod_name: Some(pod.into()),
-        pod_namespace: Some(namespace.into()),
-        pod_uid: Some(format!("8d6b5b4c-1f0e-4a7c-9a51-{:012x}", index)),
-        namespace: Some("k8s.io".into()),
-        metadata: MetadataState::Complete,
-    }
+        Pod {
+            namespace,
+            name: pod,
+            uid: &format!("8d6b5b4c-1f0e-4a7c-9a51-{:012x}", index),
+            container: name,
+            image,
+        },
+    )
 }
 
 /// A process snapshot: `exe` with `argv`, started under the given lineage.
@@ -85,50 +76,21 @@ pub fn process(
     uid: u32,
     lineage: Vec<Ancestor>,
 ) -> Process {
-    Process {
-        pid,
-        ppid: lineage.first().map(|a| a.pid).unwrap_or(1),
-        uid,
-        euid: uid,
-        gid: uid,
-        comm: exe
-            .rsplit('/')
-            .next()
-            .unwrap_or(exe)
-            .chars()
-            .take(15)
-            .collect(),
-        exe: exe.into(),
-        argv: argv.iter().map(|s| (*s).to_owned()).collect(),
-        argv_truncated: false,
-        cwd: cwd.into(),
-        uuid: uuid(n),
-        parent_uuid: lineage.first().map(|a| a.uuid).unwrap_or_default(),
-        start_time: Timestamp::from_unix_nanos(T0 - 3_600_000_000_000 + (n as i64) * 1_000_000),
-        sha256: Some(format!("{:064x}", u128::from(n) * 0x9e37_79b9_7f4a_7c15)),
-        cgroup_id: 10_000 + n,
-        mnt_ns: 4_026_532_000 + (n % 7) as u32,
-        ld_preload: None,
-        ld_library_path: None,
-        lineage,
-    }
+    builders::process(pid, exe)
+        .argv(argv)
+        .cwd(cwd)
+        .user(uid)
+        .uuid(uuid(n))
+        .started(T0 - 3_600_000_000_000 + (n as i64) * 1_000_000)
+        .sha256(format!("{:064x}", u128::from(n) * 0x9e37_79b9_7f4a_7c15))
+        .cgroup(10_000 + n, 4_026_532_000 + (n % 7) as u32)
+        .lineage(lineage)
+        .build()
 }
 
-fn event(
-    kind: Kind,
-    t: i64,
-    p: &Arc<Process>,
-    c: Option<&Arc<Container>>,
-    detail: Detail,
-) -> Event {
-    Event {
-        kind,
-        time: Timestamp::from_unix_nanos(t),
-        tid: p.pid,
-        process: Arc::clone(p),
-        container: c.cloned(),
-        detail,
-    }
+/// `b` by `p` at `t`, in `c` or on the host.
+fn on(b: EventBuilder, t: i64, p: &Arc<Process>, c: Option<&Arc<Container>>) -> Event {
+    b.at(t).by(Arc::clone(p)).container(c.cloned()).build()
 }
 
 fn open(
@@ -139,27 +101,15 @@ fn open(
     flags: u32,
     result: i64,
 ) -> Event {
-    event(
-        Kind::Open,
-        t,
-        p,
-        c,
-        Detail::File(FileInfo {
-            path: path.into(),
-            flags,
-            mode: if flags & O_CREAT != 0 { 0o644 } else { 0 },
-            mode_octal: if flags & O_CREAT != 0 {
-                "644".into()
-            } else {
-                String::new()
-            },
-            result,
-            resolved: true,
-            ino: 1_000 + t.rem_euclid(997) as u64,
-            dev: 0x803,
-            ..FileInfo::default()
-        }),
-    )
+    let b = EventBuilder::open(path, flags)
+        .result(result)
+        .resolved(0x803, 1_000 + t.rem_euclid(997) as u64);
+    let b = if flags & O_CREAT != 0 {
+        b.mode(0o644)
+    } else {
+        b
+    };
+    on(b, t, p, c)
 }
 
 fn connect_inet(
@@ -169,35 +119,7 @@ fn connect_inet(
     addr: [u8; 4],
     port: u16,
 ) -> Event {
-    event(
-        Kind::Connect,
-        t,
-        p,
-        c,
-        Detail::Net(NetInfo {
-            family: Family::Inet,
-            address: Some(std::net::IpAddr::from(addr)),
-            port: Some(port),
-            path: None,
-            result: -115,
-        }),
-    )
-}
-
-fn connect_unix(t: i64, p: &Arc<Process>, c: Option<&Arc<Container>>, path: &str) -> Event {
-    event(
-        Kind::Connect,
-        t,
-        p,
-        c,
-        Detail::Net(NetInfo {
-            family: Family::Unix,
-            address: None,
-            port: None,
-            path: Some(path.into()),
-            result: 0,
-        }),
-    )
+    on(EventBuilder::connect_inet(addr.into(), port), t, p, c)
 }
 
 fn exec(
@@ -206,19 +128,10 @@ fn exec(
     c: Option<&Arc<Container>>,
     new_binary: Option<NewBinary>,
 ) -> Event {
-    event(
-        Kind::Exec,
-        t,
-        p,
-        c,
-        Detail::Exec(ExecInfo {
-            filename: p.exe.clone(),
-            exe_dev: 0x2d,
-            exe_ino: 4_000 + u64::from(p.pid),
-            env_truncated: false,
-            new_binary,
-        }),
-    )
+    let b = EventBuilder::exec(&p.exe).with_exec(|e| {
+        (e.exe_dev, e.exe_ino, e.new_binary) = (0x2d, 4_000 + u64::from(p.pid), new_binary);
+    });
+    on(b, t, p, c)
 }
 
 /// The attacks of one compromised pod, at `t` (ns): a cgroups `release_agent` written
@@ -331,21 +244,6 @@ pub fn release_agent_write(index: u32, t: i64) -> Vec<Event> {
         .into_iter()
         .filter(|e| e.file().is_some_and(|f| f.path.ends_with("release_agent")))
         .collect()
-}
-
-/// A tiny deterministic generator (xorshift64*), so the activity needs no dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
 }
 
 /// `n` events of ordinary node activity starting at `t0`: kubelet and containerd on the host,
@@ -513,7 +411,12 @@ pub fn benign(n: usize, t0: i64, seed: u64) -> Vec<Event> {
                 5432,
             ),
             6 => open(t, &java, Some(&jvm_c), "/app/lib/orders.jar", 0, 40),
-            7 => connect_unix(t, &fb, Some(&fluent), "/var/run/fluent-bit/metrics.sock"),
+            7 => on(
+                EventBuilder::connect_unix("/var/run/fluent-bit/metrics.sock"),
+                t,
+                &fb,
+                Some(&fluent),
+            ),
             8 => open(
                 t,
                 &fb,
@@ -525,27 +428,14 @@ pub fn benign(n: usize, t0: i64, seed: u64) -> Vec<Event> {
                 0,
                 14,
             ),
-            9 => event(
-                Kind::Fork,
+            9 => on(
+                EventBuilder::fork(8_001, uuid(24)),
                 t,
                 &probe_sh,
                 Some(&web),
-                Detail::Fork(ForkInfo {
-                    child_pid: 8_001,
-                    child_uuid: uuid(24),
-                }),
             ),
             10 => exec(t, &probe_curl, Some(&web), None),
-            _ => event(
-                Kind::Exit,
-                t,
-                &probe_curl,
-                Some(&web),
-                Detail::Exit(ExitInfo {
-                    code: Some(0),
-                    signal: None,
-                }),
-            ),
+            _ => on(EventBuilder::exit(0), t, &probe_curl, Some(&web)),
         };
         out.push(ev);
     }
@@ -589,33 +479,28 @@ pub fn encode(
 
 /// A heartbeat of the sample node.
 pub fn heartbeat(agent_id: &str, at: Timestamp) -> Heartbeat {
-    let id = identity(agent_id);
     Heartbeat {
-        agent_id: id.agent_id,
-        node_name: id.node_name,
-        cluster_name: id.cluster_name,
         kernel_release: "6.1.155-176.282.amzn2023.x86_64".into(),
-        agent_version: id.agent_version,
-        probes: vec![
-            ProbeStatus {
-                program: "sched_process_exec".into(),
-                target: "sched/sched_process_exec".into(),
-                state: ProbeState::Attached,
-                error: None,
-            },
-            ProbeStatus {
-                program: "sys_enter_openat".into(),
-                target: "syscalls/sys_enter_openat".into(),
-                state: ProbeState::Attached,
-                error: None,
-            },
-            ProbeStatus {
-                program: "security_socket_connect".into(),
-                target: "security_socket_connect".into(),
-                state: ProbeState::Failed,
-                error: Some("BTF for security_socket_connect not found".into()),
-            },
-        ],
+        probes: probes(&[
+            (
+                "sched_process_exec",
+                "sched/sched_process_exec",
+                ProbeState::Attached,
+                None,
+            ),
+            (
+                "sys_enter_openat",
+                "syscalls/sys_enter_openat",
+                ProbeState::Attached,
+                None,
+            ),
+            (
+                "security_socket_connect",
+                "security_socket_connect",
+                ProbeState::Failed,
+                Some("BTF for security_socket_connect not found"),
+            ),
+        ]),
         drops: DropCounters {
             kernel_ringbuf_full: 12,
             kernel_no_scratch: 0,
@@ -629,6 +514,7 @@ pub fn heartbeat(agent_id: &str, at: Timestamp) -> Heartbeat {
         events_sent: 1_204_331,
         uptime: std::time::Duration::from_secs(86_400),
         timestamp: at,
+        ..builders::heartbeat(identity(agent_id))
     }
 }
 
@@ -661,36 +547,16 @@ pub fn detector_event() -> Result<aws_lambda_events::sqs::SqsEvent, WireError> {
         .collect();
     bodies.push(heartbeat_body(agent, 42, created)?);
     let sent_ms = (T0 + 61_000_000_000) / 1_000_000;
-    let records = bodies
-        .into_iter()
-        .enumerate()
-        .map(|(i, body)| {
-            let mut r = aws_lambda_events::sqs::SqsMessage::default();
-            r.message_id = Some(format!("0f5e8c52-6c1b-4f0c-9a8e-2d1c3b4a5f{i:02}"));
-            r.receipt_handle = Some(format!("AQEBsample{i:02}receipthandle"));
-            r.body = Some(body);
-            r.attributes = [
-                ("ApproximateReceiveCount", "1".to_owned()),
-                ("SentTimestamp", sent_ms.to_string()),
-                ("SenderId", format!("AROAEXAMPLEROLEID:{agent}")),
-                (
-                    "ApproximateFirstReceiveTimestamp",
-                    (sent_ms + 200).to_string(),
-                ),
-            ]
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), v))
-            .collect();
-            r.event_source = Some("aws:sqs".into());
-            r.event_source_arn =
-                Some("arn:aws:sqs:eu-west-1:123456789012:peregrine-EventsQueue".into());
-            r.aws_region = Some("eu-west-1".into());
-            r
-        })
-        .collect();
-    let mut event = aws_lambda_events::sqs::SqsEvent::default();
-    event.records = records;
-    Ok(event)
+    let event = bodies.iter().enumerate().fold(
+        SqsEventBuilder::new("arn:aws:sqs:eu-west-1:123456789012:peregrine-EventsQueue")
+            .region("eu-west-1")
+            .sent(sent_ms, &format!("AROAEXAMPLEROLEID:{agent}")),
+        |b, (i, body)| {
+            b.message(&format!("0f5e8c52-6c1b-4f0c-9a8e-2d1c3b4a5f{i:02}"), body)
+                .receipt_handle(&format!("AQEBsample{i:02}receipthandle"))
+        },
+    );
+    Ok(event.build())
 }
 
 /// The sample scheduled event for the publisher under `events/` (what an EventBridge
