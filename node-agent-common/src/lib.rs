@@ -123,17 +123,20 @@ impl Kind {
     /// A dense index (`0..Kind::ALL.len()`) for per-kind tables such as the detection engine's
     /// index. Not stable across versions: persist [`Kind`]'s number, never its slot.
     pub const fn slot(self) -> usize {
-        let mut i = 0;
-        while i < Kind::ALL.len() {
-            if Kind::ALL[i] as u32 == self as u32 {
-                return i;
-            }
-            i += 1;
-        }
-        // Unreachable: ALL lists every variant (the macro generates both from one table).
-        Kind::ALL.len()
+        SLOT_OF[(self as u32 & 0x0fff) as usize] as usize
     }
 }
+
+/// Kind number → slot, for every number below 0x1000 (the end of the last family's range).
+const SLOT_OF: [u8; 0x1000] = {
+    let mut table = [u8::MAX; 0x1000];
+    let mut i = 0;
+    while i < Kind::ALL.len() {
+        table[Kind::ALL[i] as usize] = i as u8;
+        i += 1;
+    }
+    table
+};
 
 // Every kind's number lies in its family's range, and names and numbers are unique.
 const _: () = {
@@ -142,6 +145,7 @@ const _: () = {
         let k = Kind::ALL[i];
         let range = k.family().range();
         assert!(range.start <= k as u32 && (k as u32) < range.end);
+        assert!((k as u32) < 0x1000 && i < u8::MAX as usize);
         assert!(k.slot() == i);
         let mut j = i + 1;
         while j < Kind::ALL.len() {
