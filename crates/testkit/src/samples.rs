@@ -510,6 +510,7 @@ pub fn heartbeat(agent_id: &str, at: Timestamp) -> Heartbeat {
         spool: SpoolDepth {
             messages: 2,
             bytes: 40_960,
+            degraded: false,
         },
         events_sent: 1_204_331,
         uptime: std::time::Duration::from_secs(86_400),

@@ -71,6 +71,9 @@ pub struct DropCounters {
 pub struct SpoolDepth {
     pub messages: u64,
     pub bytes: u64,
+    /// The spool cannot write to disk: messages wait in memory (bounded), and an outage now
+    /// loses more than it would with a disk.
+    pub degraded: bool,
 }
 
 impl ProbeState {
@@ -115,6 +118,7 @@ impl Heartbeat {
             spool_dropped: self.drops.spool_dropped,
             spool_messages: self.spool.messages,
             spool_bytes: self.spool.bytes,
+            spool_degraded: self.spool.degraded,
             events_sent: self.events_sent,
             uptime_seconds: self.uptime.as_secs(),
             uptime_nanos: self.uptime.subsec_nanos(),
@@ -158,6 +162,7 @@ impl Heartbeat {
             spool: SpoolDepth {
                 messages: h.spool_messages,
                 bytes: h.spool_bytes,
+                degraded: h.spool_degraded,
             },
             events_sent: h.events_sent,
             uptime: Duration::new(h.uptime_seconds, h.uptime_nanos),

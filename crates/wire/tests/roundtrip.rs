@@ -235,6 +235,7 @@ fn heartbeat() -> Heartbeat {
         spool: SpoolDepth {
             messages: 3,
             bytes: 2_400_000,
+            degraded: true,
         },
         events_sent: 123_456_789,
         uptime: Duration::new(86_400 * 30, 999_999_999),
