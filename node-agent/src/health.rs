@@ -8,7 +8,7 @@
 use std::{
     sync::{
         Arc, Mutex, OnceLock,
-        atomic::{AtomicU8, AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering},
     },
     time::Duration,
 };
@@ -37,6 +37,75 @@ struct Inner {
     downstream_events: AtomicU64,
     loss_events: AtomicU64,
     container_lookup_failures: AtomicU64,
+    spool_faults: [AtomicU64; SpoolOp::ALL.len() * FaultKind::ALL.len()],
+    spool_quarantined: AtomicU64,
+    spool_degraded: AtomicBool,
+}
+
+/// What the spool was doing when the file system failed it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SpoolOp {
+    /// Opening the spool: its directory, the agent id and epoch files, the scan.
+    Open = 0,
+    /// Sealing: writing a message (or moving one held in memory to disk).
+    Write = 1,
+    /// Sending: reading a message back.
+    Read = 2,
+    /// Deleting a sent or dropped message.
+    Remove = 3,
+    /// Moving a message aside (`rejected/`, `quarantine/`).
+    Move = 4,
+}
+
+impl SpoolOp {
+    pub const ALL: [SpoolOp; 5] = [
+        SpoolOp::Open,
+        SpoolOp::Write,
+        SpoolOp::Read,
+        SpoolOp::Remove,
+        SpoolOp::Move,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            SpoolOp::Open => "open",
+            SpoolOp::Write => "write",
+            SpoolOp::Read => "read",
+            SpoolOp::Remove => "remove",
+            SpoolOp::Move => "move",
+        }
+    }
+}
+
+/// How the file system failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FaultKind {
+    /// ENOSPC, EDQUOT: the disk (or a quota) is full.
+    NoSpace = 0,
+    /// EMFILE, ENFILE: out of file descriptors.
+    NoFiles = 1,
+    /// Anything else: EIO, EROFS, EACCES, a missing directory...
+    Io = 2,
+}
+
+impl FaultKind {
+    pub const ALL: [FaultKind; 3] = [FaultKind::NoSpace, FaultKind::NoFiles, FaultKind::Io];
+
+    pub fn of(e: &std::io::Error) -> FaultKind {
+        match e.raw_os_error() {
+            Some(libc::ENOSPC | libc::EDQUOT) => FaultKind::NoSpace,
+            Some(libc::EMFILE | libc::ENFILE) => FaultKind::NoFiles,
+            _ => FaultKind::Io,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            FaultKind::NoSpace => "enospc",
+            FaultKind::NoFiles => "emfile",
+            FaultKind::Io => "io",
+        }
+    }
 }
 
 /// Where the run loop is.
@@ -184,6 +253,41 @@ impl Health {
         self.inner.container_lookup_failures.load(Ordering::Relaxed)
     }
 
+    /// A file-system error the spool survived (retried, or worked around).
+    pub fn spool_fault(&self, op: SpoolOp, kind: FaultKind) {
+        let i = op as usize * FaultKind::ALL.len() + kind as usize;
+        if let Some(c) = self.inner.spool_faults.get(i) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Faults so far for (op, kind).
+    pub fn spool_faults(&self, op: SpoolOp, kind: FaultKind) -> u64 {
+        let i = op as usize * FaultKind::ALL.len() + kind as usize;
+        self.inner
+            .spool_faults
+            .get(i)
+            .map_or(0, |c| c.load(Ordering::Relaxed))
+    }
+
+    /// A corrupt or foreign file was moved out of the spool (or deleted, the quarantine full).
+    pub fn spool_quarantined(&self) {
+        self.inner.spool_quarantined.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn spool_quarantined_total(&self) -> u64 {
+        self.inner.spool_quarantined.load(Ordering::Relaxed)
+    }
+
+    /// The spool cannot write to disk: messages are held in memory (bounded).
+    pub fn set_spool_degraded(&self, degraded: bool) {
+        self.inner.spool_degraded.store(degraded, Ordering::Relaxed);
+    }
+
+    pub fn spool_degraded(&self) -> bool {
+        self.inner.spool_degraded.load(Ordering::Relaxed)
+    }
+
     pub fn drops(&self) -> Drops {
         let i = &self.inner;
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
@@ -203,6 +307,7 @@ impl Health {
             pipeline: self.pipeline(),
             probes: self.probes().to_vec(),
             drops: self.drops(),
+            spool_degraded: self.spool_degraded(),
         }
     }
 
@@ -223,13 +328,16 @@ pub struct HealthSnapshot {
     pub pipeline: Pipeline,
     pub probes: Vec<ProbeStatus>,
     pub drops: Drops,
+    /// The spool cannot write to disk and holds messages in memory.
+    pub spool_degraded: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Verdict {
     /// Every probe that exists on this kernel is attached, and events flow.
     Ok,
-    /// Events flow, but some probes failed to attach: coverage is partial. Restarting would not
+    /// Events flow, but some probes failed to attach (coverage is partial), or the spool cannot
+    /// write to disk (messages wait in memory, bounded). Restarting would not
     /// help, so this is not a failure of the agent.
     Degraded,
     /// Nothing is being captured, for this reason.
@@ -256,7 +364,9 @@ impl HealthSnapshot {
         }
         // A probe that failed to attach, even every probe, is degraded coverage, reported in
         // heartbeats and metrics: a liveness restart would not fix it (infra/daemonset.yaml).
-        if self.probes.iter().any(|p| p.state == AttachState::Failed) {
+        // A spool that cannot write to disk buffers in memory: shipping goes on, with less
+        // protection against an outage; a restart would not free the disk.
+        if self.spool_degraded || self.probes.iter().any(|p| p.state == AttachState::Failed) {
             Verdict::Degraded
         } else {
             Verdict::Ok
@@ -280,6 +390,7 @@ impl HealthSnapshot {
             "probes": probes,
             "user_queue_drops": self.drops.user_queue_full,
             "loss_events": self.drops.loss_events,
+            "spool_degraded": self.spool_degraded,
         });
         if let (Verdict::Down(reason), Some(o)) = (verdict, v.as_object_mut()) {
             o.insert("reason".into(), reason.into());
@@ -324,6 +435,7 @@ impl HealthSnapshot {
             spool: peregrine_wire::SpoolDepth {
                 messages: shipping.spool_messages,
                 bytes: shipping.spool_bytes,
+                degraded: self.spool_degraded,
             },
             events_sent: shipping.events_sent,
             uptime,

@@ -108,6 +108,9 @@ struct ShipArgs {
     /// What a full spool drops.
     #[arg(long, value_enum, default_value_t = spool::FullPolicy::DropOldest)]
     spool_full_policy: spool::FullPolicy,
+    /// Bound, in bytes, on messages held in memory while the spool cannot write to disk.
+    #[arg(long, default_value_t = 64 << 20)]
+    spool_max_memory_bytes: u64,
     /// Seal a batch at this many events...
     #[arg(long, default_value_t = 2000)]
     batch_max_events: usize,
@@ -135,6 +138,7 @@ impl ShipArgs {
                 max_messages: self.spool_max_messages.max(1),
                 max_bytes: self.spool_max_bytes,
                 policy: self.spool_full_policy,
+                max_memory_bytes: self.spool_max_memory_bytes,
             },
             heartbeat_interval: Duration::from_secs(self.heartbeat_interval_s.max(1)),
             drain_timeout: Duration::from_secs(self.drain_timeout_s),

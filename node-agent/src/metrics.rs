@@ -21,7 +21,10 @@ use prometheus_client::{
 };
 use tokio::net::TcpListener;
 
-use crate::{health::Health, probes::AttachState};
+use crate::{
+    health::{FaultKind, Health, SpoolOp},
+    probes::AttachState,
+};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabel {
@@ -31,6 +34,12 @@ pub struct KindLabel {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabel {
     pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FaultLabel {
+    pub op: &'static str,
+    pub kind: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -64,6 +73,8 @@ pub struct Metrics {
     pub messages_rejected: Counter,
     pub spool_messages: Gauge,
     pub spool_bytes: Gauge,
+    pub spool_memory_messages: Gauge,
+    pub spool_memory_bytes: Gauge,
     pub heartbeats_sent: Counter,
     pub heartbeat_failures: Counter,
 }
@@ -118,6 +129,16 @@ impl Metrics {
             "spool_bytes",
             "Bytes waiting in the disk spool",
             self.spool_bytes.clone(),
+        );
+        r.register(
+            "spool_memory_messages",
+            "Messages held in memory because the spool cannot write to disk (included in spool_messages)",
+            self.spool_memory_messages.clone(),
+        );
+        r.register(
+            "spool_memory_bytes",
+            "Bytes held in memory because the spool cannot write to disk (included in spool_bytes)",
+            self.spool_memory_bytes.clone(),
         );
         r.register(
             "heartbeats_sent",
@@ -233,6 +254,35 @@ impl Collector for HealthCollector {
         ] {
             encode_one(&mut enc, name, help, &ConstCounter::new(v))?;
         }
+        encode_family(
+            &mut enc,
+            "spool_faults",
+            "File-system errors the spool survived, by operation and kind (enospc, emfile, io)",
+            MetricType::Counter,
+            SpoolOp::ALL.into_iter().flat_map(|op| {
+                FaultKind::ALL.into_iter().map(move |kind| {
+                    (
+                        FaultLabel {
+                            op: op.name(),
+                            kind: kind.name(),
+                        },
+                        ConstCounter::new(self.0.spool_faults(op, kind)),
+                    )
+                })
+            }),
+        )?;
+        encode_one(
+            &mut enc,
+            "spool_quarantined",
+            "Corrupt or foreign files moved out of the spool directory (or deleted, the quarantine full)",
+            &ConstCounter::new(self.0.spool_quarantined_total()),
+        )?;
+        encode_one(
+            &mut enc,
+            "spool_degraded",
+            "1 while the spool cannot write to disk and holds messages in memory",
+            &ConstGauge::new(i64::from(self.0.spool_degraded())),
+        )?;
         let probes = self.0.probes();
         encode_family(
             &mut enc,

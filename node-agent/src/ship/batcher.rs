@@ -2,7 +2,8 @@
 //!
 //! A batch is sealed when it holds `max_events` events or its oldest event is `max_delay` old
 //! (and at shutdown). Sealing encodes it (one or more messages, each within SQS's size limit),
-//! writes each message to the spool with an fsync, and wakes the sender.
+//! writes each message to the spool with an fsync (or, if the disk fails, keeps it in the
+//! spool's bounded memory), and wakes the sender.
 
 use std::{
     sync::{Arc, atomic::Ordering},
@@ -13,7 +14,6 @@ use peregrine_event::{Event, Timestamp};
 use peregrine_wire::{AgentIdentity, BatchEncoder, EncoderConfig, WireError};
 
 use super::{Shared, ShipError};
-use crate::spool::SpoolError;
 
 pub struct Batcher {
     shared: Arc<Shared>,
@@ -78,15 +78,16 @@ impl Batcher {
             .next_batch
             .store(self.encoder.next_sequence(), Ordering::Relaxed);
         let shared = self.shared.clone();
-        tokio::task::spawn_blocking(move || -> Result<(), SpoolError> {
+        // The spool never fails a push: a message it cannot write waits in memory, and what
+        // its bounds drop comes back here to be counted as loss.
+        tokio::task::spawn_blocking(move || {
             for m in messages {
-                let dropped = shared
-                    .spool
-                    .push(m.sequence, &m.body, m.event_count as u64)?;
+                let dropped = shared.spool.push(m.sequence, &m.body, m.event_count as u64);
                 if dropped.dropped_messages > 0 {
                     tracing::warn!(
                         messages = dropped.dropped_messages,
                         events = dropped.dropped_events,
+                        in_memory = dropped.in_memory,
                         "spool full: messages dropped by policy"
                     );
                     shared
@@ -94,9 +95,8 @@ impl Batcher {
                         .downstream_dropped(dropped.dropped_messages, dropped.dropped_events);
                 }
             }
-            Ok(())
         })
-        .await??;
+        .await?;
         self.shared.update_spool_gauges();
         self.shared.wake.notify_one();
         Ok(())

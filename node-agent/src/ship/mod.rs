@@ -35,7 +35,7 @@ use crate::{
     health::{Health, ShippingState},
     metrics::Metrics,
     sink::EventSink,
-    spool::{self, Spool, SpoolError},
+    spool::{self, Spool},
 };
 
 #[derive(Clone, Debug)]
@@ -56,8 +56,6 @@ pub struct ShipConfig {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ShipError {
-    #[error(transparent)]
-    Spool(#[from] SpoolError),
     #[error("wire format: {0}")]
     Wire(#[from] WireError),
     #[error("writing to the spool was interrupted: {0}")]
@@ -83,6 +81,9 @@ impl Shared {
         let (messages, bytes) = self.spool.depth();
         self.metrics.spool_messages.set(messages as i64);
         self.metrics.spool_bytes.set(bytes as i64);
+        let (messages, bytes) = self.spool.memory_depth();
+        self.metrics.spool_memory_messages.set(messages as i64);
+        self.metrics.spool_memory_bytes.set(bytes as i64);
     }
 
     /// What shipping adds to a heartbeat.
@@ -128,7 +129,8 @@ impl ShippingSink {
         metrics: Metrics,
         health: Health,
     ) -> Result<ShippingSink, ShipError> {
-        let spool = Spool::open(&cfg.spool_dir, cfg.spool)?;
+        // Never fails: a full or unwritable disk degrades to holding messages in memory.
+        let spool = Spool::open(&cfg.spool_dir, cfg.spool, health.clone());
         let (depth, bytes) = spool.depth();
         if depth > 0 {
             tracing::info!(

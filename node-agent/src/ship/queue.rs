@@ -7,7 +7,7 @@ use std::{
 };
 
 use aws_sdk_sqs::{Client, types::SendMessageBatchRequestEntry};
-use peregrine_aws::{Failure, classify, classify_code};
+use peregrine_aws::{Failure, classify};
 
 /// A call that failed as a whole: what it means for the caller, and what went wrong.
 #[derive(Debug, thiserror::Error)]
@@ -28,10 +28,22 @@ pub struct FailedEntry {
     pub sender_fault: bool,
 }
 
+/// Per-entry SendMessageBatch codes that say the message itself can never be taken
+/// (<https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_SendMessageBatch.html#API_SendMessageBatch_Errors>).
+/// Only these set a message aside: any other code, known or not, is retried, since dropping a
+/// message for an error we do not understand would lose events silently.
+const PERMANENT_ENTRY_CODES: &[&str] = &[
+    "InvalidMessageContents",
+    "MessageTooLong",
+    "InvalidParameterValue",
+    "InvalidAttributeName",
+    "InvalidAttributeValue",
+];
+
 impl FailedEntry {
-    /// The queue will never take this message.
+    /// The queue will never take this message: a known permanent code, blamed on the sender.
     pub fn is_permanent(&self) -> bool {
-        self.sender_fault && classify_code(Some(&self.code)) == Failure::Invalid
+        self.sender_fault && PERMANENT_ENTRY_CODES.contains(&self.code.as_str())
     }
 }
 

@@ -125,6 +125,13 @@ impl<Q: MessageQueue> Sender<Q> {
         let mut retry = false;
         for failed in &out.failed {
             if !failed.is_permanent() {
+                // Throttling, an outage, or a code we do not know: the message stays spooled
+                // and is sent again after a backoff.
+                tracing::debug!(code = %failed.code, "SQS did not take a message; retrying it");
+                metrics
+                    .send_failures
+                    .get_or_create(&ReasonLabel { reason: "entry" })
+                    .inc();
                 retry = true;
                 continue;
             }

@@ -54,14 +54,15 @@ fn stage(
     limits: Limits,
     queue: &Arc<MemoryQueue>,
 ) -> (Arc<Shared>, Batcher, Sender<Arc<MemoryQueue>>) {
-    let spool = Spool::open(dir, limits).unwrap();
+    let health = Health::default();
+    let spool = Spool::open(dir, limits, health.clone());
     let first = spool.next_sequence();
     let id = identity(&spool);
     let shared = Arc::new(Shared {
         spool,
         wake: tokio::sync::Notify::new(),
         metrics: Metrics::default(),
-        health: Health::default(),
+        health,
         events_sent: 0.into(),
         next_batch: first.into(),
     });
@@ -189,6 +190,60 @@ async fn a_message_refused_for_good_is_set_aside_and_counted() {
 }
 
 #[tokio::test]
+async fn an_unknown_error_code_is_retried_not_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let queue = Arc::new(MemoryQueue::new());
+    let (shared, mut batcher, sender) = stage(dir.path(), Limits::default(), &queue);
+    seal_events(&mut batcher, markers("u", 2)).await;
+    // Blamed on the sender, but not a code known to be permanent: it may be new, or transient.
+    queue.script(Scripted::FailEntries(vec![(
+        0,
+        "SomeCodeAddedNextYear",
+        true,
+    )]));
+    assert_eq!(sender.send_some().await, Err(Failure::Throttled));
+    assert_eq!(shared.metrics.messages_rejected.get(), 0);
+    assert_eq!(failures(&shared, "entry"), 1);
+    assert_eq!(shared.spool.depth().0, 1);
+    assert!(!dir.path().join("rejected").exists());
+    assert_eq!(sender.send_some().await, Ok(true));
+    let (got, _) = batches(&queue.received());
+    assert_eq!(got, ["u-1", "u-0"]);
+}
+
+#[tokio::test]
+async fn an_unusable_spool_directory_degrades_instead_of_failing_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("not-a-directory");
+    std::fs::write(&file, "").unwrap();
+    let queue = Arc::new(MemoryQueue::new());
+    // Down while we look, so the sender does not empty the memory first.
+    queue.set_down(Some(Failure::Unavailable));
+    let health = Health::default();
+    health.set_pipeline(Pipeline::Running);
+    let metrics = Metrics::default();
+    let mut sink = ShippingSink::with_queue(
+        queue.clone(),
+        ship_config(&file.join("spool")),
+        metrics.clone(),
+        health.clone(),
+    )
+    .unwrap();
+    let want = markers("d", 4);
+    for m in &want {
+        sink.emit(event(m)).await.unwrap();
+    }
+    assert!(health.snapshot().spool_degraded);
+    assert_eq!(metrics.spool_memory_messages.get(), 2);
+    assert!(health.healthz().1.contains("\"status\":\"degraded\""));
+    // Messages held in memory are still sent.
+    queue.set_down(None);
+    sink.close().await.unwrap();
+    let (got, _) = batches(&queue.received());
+    assert_eq!(got, want);
+}
+
+#[tokio::test]
 async fn a_full_spool_drops_by_policy_and_counts_it_in_health() {
     let dir = tempfile::tempdir().unwrap();
     let queue = Arc::new(MemoryQueue::new());
@@ -196,6 +251,7 @@ async fn a_full_spool_drops_by_policy_and_counts_it_in_health() {
         max_messages: 2,
         max_bytes: u64::MAX,
         policy: FullPolicy::DropOldest,
+        ..Limits::default()
     };
     let (shared, mut batcher, sender) = stage(dir.path(), limits, &queue);
     seal_events(&mut batcher, markers("f", 3)).await;
