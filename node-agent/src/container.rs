@@ -61,22 +61,36 @@ fn is_containerd_identifier(s: &str) -> bool {
 /// Recognises the container in a cgroup path:
 /// - cgroupfs kubelet: `/kubepods[/<qos>]/pod<uid>/<id>`;
 /// - systemd kubelet: `/kubepods.slice/kubepods-<qos>.slice/kubepods-<qos>-pod<uid>.slice/cri-containerd-<id>.scope`;
-/// - plain containerd: `/<namespace>/<id>`.
+/// - plain containerd: `/<namespace>/<id>`;
+///
+/// and any cgroup below one of these: a process that can write its cgroup (cgroup
+/// namespaces, delegated cgroups) may create a child and move into it, and stays in its
+/// container. The outermost container segment wins: it is the runtime's, and those below it are
+/// the container's own to name.
 pub fn parse_cgroup_path(path: &str) -> Option<CgroupContainer> {
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-    let last = *segs.last()?;
     let kubelet = segs
         .iter()
         .any(|s| *s == "kubepods" || s.starts_with("kubepods"));
     let pod_uid = segs.iter().find_map(|s| pod_uid_of(s));
-    for prefix in ["cri-containerd-", "containerd-", "docker-", "crio-"] {
-        if let Some(id) = last
-            .strip_prefix(prefix)
-            .and_then(|r| r.strip_suffix(".scope"))
-            && is_hex_id(id)
-        {
+    for seg in &segs {
+        for prefix in ["cri-containerd-", "containerd-", "docker-", "crio-"] {
+            if let Some(id) = seg
+                .strip_prefix(prefix)
+                .and_then(|r| r.strip_suffix(".scope"))
+                && is_hex_id(id)
+            {
+                return Some(CgroupContainer {
+                    id: id.into(),
+                    namespace: "k8s.io".into(),
+                    pod_uid,
+                    kubelet: true,
+                });
+            }
+        }
+        if kubelet && is_hex_id(seg) {
             return Some(CgroupContainer {
-                id: id.into(),
+                id: (*seg).into(),
                 namespace: "k8s.io".into(),
                 pod_uid,
                 kubelet: true,
@@ -84,29 +98,27 @@ pub fn parse_cgroup_path(path: &str) -> Option<CgroupContainer> {
         }
     }
     if kubelet {
-        return is_hex_id(last).then(|| CgroupContainer {
-            id: last.into(),
-            namespace: "k8s.io".into(),
-            pod_uid,
-            kubelet: true,
-        });
+        return None;
     }
     const UNIT_SUFFIXES: [&str; 6] = [".slice", ".service", ".scope", ".mount", ".socket", ".swap"];
-    if segs.len() == 2
-        && is_containerd_identifier(segs[0])
-        && is_containerd_identifier(last)
-        && !segs
-            .iter()
-            .any(|s| UNIT_SUFFIXES.iter().any(|u| s.ends_with(u)))
-    {
-        return Some(CgroupContainer {
-            id: last.into(),
-            namespace: segs[0].into(),
-            pod_uid: None,
-            kubelet: false,
-        });
+    // `/<namespace>/<id>[/...]`: checked with containerd before it counts as a container.
+    match segs.as_slice() {
+        [ns, id, ..]
+            if is_containerd_identifier(ns)
+                && is_containerd_identifier(id)
+                && !segs
+                    .iter()
+                    .any(|s| UNIT_SUFFIXES.iter().any(|u| s.ends_with(u))) =>
+        {
+            Some(CgroupContainer {
+                id: (*id).into(),
+                namespace: (*ns).into(),
+                pod_uid: None,
+                kubelet: false,
+            })
+        }
+        _ => None,
     }
-    None
 }
 
 /// `pod<uid>` (cgroupfs) or `kubepods-<qos>-pod<uid_with_underscores>.slice` (systemd).
@@ -511,6 +523,24 @@ mod tests {
     }
 
     #[test]
+    fn a_child_cgroup_stays_in_its_container() {
+        let c =
+            parse_cgroup_path(&format!("/kubepods/besteffort/pod1234-abcd/{ID}/escape")).unwrap();
+        assert_eq!(
+            (c.id.as_str(), c.pod_uid.as_deref()),
+            (ID, Some("1234-abcd"))
+        );
+        // A child named like another container does not take its place.
+        let other = "ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff";
+        let c = parse_cgroup_path(&format!("/kubepods/pod99/{ID}/{other}/x")).unwrap();
+        assert_eq!(c.id, ID);
+        let p = format!("/kubepods.slice/kubepods-pod12ab.slice/cri-containerd-{ID}.scope/a/b");
+        assert_eq!(parse_cgroup_path(&p).unwrap().id, ID);
+        let c = parse_cgroup_path("/default/my-app/child").unwrap();
+        assert_eq!((c.namespace.as_str(), c.id.as_str()), ("default", "my-app"));
+    }
+
+    #[test]
     fn plain_containerd_layout() {
         let c = parse_cgroup_path("/default/my-app").unwrap();
         assert_eq!(
@@ -526,7 +556,8 @@ mod tests {
             "/system.slice/ssh.service",
             "/user.slice/user-0.slice",
             "/kubepods/besteffort/pod1",
-            "/a/b/c",
+            "/kubepods/besteffort/pod1/not-an-id",
+            "/system.slice/containerd.service/x",
             "/init.scope",
         ] {
             assert_eq!(parse_cgroup_path(p), None, "{p}");

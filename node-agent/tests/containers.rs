@@ -235,3 +235,54 @@ fn events_flow_while_containerd_hangs_and_the_lookup_is_retried() {
     );
     drop(cd);
 }
+
+/// A process that moves itself (here: is moved) into a child cgroup of its container's cgroup
+/// is still that container's: attribution walks up the cgroup path to the runtime's segment.
+#[test]
+fn a_child_cgroup_of_a_container_stays_attributed_to_it() {
+    let (cd, agent) = containerd_and_agent();
+    let tmp = tempfile::tempdir().unwrap();
+    let rootfs = busybox_rootfs(tmp.path());
+    let p = pod();
+    let mount = cgroup2_mount().expect("cgroup2 mount");
+    let pod_cg = format!("/kubepods/besteffort/pod{}", p.uid);
+    let ctr_dir = mount.join(format!("{}/{}", pod_cg.trim_start_matches('/'), p.cid));
+    let child_rel = format!("{pod_cg}/{}/escape", p.cid);
+    let child_dir = mount.join(child_rel.trim_start_matches('/'));
+    // Removed before the runtime removes the container's own cgroup (and again, harmlessly,
+    // by the guard run_in_kubelet_cgroup returns).
+    let _child = CgroupParents(vec![child_rel]);
+    let marker = unique("child");
+    // The container waits for the go-ahead, then execs the marker from its new cgroup.
+    let script =
+        format!("while [ ! -e /tmp/go ]; do sleep 0.1; done; /bin/busybox echo {marker}; exit 0");
+    std::thread::scope(|s| {
+        let runner = s.spawn(|| run_in_kubelet_cgroup(&cd, &rootfs, &p, &script));
+        // The container's shell, once runc has put it in the container's cgroup.
+        let deadline = std::time::Instant::now() + common::WAIT;
+        let pid = loop {
+            let procs = std::fs::read_to_string(ctr_dir.join("cgroup.procs")).unwrap_or_default();
+            if let Some(pid) = procs.lines().next() {
+                break pid.to_owned();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "container never started"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        std::fs::create_dir_all(&child_dir).unwrap();
+        std::fs::write(child_dir.join("cgroup.procs"), &pid).unwrap();
+        assert!(
+            std::fs::read_to_string(child_dir.join("cgroup.procs"))
+                .unwrap()
+                .lines()
+                .any(|l| l == pid),
+            "the shell moved into the child cgroup"
+        );
+        std::fs::write(rootfs.join("tmp/go"), "").unwrap();
+        let _guard = runner.join().unwrap();
+        let ev = exec_with(&agent, "exec from the child cgroup", &marker);
+        assert_pod(&ev, &p);
+    });
+}

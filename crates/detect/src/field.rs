@@ -114,6 +114,9 @@ fields! {
     /// The executable's file name (`comm` when the path is unknown).
     ProcessName = "process.name", Str, All, ProcessExe;
     ProcessArgv = "process.argv", StrList, All, ProcessArgv;
+    /// `argv[1]` when it is an absolute path: the script an interpreter runs (the kernel puts
+    /// a `#!` script's path there). With `process.exe` it names a script program by path.
+    ProcessScript = "process.script", Str, All, ProcessArgv;
     /// argv joined by spaces.
     ProcessCmdline = "process.cmdline", Str, All, ProcessArgv;
     ProcessCwd = "process.cwd", Str, All, ProcessCwd;
@@ -271,6 +274,19 @@ fn name_of<'a>(exe: &'a str, comm: &'a str) -> &'a str {
     if b.is_empty() { comm } else { b }
 }
 
+/// The script an interpreter runs, by path: `argv[1]` when it is absolute. When the kernel
+/// runs a `#!` script it replaces `argv[0]` with the interpreter and puts the script's path,
+/// as given to execve, in `argv[1]` (`fs/binfmt_script.c`); and an interpreter given an
+/// absolute path as its first argument runs that file. A leading option (`python3 -s x`,
+/// `python3 -c code`) leaves it missing rather than guessing which argument is the script:
+/// `python3 -W /usr/bin/dnf evil.py` runs `evil.py`.
+#[inline]
+fn script_of(argv: &[String]) -> Option<&str> {
+    argv.get(1)
+        .map(String::as_str)
+        .filter(|a| a.starts_with('/'))
+}
+
 fn opt(s: &Option<String>) -> Val<'_> {
     match s {
         Some(s) => Val::Str(s),
@@ -313,6 +329,7 @@ impl<'a> Subject<'a> {
             Field::ProcessExe => Val::Str(&p.exe),
             Field::ProcessName => Val::Str(name_of(&p.exe, &p.comm)),
             Field::ProcessArgv => Val::List(List::Strs(&p.argv)),
+            Field::ProcessScript => script_of(&p.argv).map_or(Val::Missing, Val::Str),
             Field::ProcessCmdline => Val::Str(self.cmdline.get_or_init(|| p.argv.join(" "))),
             Field::ProcessCwd => Val::Str(&p.cwd),
             Field::ProcessSha256 => opt(&p.sha256),
@@ -453,6 +470,20 @@ mod tests {
         assert_eq!(Field::suggest("file.pathh"), Some("file.path"));
         assert_eq!(Field::suggest("proces.exe"), Some("process.exe"));
         assert_eq!(Field::suggest("zzzzzzzz"), None);
+    }
+
+    #[test]
+    fn script_is_an_absolute_first_argument() {
+        let argv = |a: &[&str]| a.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        assert_eq!(
+            script_of(&argv(&["/usr/bin/python3", "/usr/bin/dnf", "install"])),
+            Some("/usr/bin/dnf")
+        );
+        assert_eq!(script_of(&argv(&["python3", "-s", "/usr/bin/dnf"])), None);
+        assert_eq!(script_of(&argv(&["python3", "-c", "/usr/bin/dnf"])), None);
+        assert_eq!(script_of(&argv(&["sh", "./x.sh"])), None);
+        assert_eq!(script_of(&argv(&["yum"])), None);
+        assert_eq!(script_of(&[]), None);
     }
 
     #[test]

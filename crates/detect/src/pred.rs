@@ -96,6 +96,9 @@ type FxSet<T> = HashSet<T, BuildHasherDefault<FxHasher>>;
 #[derive(Clone, Debug)]
 enum Test {
     Exists,
+    /// `exists` with `value: false`: the event lacks the field. Exceptions have no `not`, so
+    /// this is how one is scoped to host processes (`container` absent).
+    Absent,
     /// `kind` eq/in/neq: compared as the enum, not its name.
     Kind {
         kinds: Box<[Kind]>,
@@ -264,9 +267,14 @@ impl Leaf {
         let values: Vec<&Yaml> = match (def.value, def.values, op) {
             (Some(_), Some(_), _) => return Err(bad("give `value` or `values`, not both".into())),
             (None, None, Op::Exists) => Vec::new(),
+            // `value: true` is plain `exists`, `value: false` its absence. An exception's tuple
+            // always gives a value, and has no `not` to wrap it in.
+            (Some(Yaml::Bool(_)), None, Op::Exists) => Vec::new(),
             (Some(_), _, Op::Exists) | (_, Some(_), Op::Exists) => {
                 return Err(bad(
-                    "`exists` takes no value; wrap it in `not` for absence".into()
+                    "`exists` takes no value, or `true` or `false` (absent); in a condition, \
+                     `not` also expresses absence"
+                        .into(),
                 ));
             }
             (None, None, _) => {
@@ -466,6 +474,11 @@ impl Leaf {
                 (Test::Exists, Json::Null)
             }
         };
+        let (test, expected) = match (op, def.value) {
+            (Op::Exists, Some(Yaml::Bool(false))) => (Test::Absent, Json::Bool(false)),
+            (Op::Exists, Some(Yaml::Bool(true))) => (Test::Exists, Json::Bool(true)),
+            _ => (test, expected),
+        };
         Ok(Leaf {
             field,
             order: 0,
@@ -478,7 +491,7 @@ impl Leaf {
     /// A rough relative cost of evaluating this leaf, to test cheap predicates first.
     pub(crate) fn cost(&self) -> u32 {
         let per_value = match &self.test {
-            Test::Exists | Test::Kind { .. } | Test::Bool(_) | Test::Int(_) => 1,
+            Test::Exists | Test::Absent | Test::Kind { .. } | Test::Bool(_) | Test::Int(_) => 1,
             Test::Ip { .. } => 2,
             Test::Str { m, .. } => m.cost(),
         };
@@ -499,7 +512,8 @@ impl Leaf {
                 _ => self.test_val(Val::Str(kind.name())),
             });
         }
-        (!self.field.available_for(kind)).then_some(false)
+        // A field the kind never carries is missing: false for every test but absence.
+        (!self.field.available_for(kind)).then(|| self.test_val(Val::Missing))
     }
 
     #[inline]
@@ -515,6 +529,7 @@ impl Leaf {
         match (&self.test, v) {
             (Test::Exists, Val::Missing) => false,
             (Test::Exists, _) => true,
+            (Test::Absent, v) => matches!(v, Val::Missing),
             (_, Val::Missing) => false,
             (Test::Kind { kinds, negate }, Val::Str(name)) => {
                 kinds.iter().any(|k| k.name() == name) != *negate

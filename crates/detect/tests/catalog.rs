@@ -9,6 +9,7 @@
 mod common;
 
 use common::*;
+use peregrine_detect::Catalog;
 
 #[test]
 fn catalog_covers_the_required_types_with_guardduty_severities() {
@@ -75,4 +76,56 @@ fn unrelated_activity_fires_nothing() {
             got.iter().map(|m| &m.rule_id).collect::<Vec<_>>()
         );
     }
+}
+
+/// An exception never rests on what the suppressed process chooses for itself (STYLE.md,
+/// "Detections"): its comm, its argv[0] or a file name. Every built-in exception, and every
+/// exception a built-in override adds, is walked with YAML aliases resolved.
+#[test]
+fn no_builtin_exception_rests_on_a_chosen_name() {
+    const FORGEABLE: &[&str] = &[
+        "process.comm",
+        "process.name",
+        "parent.name",
+        "parent.comm",
+        "ancestors.name",
+        // argv[0] is any element of argv, and the start of the command line.
+        "process.argv",
+        "process.cmdline",
+    ];
+    let mut bad = Vec::new();
+    let mut seen = 0;
+    for (file, yaml) in Catalog::SOURCES {
+        let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(yaml).expect("catalog YAML");
+        let lists = ["rules", "overrides"]
+            .iter()
+            .filter_map(|k| doc.get(k).and_then(|v| v.as_sequence()))
+            .flatten();
+        for rule in lists {
+            let id = rule
+                .get("id")
+                .or_else(|| rule.get("rule"))
+                .and_then(|v| v.as_str())
+                .unwrap_or("?");
+            let exceptions = rule.get("exceptions").and_then(|v| v.as_sequence());
+            for exc in exceptions.into_iter().flatten() {
+                let name = exc.get("name").and_then(|v| v.as_str()).unwrap_or("?");
+                let fields = exc.get("fields").and_then(|v| v.as_sequence());
+                for field in fields.into_iter().flatten() {
+                    seen += 1;
+                    let field = field.as_str().unwrap_or("");
+                    if FORGEABLE.contains(&field) || field.ends_with("basename") {
+                        bad.push(format!("{file}: {id}: exception {name:?} uses {field}"));
+                    }
+                }
+            }
+        }
+    }
+    assert!(seen > 10, "the walk found only {seen} exception fields");
+    assert!(
+        bad.is_empty(),
+        "exceptions must use the executable's path and place, not a name the process chose \
+         (docs/rules.md#exceptions):\n{}",
+        bad.join("\n")
+    );
 }

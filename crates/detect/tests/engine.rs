@@ -629,6 +629,51 @@ fn exceptions_suppress_matching_tuples_only() {
 }
 
 #[test]
+fn exists_false_scopes_an_exception_to_the_host() {
+    let extra = "    exceptions:\n      - name: host-make\n        fields: [container, process.exe]\n        ops: [exists, eq]\n        values:\n          - [false, /usr/bin/make]\n";
+    let engine = engine_of("[exec]", "{field: process.uid, op: gte, value: 0}", extra);
+    assert!(
+        !fires(&engine, E::exec("/usr/bin/make").host()),
+        "on the host"
+    );
+    assert!(fires(&engine, E::exec("/usr/bin/make")), "in a container");
+    assert!(fires(&engine, E::exec("/tmp/make").host()), "another path");
+    // `true` is plain `exists`.
+    let extra = extra.replace("[false,", "[true,");
+    let engine = engine_of("[exec]", "{field: process.uid, op: gte, value: 0}", &extra);
+    assert!(!fires(&engine, E::exec("/usr/bin/make")));
+    assert!(fires(&engine, E::exec("/usr/bin/make").host()));
+    // In a condition too.
+    let engine = engine_of("[exec]", "{field: container, op: exists, value: false}", "");
+    assert!(fires(&engine, E::exec("/usr/bin/make").host()));
+    assert!(!fires(&engine, E::exec("/usr/bin/make")));
+    assert!(
+        err("[exec]", "{field: container, op: exists, value: 1}", "").contains("`true` or `false`")
+    );
+}
+
+#[test]
+fn process_script_is_an_absolute_first_argument() {
+    let engine = engine_of(
+        "[exec]",
+        "{field: process.script, op: eq, value: /usr/bin/dnf}",
+        "",
+    );
+    let dnf = |argv: &[&str]| E::exec("/usr/bin/python3.9").argv(argv);
+    assert!(fires(
+        &engine,
+        dnf(&["/usr/bin/python3", "/usr/bin/dnf", "install"])
+    ));
+    // Whatever argv[0] says.
+    assert!(fires(&engine, dnf(&["yum", "/usr/bin/dnf"])));
+    assert!(!fires(
+        &engine,
+        dnf(&["/usr/bin/python3", "-W", "/usr/bin/dnf", "/tmp/x.py"])
+    ));
+    assert!(!fires(&engine, dnf(&["/usr/bin/dnf"])));
+}
+
+#[test]
 fn overrides_disable_or_add_exceptions_to_builtin_rules() {
     let user = RuleSet::from_yaml(
         "site.yaml",
