@@ -48,7 +48,7 @@ pub enum AgentError {
     #[error(transparent)]
     Probes(#[from] ProbeError),
     #[error(transparent)]
-    Metrics(#[from] crate::metrics::ServeError),
+    Metrics(#[from] crate::endpoint::ServeError),
     #[error(transparent)]
     Sink(Box<dyn std::error::Error + Send + Sync>),
     #[error("ring-buffer reader failed: {0}")]
@@ -96,7 +96,7 @@ pub async fn run<S: EventSink>(
 
     let _server = match cfg.metrics_addr {
         Some(addr) => Some(AbortOnDrop(
-            crate::metrics::serve(addr, metrics.clone(), health.clone()).await?,
+            crate::endpoint::serve(addr, metrics.clone(), health.clone()).await?,
         )),
         None => None,
     };

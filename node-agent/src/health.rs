@@ -311,15 +311,30 @@ impl Health {
         }
     }
 
-    /// The `/healthz` answer: (HTTP status, JSON body).
+    /// The `/healthz` answer with every probe named: (HTTP status, JSON body).
     pub fn healthz(&self) -> (u16, String) {
+        self.healthz_for(Detail::Full)
+    }
+
+    /// The `/healthz` answer at the given detail: (HTTP status, JSON body).
+    pub fn healthz_for(&self, detail: Detail) -> (u16, String) {
         let s = self.snapshot();
         let code = match s.verdict() {
             Verdict::Down(_) => 503,
             Verdict::Ok | Verdict::Degraded => 200,
         };
-        (code, s.to_json())
+        (code, s.to_json_for(detail))
     }
+}
+
+/// How much `/healthz` tells: which probes failed, and the kernel's words for why, tell an
+/// attacker which behaviour goes unseen on this node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Detail {
+    /// Every probe with its program, target, state and error (loopback peers only).
+    Full,
+    /// How many probes are in each state, nothing more.
+    Counts,
 }
 
 /// The agent's state at one moment.
@@ -373,12 +388,9 @@ impl HealthSnapshot {
         }
     }
 
-    pub fn to_json(&self) -> String {
-        let probes: Vec<serde_json::Value> = self
-            .probes
-            .iter()
-            .map(|s| serde_json::json!({"program": s.program, "target": s.target, "state": s.state.name(), "error": s.error}))
-            .collect();
+    /// The `/healthz` body: `probe_counts` always, the `probes` list only at [`Detail::Full`].
+    pub fn to_json_for(&self, detail: Detail) -> String {
+        let count = |st: AttachState| self.probes.iter().filter(|p| p.state == st).count();
         let verdict = self.verdict();
         let mut v = serde_json::json!({
             "status": match verdict {
@@ -387,13 +399,27 @@ impl HealthSnapshot {
                 Verdict::Down(_) => "down",
             },
             "pipeline": self.pipeline.name(),
-            "probes": probes,
+            "probe_counts": {
+                "attached": count(AttachState::Attached),
+                "failed": count(AttachState::Failed),
+                "absent": count(AttachState::Absent),
+            },
             "user_queue_drops": self.drops.user_queue_full,
             "loss_events": self.drops.loss_events,
             "spool_degraded": self.spool_degraded,
         });
-        if let (Verdict::Down(reason), Some(o)) = (verdict, v.as_object_mut()) {
-            o.insert("reason".into(), reason.into());
+        if let Some(o) = v.as_object_mut() {
+            if let Verdict::Down(reason) = verdict {
+                o.insert("reason".into(), reason.into());
+            }
+            if detail == Detail::Full {
+                let probes: Vec<serde_json::Value> = self
+                    .probes
+                    .iter()
+                    .map(|s| serde_json::json!({"program": s.program, "target": s.target, "state": s.state.name(), "error": s.error}))
+                    .collect();
+                o.insert("probes".into(), probes.into());
+            }
         }
         v.to_string()
     }
@@ -497,6 +523,40 @@ mod tests {
         assert_eq!(code, 200);
         assert!(body.contains("\"status\":\"degraded\""), "{body}");
         assert!(body.contains("verifier said no"), "{body}");
+    }
+
+    #[test]
+    fn counts_name_no_probe_and_no_error() {
+        let h = Health::default();
+        h.record_probes(&[
+            probe("sched/sched_process_exec", AttachState::Attached),
+            probe("syscalls/sys_enter_connect", AttachState::Failed),
+            probe("syscalls/sys_enter_open", AttachState::Absent),
+        ]);
+        h.set_pipeline(Pipeline::Running);
+        let (code, body) = h.healthz_for(Detail::Counts);
+        assert_eq!(code, 200);
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["status"], "degraded", "{body}");
+        assert_eq!(
+            v["probe_counts"],
+            serde_json::json!({"attached": 1, "failed": 1, "absent": 1}),
+            "{body}"
+        );
+        assert!(v.get("probes").is_none(), "{body}");
+        for secret in ["sys_enter_connect", "verifier said no", "\"p\""] {
+            assert!(!body.contains(secret), "{secret} in {body}");
+        }
+
+        let (_, full) = h.healthz_for(Detail::Full);
+        assert!(full.contains("sys_enter_connect"), "{full}");
+        assert!(full.contains("verifier said no"), "{full}");
+
+        // Down keeps its reason at either detail.
+        h.set_pipeline(Pipeline::Stopping);
+        let (code, body) = h.healthz_for(Detail::Counts);
+        assert_eq!(code, 503);
+        assert!(body.contains("\"reason\":\"pipeline stopping\""), "{body}");
     }
 
     #[test]

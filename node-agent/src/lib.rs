@@ -4,6 +4,7 @@
 pub mod agent;
 pub mod container;
 pub mod decode;
+pub mod endpoint;
 pub mod enrich;
 pub mod exehash;
 pub mod findings;

@@ -1,13 +1,12 @@
-//! Prometheus metrics and the `/metrics` + `/healthz` endpoint (127.0.0.1:9464 by default).
+//! Prometheus metrics, served with `/healthz` by [`crate::endpoint`] (127.0.0.1:9464 by default).
 //!
 //! Counters that belong to the agent's health (drops, probe status) are kept by [`Health`] and
 //! read from it at each scrape; this module only owns what nothing else needs to read.
 
-use std::{convert::Infallible, net::SocketAddr, sync::Arc};
-
-use http_body_util::Full;
-use hyper::{Request, Response, StatusCode, body::Bytes, service::service_fn};
-use hyper_util::rt::TokioIo;
+use crate::{
+    health::{FaultKind, Health, SpoolOp},
+    probes::AttachState,
+};
 use prometheus_client::{
     collector::Collector,
     encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric, text::encode},
@@ -18,12 +17,6 @@ use prometheus_client::{
         gauge::{ConstGauge, Gauge},
     },
     registry::Registry,
-};
-use tokio::net::TcpListener;
-
-use crate::{
-    health::{FaultKind, Health, SpoolOp},
-    probes::AttachState,
 };
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -55,6 +48,11 @@ pub struct ProbeLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PhaseLabel {
+    pub phase: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CacheLabel {
     pub cache: &'static str,
 }
@@ -77,6 +75,11 @@ pub struct Metrics {
     pub spool_memory_bytes: Gauge,
     pub heartbeats_sent: Counter,
     pub heartbeat_failures: Counter,
+    // The endpoint itself (`crate::endpoint`).
+    pub http_connections_open: Gauge,
+    pub http_connections_rejected: Counter,
+    pub http_timeouts: Family<PhaseLabel, Counter>,
+    pub http_accept_errors: Counter,
 }
 
 impl Metrics {
@@ -150,6 +153,26 @@ impl Metrics {
             "Heartbeats that could not be sent",
             self.heartbeat_failures.clone(),
         );
+        r.register(
+            "http_connections_open",
+            "Connections the metrics endpoint is serving",
+            self.http_connections_open.clone(),
+        );
+        r.register(
+            "http_connections_rejected",
+            "Connections to the metrics endpoint closed unread because the connection cap was reached",
+            self.http_connections_rejected.clone(),
+        );
+        r.register(
+            "http_timeouts",
+            "Metrics endpoint connections closed by a timeout: header (request head too slow, or idle keep-alive) or lifetime",
+            self.http_timeouts.clone(),
+        );
+        r.register(
+            "http_accept_errors",
+            "Failed accepts on the metrics endpoint (EMFILE and the like), each followed by a pause",
+            self.http_accept_errors.clone(),
+        );
         r
     }
 
@@ -160,6 +183,13 @@ impl Metrics {
         self.cache_capacity
             .get_or_create(&CacheLabel { cache })
             .set(capacity as i64);
+    }
+
+    /// A connection of the metrics endpoint closed by a timeout (`header` or `lifetime`).
+    pub fn http_timeout(&self, phase: &'static str) {
+        self.http_timeouts
+            .get_or_create(&PhaseLabel { phase })
+            .inc();
     }
 
     pub fn render(&self, registry: &Registry) -> String {
@@ -314,70 +344,6 @@ impl Collector for HealthCollector {
             &ConstGauge::new(count(AttachState::Failed)),
         )
     }
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("cannot listen for metrics on {addr}: {source}")]
-pub struct ServeError {
-    addr: SocketAddr,
-    source: std::io::Error,
-}
-
-/// Binds now (so a port conflict is reported at start) and serves until the task is dropped.
-pub async fn serve(
-    addr: SocketAddr,
-    metrics: Metrics,
-    health: Health,
-) -> Result<tokio::task::JoinHandle<()>, ServeError> {
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|source| ServeError { addr, source })?;
-    let registry = Arc::new(metrics.registry(&health));
-    Ok(tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            let registry = registry.clone();
-            let metrics = metrics.clone();
-            let health = health.clone();
-            tokio::spawn(async move {
-                let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
-                    let body = match req.uri().path() {
-                        "/metrics" => Some((
-                            StatusCode::OK,
-                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                            metrics.render(&registry),
-                        )),
-                        "/healthz" => {
-                            let (code, body) = health.healthz();
-                            let code = StatusCode::from_u16(code)
-                                .unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
-                            Some((code, "application/json", body))
-                        }
-                        _ => None,
-                    };
-                    async move {
-                        let resp = match body {
-                            Some((code, ct, b)) => Response::builder()
-                                .status(code)
-                                .header("content-type", ct)
-                                .body(Full::new(Bytes::from(b))),
-                            None => Response::builder()
-                                .status(StatusCode::NOT_FOUND)
-                                .body(Full::new(Bytes::from_static(b"not found\n"))),
-                        };
-                        Ok::<_, Infallible>(
-                            resp.unwrap_or_else(|_| Response::new(Full::new(Bytes::new()))),
-                        )
-                    }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
-            });
-        }
-    }))
 }
 
 #[cfg(test)]
