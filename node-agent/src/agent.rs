@@ -224,24 +224,12 @@ async fn emit_loss<S: EventSink>(
 }
 
 fn update_cache_gauges(e: &Enricher, m: &Metrics) {
-    let cfg = e.config();
-    m.set_cache("process_table", e.procs.len(), e.procs.capacity());
-    m.set_cache(
-        "container_cgroups",
-        e.containers.cgroup_cache_len(),
-        e.containers.capacity(),
-    );
-    m.set_cache(
-        "container_metadata",
-        e.containers.metadata_cache_len(),
-        e.containers.capacity(),
-    );
+    m.set_bounded_cache("process_table", e.procs.stats());
+    let (cgroups, meta) = e.containers.cache_stats();
+    m.set_bounded_cache("container_cgroups", cgroups);
+    m.set_bounded_cache("container_metadata", meta);
     m.set_cache("exe_hashes", e.hashes.len(), e.hashes.capacity());
-    m.set_cache(
-        "new_binary_writes",
-        e.newbin.len(),
-        2 * cfg.new_binary_cache_size,
-    );
+    m.set_bounded_cache("new_binary_writes", e.newbin.stats());
 }
 
 struct AbortOnDrop(tokio::task::JoinHandle<()>);

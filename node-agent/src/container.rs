@@ -7,13 +7,13 @@
 //!
 //! Lookups never stop events: a healthy containerd answers inline within a short deadline; after
 //! a failure, events carry `metadata: unavailable` and the lookup is retried with backoff.
-//! Both caches are bounded by count.
+//! Both caches are bounded by count and by bytes (each has half the byte budget): labels, image
+//! names and cgroup paths come from whoever creates the container.
 
 use std::{
     collections::HashMap,
     ffi::CString,
     fs,
-    num::NonZeroUsize,
     os::fd::{AsRawFd, FromRawFd, OwnedFd},
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
@@ -24,9 +24,14 @@ use containerd_client::{
     services::v1::{GetContainerRequest, containers_client::ContainersClient},
     tonic::{Code, Request, metadata::MetadataValue, transport::Channel},
 };
-use lru::LruCache;
 use peregrine_event::{Container, MetadataState};
 use tokio::sync::watch;
+
+use crate::bounded::{BoundedLru, CacheStats, HeapBytes};
+
+/// The default byte budget of both caches together: 4096 containers with long image names and
+/// labels fit several times over.
+pub const DEFAULT_MAX_BYTES: usize = 8 << 20;
 
 pub const DEFAULT_SOCKET: &str = "/run/containerd/containerd.sock";
 pub const LABEL_POD_NAME: &str = "io.kubernetes.pod.name";
@@ -212,10 +217,41 @@ pub fn cgroup_of_pid(proc_root: &Path, pid: u32) -> Option<String> {
         .find_map(|l| l.strip_prefix("0::").map(str::to_owned))
 }
 
+impl HeapBytes for CgroupContainer {
+    fn heap_bytes(&self) -> usize {
+        self.id.heap_bytes() + self.namespace.heap_bytes() + self.pod_uid.heap_bytes()
+    }
+}
+
 #[derive(Clone, Debug)]
 struct Meta {
     container: Arc<Container>,
     retry_at: Option<Instant>,
+}
+
+struct ContainerBytes<'a>(&'a Container);
+
+impl HeapBytes for ContainerBytes<'_> {
+    fn heap_bytes(&self) -> usize {
+        let c = self.0;
+        c.id.heap_bytes()
+            + c.runtime.heap_bytes()
+            + c.name.heap_bytes()
+            + c.image.heap_bytes()
+            + c.pod_name.heap_bytes()
+            + c.pod_namespace.heap_bytes()
+            + c.pod_uid.heap_bytes()
+            + c.namespace.heap_bytes()
+    }
+}
+
+impl HeapBytes for Meta {
+    fn heap_bytes(&self) -> usize {
+        // The Arc's counts and its Container, then what the Container owns.
+        2 * std::mem::size_of::<usize>()
+            + std::mem::size_of::<Container>()
+            + ContainerBytes(&self.container).heap_bytes()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -254,8 +290,8 @@ struct Shared {
 }
 
 struct State {
-    by_cgroup: LruCache<u64, Option<Arc<CgroupContainer>>>,
-    meta: LruCache<String, Meta>,
+    by_cgroup: BoundedLru<u64, Option<Arc<CgroupContainer>>>,
+    meta: BoundedLru<String, Meta>,
     /// Lookups under way, by container id; waiters watch for the answer.
     inflight: HashMap<String, watch::Receiver<Option<Arc<Container>>>>,
     channel: Option<Channel>,
@@ -266,18 +302,19 @@ struct State {
 }
 
 impl ContainerResolver {
-    pub fn new(socket: PathBuf, capacity: usize, deadline: Duration) -> Self {
-        let cap = NonZeroUsize::new(capacity.max(1)).unwrap_or(NonZeroUsize::MIN);
+    /// `capacity` entries in each cache, `max_bytes` for both together.
+    pub fn new(socket: PathBuf, capacity: usize, max_bytes: usize, deadline: Duration) -> Self {
+        let cap = capacity.max(1);
         ContainerResolver {
             shared: Arc::new(Shared {
                 socket,
                 deadline,
                 paths: CgroupPaths::open(),
                 proc_root: PathBuf::from("/proc"),
-                capacity: cap.get(),
+                capacity: cap,
                 state: Mutex::new(State {
-                    by_cgroup: LruCache::new(cap),
-                    meta: LruCache::new(cap),
+                    by_cgroup: BoundedLru::new(cap, max_bytes / 2),
+                    meta: BoundedLru::new(cap, max_bytes - max_bytes / 2),
                     inflight: HashMap::new(),
                     channel: None,
                     healthy: true,
@@ -308,6 +345,12 @@ impl ContainerResolver {
 
     pub fn metadata_cache_len(&self) -> usize {
         self.state().meta.len()
+    }
+
+    /// The cgroup cache's and the metadata cache's accounting.
+    pub fn cache_stats(&self) -> (CacheStats, CacheStats) {
+        let st = self.state();
+        (st.by_cgroup.stats(), st.meta.stats())
     }
 
     pub fn lookups_failed(&self) -> u64 {
@@ -562,6 +605,46 @@ mod tests {
         ] {
             assert_eq!(parse_cgroup_path(p), None, "{p}");
         }
+    }
+
+    #[test]
+    fn large_labels_and_paths_evict_by_bytes_and_the_count_matches_the_contents() {
+        let budget = 128 << 10;
+        let r = ContainerResolver::new("/nonexistent".into(), 4096, budget, Duration::from_secs(1));
+        for i in 0..100u64 {
+            let cg = CgroupContainer {
+                id: format!("{i:064x}"),
+                namespace: "k8s.io".into(),
+                pod_uid: Some("u".repeat(4096)),
+                kubelet: true,
+            };
+            let mut st = r.state();
+            st.by_cgroup.put(i, Some(Arc::new(cg.clone())));
+            let c = Container {
+                name: Some("n".repeat(4096)),
+                image: Some(format!("registry.example/{}:{i}", "i".repeat(4096))),
+                pod_name: Some("p".repeat(4096)),
+                metadata: MetadataState::Complete,
+                ..unavailable(&cg)
+            };
+            remember(&mut st, &cg, c, None);
+            assert_eq!(st.by_cgroup.bytes(), st.by_cgroup.recount());
+            assert_eq!(st.meta.bytes(), st.meta.recount());
+        }
+        let (cgroups, meta) = r.cache_stats();
+        assert!(cgroups.bytes + meta.bytes <= budget);
+        assert!(cgroups.evictions.bytes > 50, "{cgroups:?}");
+        assert!(meta.evictions.bytes > 80, "{meta:?}");
+        assert_eq!((cgroups.evictions.count, meta.evictions.count), (0, 0));
+        assert_eq!(meta.entries, r.metadata_cache_len());
+        // Removal keeps the count exact.
+        let ids: Vec<u64> = r.state().by_cgroup.iter().map(|(k, _)| *k).collect();
+        for id in ids {
+            r.on_cgroup_removed(id);
+        }
+        let (cgroups, meta) = r.cache_stats();
+        assert_eq!(cgroups.bytes, 0);
+        assert_eq!(meta.bytes, r.state().meta.recount());
     }
 
     #[test]

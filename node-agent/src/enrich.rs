@@ -17,8 +17,10 @@ use crate::{
 #[derive(Clone, Debug)]
 pub struct EnrichConfig {
     pub process_table_size: usize,
+    pub process_table_bytes: usize,
     pub lineage_depth: usize,
     pub container_cache_size: usize,
+    pub container_cache_bytes: usize,
     pub containerd_socket: std::path::PathBuf,
     pub containerd_timeout: Duration,
     pub hash_cache_size: usize,
@@ -26,20 +28,24 @@ pub struct EnrichConfig {
     /// How long an exec event waits for its executable's hash (it completes in the background).
     pub hash_wait: Duration,
     pub new_binary_cache_size: usize,
+    pub new_binary_cache_bytes: usize,
 }
 
 impl Default for EnrichConfig {
     fn default() -> Self {
         EnrichConfig {
             process_table_size: 32768,
+            process_table_bytes: crate::proctable::DEFAULT_MAX_BYTES,
             lineage_depth: 8,
             container_cache_size: 4096,
+            container_cache_bytes: crate::container::DEFAULT_MAX_BYTES,
             containerd_socket: crate::container::DEFAULT_SOCKET.into(),
             containerd_timeout: Duration::from_millis(500),
             hash_cache_size: 4096,
             hash_max_bytes: 256 << 20,
             hash_wait: Duration::from_millis(250),
             new_binary_cache_size: 16384,
+            new_binary_cache_bytes: crate::newbin::DEFAULT_MAX_BYTES,
         }
     }
 }
@@ -57,17 +63,22 @@ pub struct Enricher {
 
 impl Enricher {
     pub fn new(cfg: EnrichConfig) -> Self {
-        let mut procs = ProcessTable::new(cfg.process_table_size, cfg.lineage_depth);
+        let mut procs = ProcessTable::new(
+            cfg.process_table_size,
+            cfg.process_table_bytes,
+            cfg.lineage_depth,
+        );
         procs.seed();
         Enricher {
             procs,
             containers: ContainerResolver::new(
                 cfg.containerd_socket.clone(),
                 cfg.container_cache_size,
+                cfg.container_cache_bytes,
                 cfg.containerd_timeout,
             ),
             hashes: HashCache::new(cfg.hash_cache_size, cfg.hash_max_bytes, cfg.hash_wait),
-            newbin: NewBinaryTracker::new(cfg.new_binary_cache_size),
+            newbin: NewBinaryTracker::new(cfg.new_binary_cache_size, cfg.new_binary_cache_bytes),
             ns_peers: lru::LruCache::new(
                 std::num::NonZeroUsize::new(1024).unwrap_or(std::num::NonZeroUsize::MIN),
             ),

@@ -2,6 +2,7 @@
 //! probe loading → ring-buffer reader → enrichment (processes, containers, new binaries) → sink.
 
 pub mod agent;
+pub mod bounded;
 pub mod container;
 pub mod decode;
 pub mod endpoint;

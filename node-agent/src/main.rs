@@ -167,6 +167,10 @@ struct Common {
     /// Processes kept in the process table.
     #[arg(long, default_value_t = 32768)]
     process_table_size: usize,
+    /// Bytes the process table may hold (its processes' exe, cwd, argv, LD_* values); the least
+    /// recently used go first when either bound is reached.
+    #[arg(long, default_value_t = node_agent::proctable::DEFAULT_MAX_BYTES)]
+    process_table_bytes: usize,
     /// Ancestors reported in each process's lineage.
     #[arg(long, default_value_t = 8)]
     lineage_depth: usize,
@@ -179,6 +183,12 @@ struct Common {
     /// Containers whose metadata is cached.
     #[arg(long, default_value_t = 4096)]
     container_cache_size: usize,
+    /// Bytes the container caches (cgroup paths and metadata: labels, image) may hold together.
+    #[arg(long, default_value_t = node_agent::container::DEFAULT_MAX_BYTES)]
+    container_cache_bytes: usize,
+    /// Bytes the new-binary tracker's two indexes (written paths and inodes) may hold together.
+    #[arg(long, default_value_t = node_agent::newbin::DEFAULT_MAX_BYTES)]
+    new_binary_cache_bytes: usize,
 }
 
 impl Common {
@@ -197,8 +207,11 @@ impl Common {
             },
             enrich: EnrichConfig {
                 process_table_size: self.process_table_size,
+                process_table_bytes: self.process_table_bytes,
                 lineage_depth: self.lineage_depth,
                 container_cache_size: self.container_cache_size,
+                container_cache_bytes: self.container_cache_bytes,
+                new_binary_cache_bytes: self.new_binary_cache_bytes,
                 containerd_socket: self.containerd_socket.clone(),
                 containerd_timeout: Duration::from_millis(self.containerd_timeout_ms),
                 ..EnrichConfig::default()

@@ -3,10 +3,6 @@
 //! Counters that belong to the agent's health (drops, probe status) are kept by [`Health`] and
 //! read from it at each scrape; this module only owns what nothing else needs to read.
 
-use crate::{
-    health::{FaultKind, Health, SpoolOp},
-    probes::AttachState,
-};
 use prometheus_client::{
     collector::Collector,
     encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric, text::encode},
@@ -17,6 +13,12 @@ use prometheus_client::{
         gauge::{ConstGauge, Gauge},
     },
     registry::Registry,
+};
+
+use crate::{
+    bounded::CacheStats,
+    health::{FaultKind, Health, SpoolOp},
+    probes::AttachState,
 };
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -57,12 +59,22 @@ pub struct CacheLabel {
     pub cache: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EvictionLabel {
+    pub cache: &'static str,
+    /// The bound that forced the eviction: `count` or `bytes`.
+    pub reason: &'static str,
+}
+
 /// Every metric the agent exports. Cloning shares the underlying values.
 #[derive(Clone, Default)]
 pub struct Metrics {
     pub events: Family<KindLabel, Counter>,
     pub cache_entries: Family<CacheLabel, Gauge>,
     pub cache_capacity: Family<CacheLabel, Gauge>,
+    pub cache_bytes: Family<CacheLabel, Gauge>,
+    pub cache_max_bytes: Family<CacheLabel, Gauge>,
+    pub cache_evictions: Family<EvictionLabel, Counter>,
     pub queue_depth: Gauge,
     // Shipping (`run`).
     pub messages_sent: Counter,
@@ -97,6 +109,21 @@ impl Metrics {
             "cache_capacity",
             "Capacity of each bounded cache",
             self.cache_capacity.clone(),
+        );
+        r.register(
+            "cache_bytes",
+            "Bytes held by each bounded cache (its entries' strings, plus a fixed cost per entry)",
+            self.cache_bytes.clone(),
+        );
+        r.register(
+            "cache_max_bytes",
+            "Byte budget of each bounded cache",
+            self.cache_max_bytes.clone(),
+        );
+        r.register(
+            "cache_evictions",
+            "Entries evicted from each bounded cache, by the bound that forced it (count or bytes)",
+            self.cache_evictions.clone(),
         );
         r.register(
             "queue_depth",
@@ -190,6 +217,22 @@ impl Metrics {
         self.http_timeouts
             .get_or_create(&PhaseLabel { phase })
             .inc();
+    }
+
+    /// A byte-bounded cache's size, bounds and evictions (which the cache counts itself).
+    pub fn set_bounded_cache(&self, cache: &'static str, s: CacheStats) {
+        self.set_cache(cache, s.entries, s.capacity);
+        let label = CacheLabel { cache };
+        self.cache_bytes.get_or_create(&label).set(s.bytes as i64);
+        self.cache_max_bytes
+            .get_or_create(&label)
+            .set(s.max_bytes as i64);
+        for (reason, v) in [("count", s.evictions.count), ("bytes", s.evictions.bytes)] {
+            self.cache_evictions
+                .get_or_create(&EvictionLabel { cache, reason })
+                .inner()
+                .store(v, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 
     pub fn render(&self, registry: &Registry) -> String {
@@ -380,6 +423,26 @@ mod tests {
             "peregrine_probe_attached{program=\"exec\",target=\"sched/sched_process_exec\",state=\"attached\"} 1",
             "peregrine_probes_attached 1",
             "peregrine_probes_failed 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
+        }
+        metrics.set_bounded_cache(
+            "process_table",
+            CacheStats {
+                entries: 3,
+                capacity: 10,
+                bytes: 4096,
+                max_bytes: 8192,
+                evictions: crate::bounded::Evictions { count: 1, bytes: 7 },
+            },
+        );
+        let text = metrics.render(&registry);
+        for line in [
+            "peregrine_cache_entries{cache=\"process_table\"} 3",
+            "peregrine_cache_bytes{cache=\"process_table\"} 4096",
+            "peregrine_cache_max_bytes{cache=\"process_table\"} 8192",
+            "peregrine_cache_evictions_total{cache=\"process_table\",reason=\"count\"} 1",
+            "peregrine_cache_evictions_total{cache=\"process_table\",reason=\"bytes\"} 7",
         ] {
             assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
         }

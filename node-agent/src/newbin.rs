@@ -8,15 +8,20 @@
 //!   or rename or link it into place. This covers rootfs layouts without overlayfs, and names
 //!   the modifying process.
 //!
-//! Both indexes are bounded by count.
+//! Both indexes are bounded by count and by bytes (paths are up to 4 KiB, and a process that
+//! writes many files under long names must not grow the agent); each has half the byte budget.
 
-use std::num::NonZeroUsize;
-
-use lru::LruCache;
 use node_agent_common::{IN_UPPER_LAYER, Kind};
 use peregrine_event::{Ancestor, NewBinary, NewBinaryEvidence, Timestamp};
 
-use crate::decode::RawFile;
+use crate::{
+    bounded::{BoundedLru, CacheStats, Evictions, HeapBytes},
+    decode::RawFile,
+};
+
+/// The default byte budget of both indexes together: 16384 writes under ordinary paths fit in
+/// each index, far fewer under 4 KiB paths.
+pub const DEFAULT_MAX_BYTES: usize = 16 << 20;
 
 #[derive(Clone, Debug)]
 struct Written {
@@ -25,9 +30,15 @@ struct Written {
     at: Timestamp,
 }
 
+impl HeapBytes for Written {
+    fn heap_bytes(&self) -> usize {
+        self.container_id.heap_bytes() + self.by.heap_bytes()
+    }
+}
+
 pub struct NewBinaryTracker {
-    by_inode: LruCache<(u32, u64), Written>,
-    by_path: LruCache<(u32, String), Written>,
+    by_inode: BoundedLru<(u32, u64), Written>,
+    by_path: BoundedLru<(u32, String), Written>,
 }
 
 const O_ACCMODE: u32 = 0o3;
@@ -40,16 +51,37 @@ pub fn opens_for_write(flags: u32) -> bool {
 }
 
 impl NewBinaryTracker {
-    pub fn new(capacity: usize) -> Self {
-        let cap = NonZeroUsize::new(capacity.max(1)).unwrap_or(NonZeroUsize::MIN);
+    /// `capacity` entries in each index, `max_bytes` for both together.
+    pub fn new(capacity: usize, max_bytes: usize) -> Self {
         NewBinaryTracker {
-            by_inode: LruCache::new(cap),
-            by_path: LruCache::new(cap),
+            by_inode: BoundedLru::new(capacity, max_bytes / 2),
+            by_path: BoundedLru::new(capacity, max_bytes - max_bytes / 2),
         }
     }
 
     pub fn len(&self) -> usize {
         self.by_inode.len() + self.by_path.len()
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.by_inode.capacity() + self.by_path.capacity()
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.by_inode.bytes() + self.by_path.bytes()
+    }
+
+    pub fn max_bytes(&self) -> usize {
+        self.by_inode.max_bytes() + self.by_path.max_bytes()
+    }
+
+    pub fn evictions(&self) -> Evictions {
+        self.by_inode.evictions() + self.by_path.evictions()
+    }
+
+    /// Both indexes together.
+    pub fn stats(&self) -> CacheStats {
+        self.by_inode.stats() + self.by_path.stats()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -104,12 +136,13 @@ impl NewBinaryTracker {
             .by_inode
             .get(&(dev, ino))
             .filter(|w| w.container_id == container_id)
+            .cloned()
             .or_else(|| {
                 self.by_path
                     .get(&(mnt_ns, exe.to_owned()))
                     .filter(|w| w.container_id == container_id)
-            })
-            .cloned();
+                    .cloned()
+            });
         let evidence = if exec_flags & IN_UPPER_LAYER != 0 {
             NewBinaryEvidence::OverlayUpper
         } else if seen.is_some() {
@@ -142,7 +175,7 @@ mod tests {
 
     #[test]
     fn written_then_executed_in_the_same_container_is_new() {
-        let mut t = NewBinaryTracker::new(16);
+        let mut t = NewBinaryTracker::new(16, DEFAULT_MAX_BYTES);
         let by = Ancestor {
             pid: 5,
             exe: "/bin/cp".into(),
@@ -166,7 +199,7 @@ mod tests {
 
     #[test]
     fn failed_and_read_only_opens_do_not_count() {
-        let mut t = NewBinaryTracker::new(16);
+        let mut t = NewBinaryTracker::new(16, DEFAULT_MAX_BYTES);
         t.on_file(
             Kind::Open,
             &write("/tmp/x", 42, 0o1101, -13),
@@ -188,8 +221,42 @@ mod tests {
     }
 
     #[test]
+    fn long_paths_evict_by_bytes_and_the_count_matches_the_contents() {
+        let budget = 128 << 10;
+        let mut t = NewBinaryTracker::new(16384, budget);
+        let by = Ancestor {
+            exe: "/usr/bin/".to_owned() + &"e".repeat(4000),
+            comm: "writer".into(),
+            ..Ancestor::default()
+        };
+        let long = |i: u64| format!("/{}/{i}", "p".repeat(4000));
+        for i in 0..200 {
+            t.on_file(
+                Kind::Open,
+                &write(&long(i), 1000 + i, 0o1101, 3),
+                "c1",
+                9,
+                by.clone(),
+                Timestamp::default(),
+            );
+            assert_eq!(
+                t.bytes(),
+                t.by_inode.recount() + t.by_path.recount(),
+                "after write {i}"
+            );
+        }
+        assert!(t.bytes() <= budget, "{} > {budget}", t.bytes());
+        assert!(t.evictions().bytes > 300, "{:?}", t.evictions());
+        assert_eq!(t.evictions().count, 0);
+        // The newest write is remembered, the oldest is not.
+        let nb = t.check_exec("c1", 9, &long(199), 0, 0, 0).unwrap();
+        assert_eq!(nb.evidence, NewBinaryEvidence::ObservedWrite);
+        assert!(t.check_exec("c1", 9, &long(0), 0, 0, 0).is_none());
+    }
+
+    #[test]
     fn renamed_into_place_counts_and_overlay_upper_wins() {
-        let mut t = NewBinaryTracker::new(16);
+        let mut t = NewBinaryTracker::new(16, DEFAULT_MAX_BYTES);
         let f = RawFile {
             path: "/tmp/a".into(),
             new_path: Some("/usr/bin/b".into()),

@@ -4,20 +4,20 @@
 //! is keyed by (tgid, start time in clock ticks), the pair `/proc/<pid>/stat` also exposes, so
 //! a reused pid is a different process. Its uuid hashes the boot id into that key, so it is
 //! stable across agent restarts on the same boot and unique across nodes.
-//! The table is bounded by count (least recently used goes first); exited processes stay a
-//! while so that their children's lineage still resolves.
+//! The table is bounded by count and by bytes (least recently used goes first, whichever bound
+//! is reached): an entry's strings (exe, cwd, argv, `LD_*` values, its snapshot) are chosen by
+//! whoever runs the process and can be many KiB each. Exited processes stay a while so that
+//! their children's lineage still resolves.
 
 mod clock;
 pub mod procfs;
 
 use std::{
-    num::NonZeroUsize,
     path::PathBuf,
     sync::Arc,
     time::{Duration, Instant},
 };
 
-use lru::LruCache;
 use node_agent_common::EventHeader;
 use peregrine_event::{Ancestor, Process};
 use sha2::{Digest, Sha256};
@@ -25,9 +25,15 @@ use uuid::Uuid;
 
 pub use self::{clock::Clock, procfs::own_mnt_ns};
 use crate::{
+    bounded::{BoundedLru, CacheStats, Evictions, HeapBytes},
     decode::{RawExec, comm},
     exehash::ExeId,
 };
+
+/// The default byte budget: 32768 ordinary processes (about 1 KiB each with their snapshot)
+/// fit several times over, while processes with 4 KiB cwds, exes and `LD_*` values and 8 KiB
+/// argvs are limited to a few thousand.
+pub const DEFAULT_MAX_BYTES: usize = 48 << 20;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ProcKey {
@@ -99,8 +105,46 @@ impl ProcEntry {
     }
 }
 
+impl HeapBytes for ProcKey {
+    fn heap_bytes(&self) -> usize {
+        0
+    }
+}
+
+impl HeapBytes for ProcEntry {
+    fn heap_bytes(&self) -> usize {
+        self.comm.heap_bytes()
+            + self.exe.heap_bytes()
+            + self.argv.heap_bytes()
+            + self.cwd.heap_bytes()
+            + self.sha256.heap_bytes()
+            + self.ld_preload.heap_bytes()
+            + self.ld_library_path.heap_bytes()
+            + self.snapshot.as_ref().map_or(0, |(_, p)| p.heap_bytes())
+    }
+}
+
+impl HeapBytes for Ancestor {
+    fn heap_bytes(&self) -> usize {
+        self.exe.heap_bytes() + self.comm.heap_bytes()
+    }
+}
+
+impl HeapBytes for Process {
+    fn heap_bytes(&self) -> usize {
+        self.comm.heap_bytes()
+            + self.exe.heap_bytes()
+            + self.argv.heap_bytes()
+            + self.cwd.heap_bytes()
+            + self.sha256.heap_bytes()
+            + self.ld_preload.heap_bytes()
+            + self.ld_library_path.heap_bytes()
+            + self.lineage.heap_bytes()
+    }
+}
+
 pub struct ProcessTable {
-    map: LruCache<ProcKey, ProcEntry>,
+    map: BoundedLru<ProcKey, ProcEntry>,
     boot_id: [u8; 16],
     pub clock: Clock,
     lineage_depth: usize,
@@ -113,13 +157,18 @@ pub struct ProcessTable {
 }
 
 impl ProcessTable {
-    pub fn new(capacity: usize, lineage_depth: usize) -> Self {
-        Self::with_proc_root(capacity, lineage_depth, PathBuf::from("/proc"))
+    pub fn new(capacity: usize, max_bytes: usize, lineage_depth: usize) -> Self {
+        Self::with_proc_root(capacity, max_bytes, lineage_depth, PathBuf::from("/proc"))
     }
 
-    pub fn with_proc_root(capacity: usize, lineage_depth: usize, proc_root: PathBuf) -> Self {
+    pub fn with_proc_root(
+        capacity: usize,
+        max_bytes: usize,
+        lineage_depth: usize,
+        proc_root: PathBuf,
+    ) -> Self {
         ProcessTable {
-            map: LruCache::new(NonZeroUsize::new(capacity.max(16)).unwrap_or(NonZeroUsize::MIN)),
+            map: BoundedLru::new(capacity.max(16), max_bytes),
             boot_id: procfs::boot_id(),
             clock: Clock::now(),
             lineage_depth,
@@ -138,7 +187,24 @@ impl ProcessTable {
     }
 
     pub fn capacity(&self) -> usize {
-        self.map.cap().get()
+        self.map.capacity()
+    }
+
+    /// What the entries weigh now (kept current on every change, never recounted).
+    pub fn bytes(&self) -> usize {
+        self.map.bytes()
+    }
+
+    pub fn max_bytes(&self) -> usize {
+        self.map.max_bytes()
+    }
+
+    pub fn evictions(&self) -> Evictions {
+        self.map.evictions()
+    }
+
+    pub fn stats(&self) -> CacheStats {
+        self.map.stats()
     }
 
     pub fn uuid(&self, key: ProcKey) -> Uuid {
@@ -231,8 +297,8 @@ impl ProcessTable {
             self.map.put(key, e);
         }
         let parent_uuid = self.uuid(parent);
-        let mut changed = false;
-        if let Some(e) = self.map.get_mut(&key) {
+        let changed = self.map.update(&key, true, |e| {
+            let mut changed = false;
             if (e.uid, e.euid, e.gid, e.cgroup_id, e.mnt_ns, e.start_ns)
                 != (
                     h.uid,
@@ -263,8 +329,9 @@ impl ProcessTable {
                 e.comm = comm(h);
                 changed = true;
             }
-        }
-        if changed {
+            changed
+        });
+        if changed == Some(true) {
             self.generation += 1;
         }
         key
@@ -301,7 +368,7 @@ impl ProcessTable {
     }
 
     pub fn on_exec(&mut self, key: ProcKey, x: &RawExec, argv_truncated: bool) {
-        if let Some(e) = self.map.get_mut(&key) {
+        self.map.update(&key, true, |e| {
             e.exe = x.exe.clone();
             e.argv = Arc::from(x.argv.clone());
             e.argv_truncated = argv_truncated;
@@ -313,22 +380,22 @@ impl ProcessTable {
                 e.sha256 = None;
             }
             e.exe_id = Some(id);
-        }
+        });
         self.generation += 1;
     }
 
     pub fn set_sha256(&mut self, key: ProcKey, sha: Option<Arc<str>>) {
-        if let Some(e) = self.map.peek_mut(&key) {
+        self.map.update(&key, false, |e| {
             e.sha256 = sha;
             // Lineage entries do not show hashes: only this snapshot is stale.
             e.snapshot = None;
-        }
+        });
     }
 
     pub fn on_exit(&mut self, key: ProcKey) {
-        if let Some(e) = self.map.peek_mut(&key) {
+        self.map.update(&key, false, |e| {
             e.exited_at = Some(Instant::now());
-        }
+        });
     }
 
     /// Drops exited processes older than the grace period.
@@ -399,21 +466,28 @@ impl ProcessTable {
     /// so the table does not hold thousands of dead snapshots under exec churn.
     pub fn process(&mut self, key: &ProcKey) -> Arc<Process> {
         let generation = self.generation;
-        let mut exited = false;
-        if let Some(e) = self.map.peek_mut(key) {
-            exited = e.exited_at.is_some();
-            if let Some((g, p)) = e.snapshot.take()
-                && g == generation
-            {
-                if !exited {
-                    e.snapshot = Some((g, p.clone()));
+        let cached = self.map.update(key, false, |e| {
+            let exited = e.exited_at.is_some();
+            match e.snapshot.take() {
+                Some((g, p)) if g == generation => {
+                    if !exited {
+                        e.snapshot = Some((g, p.clone()));
+                    }
+                    (exited, Some(p))
                 }
-                return p;
+                _ => (exited, None),
             }
-        }
+        });
+        let exited = match cached {
+            Some((_, Some(p))) => return p,
+            Some((exited, None)) => exited,
+            None => false,
+        };
         let p = Arc::new(self.build_process(key));
-        if !exited && let Some(e) = self.map.peek_mut(key) {
-            e.snapshot = Some((generation, p.clone()));
+        if !exited {
+            self.map.update(key, false, |e| {
+                e.snapshot = Some((generation, p.clone()));
+            });
         }
         p
     }
@@ -480,7 +554,7 @@ mod tests {
         // A proc root with nothing in it: everything comes from events.
         let dir = std::env::temp_dir().join(format!("pg-empty-proc-{}", std::process::id()));
         let _ = fs::create_dir_all(&dir);
-        ProcessTable::with_proc_root(64, 4, dir)
+        ProcessTable::with_proc_root(64, DEFAULT_MAX_BYTES, 4, dir)
     }
 
     #[test]
@@ -550,11 +624,61 @@ mod tests {
             t.observe(&header(10_000 + i, 1_000_000_000, 1, 0));
         }
         assert_eq!(t.len(), 64);
+        assert_eq!(t.evictions().count, 200 - 64);
+        assert_eq!(t.evictions().bytes, 0);
+        assert_eq!(t.bytes(), t.map.recount());
+    }
+
+    fn big_exec(i: u32) -> RawExec {
+        let deep = format!("/{}", "d".repeat(255)).repeat(16);
+        RawExec {
+            exe: format!("/usr/bin/tool{i}"),
+            argv: vec![format!("tool{i}"), "a".repeat(8192)],
+            cwd: format!("{deep}/{i}"),
+            ld_library_path: Some(format!("{deep}/lib{i}")),
+            ld_preload: Some("p".repeat(4096)),
+            ..RawExec::default()
+        }
+    }
+
+    #[test]
+    fn large_strings_evict_by_bytes_and_the_count_matches_the_contents() {
+        let dir = std::env::temp_dir().join(format!("pg-empty-proc-{}", std::process::id()));
+        let _ = fs::create_dir_all(&dir);
+        let budget = 256 << 10;
+        let mut t = ProcessTable::with_proc_root(4096, budget, 4, dir);
+        let parent = t.observe(&header(100, 1_000_000_000, 1, 0));
+        for i in 0..100u32 {
+            let child = t.on_fork(parent, 1000 + i, 2_000_000_000 + u64::from(i));
+            t.on_exec(child, &big_exec(i), false);
+            // A snapshot counts too.
+            let p = t.process(&child);
+            assert_eq!(p.cwd, big_exec(i).cwd);
+            assert_eq!(t.bytes(), t.map.recount(), "after exec {i}");
+            if i % 3 == 0 {
+                t.on_exit(child);
+                t.process(&child);
+                assert_eq!(t.bytes(), t.map.recount(), "after exit {i}");
+            }
+        }
+        assert!(t.bytes() <= budget, "{} > {budget}", t.bytes());
+        assert!(t.len() < 50, "{} entries of ~28 KiB in 256 KiB", t.len());
+        assert!(t.evictions().bytes > 50, "{:?}", t.evictions());
+        assert_eq!(t.evictions().count, 0);
+        // The newest process is still there with its strings.
+        let last = t.key(1099, 2_000_000_099);
+        assert_eq!(t.get(&last).unwrap().cwd, big_exec(99).cwd);
+        // Removing entries keeps the count exact, down to nothing.
+        let keys: Vec<ProcKey> = t.map.iter().map(|(k, _)| *k).collect();
+        for k in &keys {
+            t.map.pop(k);
+        }
+        assert_eq!(t.bytes(), 0);
     }
 
     #[test]
     fn seeds_from_real_proc_including_ourselves() {
-        let mut t = ProcessTable::new(65536, 8);
+        let mut t = ProcessTable::new(65536, DEFAULT_MAX_BYTES, 8);
         assert!(t.seed() > 0);
         let me = std::process::id();
         let e = t
