@@ -37,6 +37,7 @@ struct Inner {
     downstream_events: AtomicU64,
     loss_events: AtomicU64,
     container_lookup_failures: AtomicU64,
+    exe_hash_skipped: Mutex<Vec<(&'static str, u64)>>,
 }
 
 /// Where the run loop is.
@@ -182,6 +183,23 @@ impl Health {
 
     pub fn container_lookup_failures(&self) -> u64 {
         self.inner.container_lookup_failures.load(Ordering::Relaxed)
+    }
+
+    /// Executables left unhashed so far, by reason (the hash cache counts them).
+    pub fn set_exe_hash_skipped(&self, totals: Vec<(&'static str, u64)>) {
+        *self
+            .inner
+            .exe_hash_skipped
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = totals;
+    }
+
+    pub fn exe_hash_skipped(&self) -> Vec<(&'static str, u64)> {
+        self.inner
+            .exe_hash_skipped
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     pub fn drops(&self) -> Drops {
