@@ -224,6 +224,12 @@ impl Drop for Agent {
         if let Some(mut c) = self.child.take() {
             // SAFETY: as above.
             unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+            // Bounded: an agent that does not stop must not hang the test run (nor be orphaned).
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while matches!(c.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = c.kill();
             let _ = c.wait();
         }
     }
