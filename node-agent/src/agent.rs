@@ -144,6 +144,9 @@ pub async fn run<S: EventSink>(
                 enricher.procs.sweep();
                 update_cache_gauges(&enricher, &metrics);
                 health.set_container_lookup_failures(enricher.containers.lookups_failed());
+                health.set_exe_hash_skipped(
+                    enricher.hashes.skipped().iter().map(|(s, n)| (s.name(), *n)).collect(),
+                );
                 sink.flush().await.map_err(AgentError::sink)?;
             }
         }

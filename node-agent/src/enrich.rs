@@ -24,9 +24,8 @@ pub struct EnrichConfig {
     pub containerd_socket: std::path::PathBuf,
     pub containerd_timeout: Duration,
     pub hash_cache_size: usize,
+    /// Executables larger than this are not hashed.
     pub hash_max_bytes: u64,
-    /// How long an exec event waits for its executable's hash (it completes in the background).
-    pub hash_wait: Duration,
     pub new_binary_cache_size: usize,
     pub new_binary_cache_bytes: usize,
 }
@@ -43,7 +42,6 @@ impl Default for EnrichConfig {
             containerd_timeout: Duration::from_millis(500),
             hash_cache_size: 4096,
             hash_max_bytes: 256 << 20,
-            hash_wait: Duration::from_millis(250),
             new_binary_cache_size: 16384,
             new_binary_cache_bytes: crate::newbin::DEFAULT_MAX_BYTES,
         }
@@ -77,7 +75,7 @@ impl Enricher {
                 cfg.container_cache_bytes,
                 cfg.containerd_timeout,
             ),
-            hashes: HashCache::new(cfg.hash_cache_size, cfg.hash_max_bytes, cfg.hash_wait),
+            hashes: HashCache::new(cfg.hash_cache_size, cfg.hash_max_bytes),
             newbin: NewBinaryTracker::new(cfg.new_binary_cache_size, cfg.new_binary_cache_bytes),
             ns_peers: lru::LruCache::new(
                 std::num::NonZeroUsize::new(1024).unwrap_or(std::num::NonZeroUsize::MIN),
@@ -117,10 +115,11 @@ impl Enricher {
                 self.procs.on_exec(key, &x, h.flags & TRUNC_ARGV != 0);
                 let id = ExeId::of_exec(&x);
                 let peer = self.ns_peers.get(&h.mnt_ns).copied();
+                // Never waits: a hash not yet known is computed in the background and carried
+                // by this process's later events (below) and by later execs of the file.
                 let sha = self
                     .hashes
-                    .get(id, h.tgid, &x.exe, peer, h.mnt_ns == self.own_mnt_ns)
-                    .await;
+                    .lookup(id, h.tgid, &x.exe, peer, h.mnt_ns == self.own_mnt_ns);
                 self.procs.set_sha256(key, sha);
                 let new_binary = container.as_ref().and_then(|c| {
                     self.newbin

@@ -40,6 +40,7 @@ struct Inner {
     spool_faults: [AtomicU64; SpoolOp::ALL.len() * FaultKind::ALL.len()],
     spool_quarantined: AtomicU64,
     spool_degraded: AtomicBool,
+    exe_hash_skipped: Mutex<Vec<(&'static str, u64)>>,
 }
 
 /// What the spool was doing when the file system failed it.
@@ -286,6 +287,23 @@ impl Health {
 
     pub fn spool_degraded(&self) -> bool {
         self.inner.spool_degraded.load(Ordering::Relaxed)
+    }
+
+    /// Executables left unhashed so far, by reason (the hash cache counts them).
+    pub fn set_exe_hash_skipped(&self, totals: Vec<(&'static str, u64)>) {
+        *self
+            .inner
+            .exe_hash_skipped
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = totals;
+    }
+
+    pub fn exe_hash_skipped(&self) -> Vec<(&'static str, u64)> {
+        self.inner
+            .exe_hash_skipped
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     pub fn drops(&self) -> Drops {

@@ -356,6 +356,16 @@ impl Collector for HealthCollector {
             "1 while the spool cannot write to disk and holds messages in memory",
             &ConstGauge::new(i64::from(self.0.spool_degraded())),
         )?;
+        encode_family(
+            &mut enc,
+            "exe_hash_skipped",
+            "Executables left without a hash (sha256 null), by reason",
+            MetricType::Counter,
+            self.0
+                .exe_hash_skipped()
+                .into_iter()
+                .map(|(reason, v)| (ReasonLabel { reason }, ConstCounter::new(v))),
+        )?;
         let probes = self.0.probes();
         encode_family(
             &mut enc,
@@ -412,6 +422,7 @@ mod tests {
         health.set_kernel_ringbuf_full_per_cpu(vec![2, 3]);
         health.user_queue_full();
         health.downstream_dropped(1, 4);
+        health.set_exe_hash_skipped(vec![("not_regular", 3), ("queue_full", 0)]);
         let text = metrics.render(&registry);
         for line in [
             "peregrine_kernel_drops_total{reason=\"ringbuf_full\"} 5",
@@ -420,6 +431,8 @@ mod tests {
             "peregrine_spool_dropped_messages_total 1",
             "peregrine_spool_dropped_events_total 4",
             "peregrine_loss_events_total 0",
+            "peregrine_exe_hash_skipped_total{reason=\"not_regular\"} 3",
+            "peregrine_exe_hash_skipped_total{reason=\"queue_full\"} 0",
             "peregrine_probe_attached{program=\"exec\",target=\"sched/sched_process_exec\",state=\"attached\"} 1",
             "peregrine_probes_attached 1",
             "peregrine_probes_failed 0",

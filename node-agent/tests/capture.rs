@@ -6,6 +6,7 @@
 mod common;
 
 use std::{
+    collections::HashSet,
     net::{TcpListener, TcpStream},
     os::unix::{
         fs::{PermissionsExt, symlink},
@@ -13,6 +14,7 @@ use std::{
         process::CommandExt,
     },
     process::Command,
+    time::{Duration, Instant},
 };
 
 use common::{Agent, sha256_of, unique};
@@ -64,7 +66,11 @@ fn exec_reports_identity_argv_cwd_hash_env_and_lineage() {
     );
     assert!(!p.argv_truncated);
     assert_eq!(p.cwd, "/tmp");
-    assert_eq!(p.sha256.as_deref(), Some(sha256_of(&exe).as_str()));
+    // The exec event never waits for a hash: it has it only if already known.
+    let want = sha256_of(&exe);
+    if let Some(h) = &p.sha256 {
+        assert_eq!(h, &want);
+    }
     assert_eq!(p.ld_library_path.as_deref(), Some("/opt/pg-libs"));
     assert_eq!(p.ld_preload.as_deref(), Some("/nonexistent/pg-preload.so"));
     assert!(ev.container.is_none(), "a host process has no container");
@@ -87,6 +93,111 @@ fn exec_reports_identity_argv_cwd_hash_env_and_lineage() {
     });
     assert_eq!(exit.process.uuid, p.uuid);
     assert_eq!(exit.exit().unwrap().code, Some(3));
+}
+
+/// The hash follows the exec: once computed in the background, later execs of the same file
+/// carry it.
+#[test]
+fn exec_hash_follows_on_later_events() {
+    let agent = Agent::start(&[]);
+    let exe = canonical("/bin/sh");
+    let want = sha256_of(&exe);
+    let deadline = Instant::now() + common::WAIT;
+    loop {
+        let marker = unique("rehash");
+        let status = Command::new("/bin/sh")
+            .args(["-c", "exit 0", &marker])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let ev = agent.wait_for("exec with the marker", |e| {
+            e.kind == Kind::Exec && e.process.argv.contains(&marker)
+        });
+        if let Some(h) = &ev.process.sha256 {
+            assert_eq!(h, &want);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no exec of {exe} ever carried its hash"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// An attacker's executables that leave a FIFO at their path once they have run (a hasher
+/// that opens it blocks forever) neither stall the exec events that follow nor keep the agent
+/// from stopping. Counts, never times: every exec of 100 fresh binaries must arrive.
+#[test]
+fn fifos_left_at_executable_paths_stall_neither_events_nor_shutdown() {
+    let mut agent = Agent::start(&[]);
+    let tmp = tempfile::tempdir_in("/tmp").unwrap();
+    let dir = canonical(tmp.path().to_str().unwrap());
+    let true_bin = canonical("/bin/true");
+
+    // Each runs and exits; then its path becomes a FIFO with no writer (the test does the swap
+    // right after the exit, as the binary itself would, so that the process is already gone
+    // when the hasher looks: only the path is left to try).
+    let traps: Vec<String> = (0..4).map(|i| format!("{dir}/trap-{i}")).collect();
+    for t in &traps {
+        std::fs::copy(&true_bin, t).unwrap();
+        assert!(Command::new(t).status().unwrap().success());
+        std::fs::remove_file(t).unwrap();
+        let c = std::ffi::CString::new(t.as_str()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o755) }, 0);
+    }
+    for t in &traps {
+        agent.wait_for("exec of a trap", |e| {
+            e.kind == Kind::Exec && &e.process.exe == t
+        });
+    }
+
+    // 100 distinct new executables (each its own inode, so each its own hash job).
+    let fresh: Vec<String> = (0..100).map(|i| format!("{dir}/fresh-{i}")).collect();
+    for f in &fresh {
+        std::fs::copy(&true_bin, f).unwrap();
+    }
+    for f in &fresh {
+        assert!(Command::new(f).status().unwrap().success());
+    }
+    let want: HashSet<&str> = fresh.iter().map(String::as_str).collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let seen = loop {
+        let seen: HashSet<String> = agent
+            .events()
+            .into_iter()
+            .filter(|e| e.kind == Kind::Exec && want.contains(e.process.exe.as_str()))
+            .map(|e| e.process.exe.clone())
+            .collect();
+        if seen.len() == want.len() || Instant::now() >= deadline {
+            break seen;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(
+        seen.len(),
+        100,
+        "exec events of only {} of 100 fresh binaries arrived\nmetrics:\n{}\nlog:\n{}",
+        seen.len(),
+        agent.metrics(),
+        agent.log()
+    );
+    // The traps were refused as FIFOs, not hashed (and not merely missed).
+    agent.wait_metric(
+        "peregrine_exe_hash_skipped_total{reason=\"not_regular\"}",
+        1.0,
+    );
+
+    // Liveness, not a benchmark: the drain timeout (5 s) plus a generous margin for detaching
+    // the probes (2-3 s) on a busy machine.
+    let limit = Duration::from_secs(5 + 25);
+    let status = agent.interrupt(limit);
+    assert!(
+        status.is_some(),
+        "the agent did not stop within {limit:?} of SIGINT"
+    );
+    assert!(status.unwrap().success(), "agent exited with {status:?}");
 }
 
 #[test]

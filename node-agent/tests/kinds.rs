@@ -210,7 +210,6 @@ fn enricher() -> Enricher {
     Enricher::new(EnrichConfig {
         containerd_socket: "/nonexistent/peregrine-kinds-test.sock".into(),
         containerd_timeout: Duration::from_millis(50),
-        hash_wait: Duration::from_millis(50),
         ..EnrichConfig::default()
     })
 }

@@ -190,6 +190,26 @@ impl Agent {
         }
     }
 
+    /// Sends SIGINT and waits up to `limit` for the agent to exit: its status, or `None` (and the
+    /// agent killed) if it did not stop in time.
+    pub fn interrupt(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take().expect("agent already stopped");
+        // SAFETY: sending a signal to our own child.
+        unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Asks the agent to stop (SIGTERM) and waits for it; returns its exit status.
     pub fn stop(&mut self) -> std::process::ExitStatus {
         let mut child = self.child.take().expect("agent already stopped");
@@ -204,6 +224,12 @@ impl Drop for Agent {
         if let Some(mut c) = self.child.take() {
             // SAFETY: as above.
             unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+            // Bounded: an agent that does not stop must not hang the test run (nor be orphaned).
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while matches!(c.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = c.kill();
             let _ = c.wait();
         }
     }
