@@ -7,8 +7,11 @@
 //! the evidence) and `resource.instanceDetails.nodeName`.
 //!
 //! Strings in a finding (paths, process names, pod names) come from the monitored workload and
-//! are attacker-controlled. They are carried as data and only ever escaped by the serialiser.
+//! are attacker-controlled. They are carried as data and only ever escaped by the serialiser,
+//! and they are bounded: each string is cut at [`MAX_FIELD_BYTES`] with [`TRUNCATION_MARKER`],
+//! and the whole finding stays under [`MAX_FINDING_BYTES`] of JSON ([`Finding::bound`]).
 
+mod bound;
 mod model;
 mod time;
 
@@ -18,6 +21,10 @@ use peregrine_event::Timestamp;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+pub use crate::bound::{
+    MAX_FIELD_BYTES, MAX_FINDING_BYTES, MAX_LIST_ITEMS, MIN_FIELD_BYTES, TRUNCATION_MARKER,
+    is_truncated, json_len, truncate,
+};
 pub use crate::model::*;
 pub use crate::time::IsoTime;
 
@@ -305,6 +312,9 @@ pub struct NewFinding {
 struct AdditionalInfoValue<'a> {
     rule_id: &'a str,
     agent_details: AgentDetails<'a>,
+    /// Set when any value in the finding was cut ([`TRUNCATION_MARKER`]).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    truncated: bool,
 }
 
 #[derive(Serialize)]
@@ -315,7 +325,7 @@ struct AgentDetails<'a> {
 }
 
 impl Finding {
-    /// A new finding with `count` 1.
+    /// A new finding with `count` 1, within the size bounds ([`Finding::bound`]).
     pub fn new(env: &FindingEnv, n: NewFinding) -> Finding {
         let id = finding_id(
             &env.account_id,
@@ -330,16 +340,21 @@ impl Finding {
             &env.detector_id,
             &id,
         );
+        // The agent's id and version come from the (possibly compromised) node.
+        let (mut agent_id, mut agent_version) = (env.agent_id.clone(), env.agent_version.clone());
+        let agent_cut = truncate(&mut agent_id, MAX_FIELD_BYTES)
+            | truncate(&mut agent_version, MAX_FIELD_BYTES);
         let info = AdditionalInfoValue {
             rule_id: &n.rule.id,
             agent_details: AgentDetails {
-                agent_id: &env.agent_id,
-                agent_version: &env.agent_version,
+                agent_id: &agent_id,
+                agent_version: &agent_version,
             },
+            truncated: agent_cut,
         };
         // A struct of strings always serialises; the fallback only keeps this infallible.
         let info = serde_json::to_string(&info).unwrap_or_else(|_| String::from("{}"));
-        Finding {
+        let mut finding = Finding {
             schema_version: SCHEMA_VERSION.to_owned(),
             account_id: env.account_id.clone(),
             region: env.region.clone(),
@@ -374,7 +389,9 @@ impl Finding {
                 }),
                 detection: Some(Detection { rule: Some(n.rule) }),
             },
-        }
+        };
+        finding.bound();
+        finding
     }
 
     /// The GuardDuty severity word for this finding.

@@ -427,3 +427,189 @@ fn eventbridge_detail_is_the_finding_and_checks_size() {
         Err(FindingError::TooLarge { .. })
     ));
 }
+
+#[test]
+fn truncate_cuts_on_a_char_boundary_and_marks() {
+    let mut s = "é".repeat(100); // 200 bytes
+    assert!(truncate(&mut s, 51));
+    assert!(s.len() <= 51, "{}", s.len());
+    assert!(s.ends_with(TRUNCATION_MARKER));
+    assert!(s.starts_with("éé"));
+    let mut short = "abc".to_owned();
+    assert!(!truncate(&mut short, 3));
+    assert_eq!(short, "abc");
+}
+
+/// A path of `len` bytes that is mostly control characters (newlines, ESC, NUL, BEL).
+fn hostile(len: usize, tag: u8) -> String {
+    let mut s = format!("/\u{1b}[2J{tag}\n");
+    while s.len() < len {
+        s.push(['\0', '\u{7}', '\n', '\r', '\u{1b}'][s.len() % 5]);
+    }
+    s.truncate(len);
+    s
+}
+
+fn hostile_finding(ancestors: usize, path_len: usize) -> Finding {
+    let env = finding_env();
+    let lineage: Vec<Ancestor> = (0..ancestors)
+        .map(|i| Ancestor {
+            comm: hostile(64, i as u8),
+            ..ancestor(100 + i as u32, &hostile(path_len, i as u8))
+        })
+        .collect();
+    let p = proc(42, &hostile(path_len, 200))
+        .argv(&[&"A".repeat(100_000), &hostile(100_000, 201)])
+        .cwd(&hostile(path_len, 202))
+        .lineage(lineage)
+        .build();
+    Finding::new(
+        &env,
+        NewFinding {
+            finding_type: "Execution:Runtime/NewBinaryExecuted".into(),
+            severity: 5.0,
+            title: "t".into(),
+            description: "d".into(),
+            aggregation_key: "k".into(),
+            rule: RuleExplanation {
+                id: "r".into(),
+                title: "t".into(),
+                mitre: vec![],
+                evidence: vec![Evidence {
+                    field: "process.cmdline".into(),
+                    operator: "contains".into(),
+                    expected: json!("A"),
+                    actual: json!(p.argv.join(" ")),
+                }],
+            },
+            context: RuntimeContext {
+                command_line_example: Some(p.argv.join(" ")),
+                file_path: Some(hostile(path_len, 203)),
+                ..RuntimeContext::default()
+            },
+            process: Some(ProcessDetails::from_process(&p)),
+            resource: Resource::for_workload(Some(&container()), &env),
+            event_time: Timestamp::from_unix_nanos(T0),
+            now: Timestamp::from_unix_nanos(T0),
+        },
+    )
+}
+
+#[test]
+fn every_attacker_string_is_cut_with_a_marker_and_flagged() {
+    let f = hostile_finding(8, 4096);
+    let json = serde_json::to_string(&f).unwrap();
+    assert!(json.len() <= MAX_FINDING_BYTES, "{}", json.len());
+    assert!(is_truncated(&f));
+    let info: Value =
+        serde_json::from_str(&f.service.additional_info.as_ref().unwrap().value).unwrap();
+    assert_eq!(info["truncated"], true);
+    assert_eq!(info["ruleId"], "r");
+    let p = f
+        .service
+        .runtime_details
+        .as_ref()
+        .unwrap()
+        .process
+        .as_ref()
+        .unwrap();
+    assert_eq!(p.lineage.len(), 8);
+    for path in p
+        .lineage
+        .iter()
+        .map(|l| l.executable_path.as_deref().unwrap())
+        .chain([
+            p.executable_path.as_deref().unwrap(),
+            p.pwd.as_deref().unwrap(),
+        ])
+    {
+        assert!(path.len() <= MAX_FIELD_BYTES, "{}", path.len());
+        assert!(path.ends_with(TRUNCATION_MARKER));
+        assert!(
+            path.starts_with("/\u{1b}[2J"),
+            "a prefix of the original, control characters kept"
+        );
+    }
+    let ctx = f
+        .service
+        .runtime_details
+        .as_ref()
+        .unwrap()
+        .context
+        .as_ref()
+        .unwrap();
+    assert!(
+        ctx.command_line_example
+            .as_deref()
+            .unwrap()
+            .ends_with(TRUNCATION_MARKER)
+    );
+    let actual = &f
+        .service
+        .detection
+        .as_ref()
+        .unwrap()
+        .rule
+        .as_ref()
+        .unwrap()
+        .evidence[0]
+        .actual;
+    assert!(actual.as_str().unwrap().len() <= MAX_FIELD_BYTES);
+    // Short values are untouched: the largest are cut first.
+    let workload = f
+        .resource
+        .kubernetes_details
+        .as_ref()
+        .unwrap()
+        .kubernetes_workload_details
+        .as_ref()
+        .unwrap();
+    assert_eq!(workload.name.as_deref(), Some("web-1"));
+    // Control characters only ever appear escaped in the JSON.
+    assert!(!json.bytes().any(|b| b < 0x20), "no raw control bytes");
+    assert!(json.contains("\\u001b[2J"));
+}
+
+#[test]
+fn a_finding_over_the_budget_shrinks_deterministically() {
+    // 32 ancestors with 4 KiB paths of control characters: even cut at MAX_FIELD_BYTES the
+    // escaped JSON (six bytes a character) is several times the budget.
+    let f = hostile_finding(32, 4096);
+    let len = json_len(&f);
+    assert!(len <= MAX_FINDING_BYTES, "{len}");
+    assert_eq!(len, serde_json::to_vec(&f).unwrap().len());
+    assert!(is_truncated(&f));
+    let p = f
+        .service
+        .runtime_details
+        .as_ref()
+        .unwrap()
+        .process
+        .as_ref()
+        .unwrap();
+    let path = p.lineage[0].executable_path.as_deref().unwrap();
+    assert!(
+        path.len() < MAX_FIELD_BYTES && path.ends_with(TRUNCATION_MARKER),
+        "{}",
+        path.len()
+    );
+    assert!(path.len() >= MIN_FIELD_BYTES - TRUNCATION_MARKER.len());
+    // Same input, same finding; bounding again changes nothing.
+    let again = hostile_finding(32, 4096);
+    assert_eq!(again, f);
+    let mut twice = f.clone();
+    assert!(!twice.bound(), "nothing left to cut");
+    assert_eq!(twice, f);
+    assert!(eventbridge::entry(&f).is_ok());
+}
+
+#[test]
+fn an_ordinary_finding_is_not_flagged() {
+    let f = new_finding(Some(&container()), "k", T0, T0);
+    assert!(!is_truncated(&f));
+    assert!(
+        !serde_json::to_string(&f)
+            .unwrap()
+            .contains(TRUNCATION_MARKER)
+    );
+}

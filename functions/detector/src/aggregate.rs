@@ -108,6 +108,9 @@ pub fn plan_write(
         Some(stored) => {
             let mut merged = stored.finding.clone();
             merged.record_occurrence(occurrence)?;
+            // A finding stored before the size bounds existed may keep its older, unbounded
+            // details when the occurrence is late; bound the merge before it is written.
+            merged.bound();
             Ok(FindingWrite {
                 item: StoredFinding {
                     finding: merged,

@@ -29,12 +29,21 @@ pub struct Config {
     pub detector_id: String,
     /// `AWS_REGION`, used when the invocation's ARN does not name one.
     pub region: Option<String>,
+    /// `DEADLINE_MARGIN_SECONDS`: no SQS record is started when less than this is left before
+    /// the invocation's deadline; the records not started are returned as failures and
+    /// redelivered.
+    pub deadline_margin: Duration,
 }
 
 /// Heartbeat rows expire a week after the agent last reported.
 pub const HEARTBEAT_TTL: Duration = Duration::from_secs(7 * 24 * 60 * 60);
 /// The template's `DedupeTtlSeconds` default (14 days, the queue's retention).
 pub const DEFAULT_DEDUPE_TTL: Duration = Duration::from_secs(1_209_600);
+/// The default `DEADLINE_MARGIN_SECONDS`: 10 s of the template's 60 s timeout. One message's
+/// worst case is a few store round trips plus up to 6 attempts with backoff of at most 2 s
+/// each, then PutEvents; starting one with less left risks Lambda killing the invocation,
+/// which fails the whole batch.
+pub const DEFAULT_DEADLINE_MARGIN: Duration = Duration::from_secs(10);
 
 impl FromEnv for Config {
     type Error = ConfigError;
@@ -50,6 +59,11 @@ impl FromEnv for Config {
             detector_id: env::required(&get, "DETECTOR_ID")?,
             dedupe_ttl: env::seconds(&get, "DEDUPE_TTL_SECONDS", DEFAULT_DEDUPE_TTL)?,
             region: env::optional(&get, "AWS_REGION"),
+            deadline_margin: env::seconds(
+                &get,
+                "DEADLINE_MARGIN_SECONDS",
+                DEFAULT_DEADLINE_MARGIN,
+            )?,
         })
     }
 }
@@ -84,6 +98,7 @@ mod tests {
         assert_eq!(c.dedupe_ttl, Duration::from_secs(1_209_600));
         assert_eq!(c.region.as_deref(), Some("eu-west-1"));
         assert_eq!(c.detector_id, "peregrine");
+        assert_eq!(c.deadline_margin, DEFAULT_DEADLINE_MARGIN);
     }
 
     #[test]

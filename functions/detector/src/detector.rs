@@ -10,7 +10,7 @@ use peregrine_aws::backoff::RetryPolicy;
 use peregrine_detect::{Catalog, Engine, Match, RuleError, to_finding};
 use peregrine_event::{Event, Timestamp};
 use peregrine_finding::{Finding, FindingEnv, FindingError};
-use peregrine_lambda::{InvocationError, partial_batch};
+use peregrine_lambda::{InvocationError, partial_batch_until, stop_before};
 use peregrine_store::{
     ChunkOutcome, ChunkWrite, DynamoFindingStore, DynamoHeartbeatStore, EventBridgeBus, FindingBus,
     FindingStore, FindingWrite, HeartbeatRecord, HeartbeatStore, PublishCounts, PublishItem,
@@ -225,7 +225,9 @@ pub async fn handle_at<S: FindingStore, B: FindingBus, H: HeartbeatStore>(
     let records = event.payload.records;
     let total = records.len();
     let inv = &inv;
-    let response = partial_batch(records, |record| async move {
+    // Records not started by then are returned for redelivery rather than lost to a timeout.
+    let stop_at = stop_before(event.context.deadline, deps.config.deadline_margin);
+    let response = partial_batch_until(records, stop_at, |record| async move {
         let body = record.body.as_deref().ok_or(MessageError::NoBody)?;
         let report = process_message(deps, inv, body, now).await?;
         tracing::info!(

@@ -19,7 +19,9 @@ pub use crate::aggregate::{
 /// The Lambda binary (`BuildProperties.Binary` in template.yaml).
 pub const BINARY: &str = "peregrine-detector";
 
-pub use crate::config::{Config, ConfigError, DEFAULT_DEDUPE_TTL, HEARTBEAT_TTL};
+pub use crate::config::{
+    Config, ConfigError, DEFAULT_DEADLINE_MARGIN, DEFAULT_DEDUPE_TTL, HEARTBEAT_TTL,
+};
 pub use crate::detector::{
     AwsDeps, Deps, DetectorError, Invocation, MessageError, MessageReport, StoreReport, batch_key,
     detect, finding_env, handle, handle_at, heartbeat_record, process_message, store_findings,

@@ -83,24 +83,8 @@ pub async fn handle_schedule<S: FindingStore, B: FindingBus>(
     deps: &PublisherDeps<S, B>,
     event: LambdaEvent<serde_json::Value>,
 ) -> Result<PublishSummary, PublisherError> {
-    let deadline = deadline_instant(event.context.deadline);
+    let deadline = peregrine_lambda::stop_before(event.context.deadline, DEADLINE_MARGIN);
     publish_due(deps, Timestamp::now(), deadline).await
-}
-
-/// The invocation's deadline (epoch milliseconds, 0 when unknown) as an instant, less a margin.
-fn deadline_instant(deadline_ms: u64) -> Option<Instant> {
-    if deadline_ms == 0 {
-        return None;
-    }
-    let now_ms = u64::try_from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .ok()?
-            .as_millis(),
-    )
-    .ok()?;
-    let left = Duration::from_millis(deadline_ms.saturating_sub(now_ms));
-    Some(Instant::now() + left.saturating_sub(DEADLINE_MARGIN))
 }
 
 /// Publishes every finding due at `now`, page by page, until the outbox is drained or the
