@@ -189,13 +189,17 @@ mod tests {
             record("b", "slow"),
             record("c", "fine"),
         ];
-        let stop_at = Instant::now() + Duration::from_millis(50);
+        // "slow" runs until the deadline has passed, however fast or slow this machine is, so
+        // the outcome depends on no timing.
+        let stop_at = Instant::now() + Duration::from_secs(1);
         let mut seen = Vec::new();
         let response = partial_batch_until(records, Some(stop_at), |r| {
             seen.push(r.message_id.clone().unwrap_or_default());
             async move {
                 if r.body.as_deref() == Some("slow") {
-                    tokio::time::sleep(Duration::from_millis(80)).await;
+                    while Instant::now() <= stop_at {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
                 }
                 Ok::<(), &str>(())
             }

@@ -257,32 +257,25 @@ async fn run() {
     .unwrap()
     .remove(0)
     .body;
-    let (r, d, peak) = measure_async(handle_at(
-        &deps,
-        sqs_event("b-1", &fresh, &arn),
-        Timestamp::now(),
-    ))
-    .await;
-    assert!(r.unwrap().batch_item_failures.is_empty());
-    row(
-        "handle(): decode + detect + store (moto)",
-        d,
-        peak,
-        "updates of existing findings",
-    );
-    let (r, d, peak) = measure_async(handle_at(
-        &deps,
-        sqs_event("b-1", &fresh, &arn),
-        Timestamp::now(),
-    ))
-    .await;
-    assert!(r.unwrap().batch_item_failures.is_empty());
-    row(
-        "handle(): the same message redelivered",
-        d,
-        peak,
-        "chunk skipped by its dedupe marker",
-    );
+    for (name, note) in [
+        (
+            "handle(): decode + detect + store (moto)",
+            "updates of existing findings",
+        ),
+        (
+            "handle(): the same message redelivered",
+            "chunk skipped by its dedupe marker",
+        ),
+    ] {
+        let (r, d, peak) = measure_async(handle_at(
+            &deps,
+            sqs_event("b-1", &fresh, &arn),
+            Timestamp::now(),
+        ))
+        .await;
+        assert!(r.unwrap().batch_item_failures.is_empty());
+        row(name, d, peak, note);
+    }
 
     // moto's latency per call, for scale.
     let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
