@@ -3,7 +3,7 @@
 use std::fmt;
 
 use peregrine_event::{Event, Kind};
-use peregrine_finding::{Evidence, MitreTag, RuntimeContext};
+use peregrine_finding::{Evidence, FindingEnv, MitreTag, RuntimeContext};
 
 use crate::field::Subject;
 use crate::program::Program;
@@ -18,7 +18,9 @@ pub(crate) fn kind_slot(kind: Kind) -> Option<usize> {
 
 /// What makes a finding distinct: its type, the resource (the container, or the node for a
 /// host process) and the rule's `aggregate_by` values. Occurrences with the same key fold into
-/// one finding ([`peregrine_finding::Finding::record_occurrence`]).
+/// one finding ([`peregrine_finding::Finding::record_occurrence`]). When rendered, the key is
+/// scoped to the account and cluster ([`KeyScope`]), so two clusters with the same node names
+/// or container ids never share a finding.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct AggregationKey {
     pub finding_type: String,
@@ -35,19 +37,45 @@ pub enum AggregationResource {
     Host,
 }
 
+/// Where the events came from, which events themselves do not say: the account, the cluster
+/// and the node. Every rendered key carries the account and cluster; a host key also the node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KeyScope<'a> {
+    pub account_id: &'a str,
+    pub cluster_name: &'a str,
+    pub node_name: &'a str,
+}
+
+impl<'a> KeyScope<'a> {
+    /// The scope of a finding environment: its account, cluster and node.
+    pub fn of(env: &'a FindingEnv) -> KeyScope<'a> {
+        KeyScope {
+            account_id: &env.account_id,
+            cluster_name: &env.cluster_name,
+            node_name: &env.node_name,
+        }
+    }
+}
+
 impl AggregationKey {
-    /// The key as one string: type, then `container:<id>` or `host:<node>`, then each value.
-    /// Every part is length-prefixed, so attacker-controlled values (paths, names) cannot
-    /// shift a boundary and merge two distinct findings.
-    pub fn render(&self, node_name: &str) -> String {
+    /// The key as one string: type, account, cluster, then `container:<id>` or
+    /// `host:<node>`, then each value. Every part is length-prefixed, so attacker-controlled
+    /// values (paths, names, a cluster name) cannot shift a boundary and merge two distinct
+    /// findings.
+    pub fn render(&self, scope: &KeyScope<'_>) -> String {
         let resource = match &self.resource {
             AggregationResource::Container(id) => format!("container:{id}"),
-            AggregationResource::Host => format!("host:{node_name}"),
+            AggregationResource::Host => format!("host:{}", scope.node_name),
         };
         let mut out = String::new();
-        for part in std::iter::once(self.finding_type.as_str())
-            .chain(std::iter::once(resource.as_str()))
-            .chain(self.values.iter().map(String::as_str))
+        for part in [
+            self.finding_type.as_str(),
+            scope.account_id,
+            scope.cluster_name,
+            resource.as_str(),
+        ]
+        .into_iter()
+        .chain(self.values.iter().map(String::as_str))
         {
             out.push_str(&part.len().to_string());
             out.push(':');
@@ -80,8 +108,8 @@ pub struct Match {
 
 impl Match {
     /// The aggregation key string (see [`AggregationKey::render`]).
-    pub fn aggregation_key(&self, node_name: &str) -> String {
-        self.aggregation.render(node_name)
+    pub fn aggregation_key(&self, scope: &KeyScope<'_>) -> String {
+        self.aggregation.render(scope)
     }
 }
 

@@ -65,7 +65,9 @@ mod rule;
 mod strset;
 
 pub use crate::catalog::Catalog;
-pub use crate::engine::{AggregationKey, AggregationResource, Engine, EngineWarning, Match};
+pub use crate::engine::{
+    AggregationKey, AggregationResource, Engine, EngineWarning, KeyScope, Match,
+};
 pub use crate::error::{At, RuleError};
 pub use crate::field::{Field, FieldType, O_APPEND, O_CREAT, O_RDWR, O_TRUNC, O_WRONLY};
 pub use crate::report::to_finding;

@@ -5,7 +5,7 @@ use peregrine_finding::{
     Finding, FindingEnv, NewFinding, ProcessDetails, Resource, RuleExplanation,
 };
 
-use crate::engine::Match;
+use crate::engine::{KeyScope, Match};
 
 /// Longest attacker-controlled string quoted in a title or description; the full values are in
 /// the structured members (`runtimeDetails`, `resource`).
@@ -95,7 +95,7 @@ pub fn to_finding(m: &Match, ev: &Event, env: &FindingEnv, now: Timestamp) -> Fi
             severity: m.severity,
             title,
             description,
-            aggregation_key: m.aggregation_key(&env.node_name),
+            aggregation_key: m.aggregation_key(&KeyScope::of(env)),
             rule: RuleExplanation {
                 id: m.rule_id.clone(),
                 title: m.title.clone(),

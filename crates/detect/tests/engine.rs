@@ -9,8 +9,8 @@ mod common;
 
 use common::*;
 use peregrine_detect::{
-    AggregationResource, Catalog, Engine, EngineWarning, Match, Maturity, RuleError, RuleSet,
-    to_finding,
+    AggregationResource, Catalog, Engine, EngineWarning, KeyScope, Match, Maturity, RuleError,
+    RuleSet, to_finding,
 };
 use peregrine_event::{Kind, Timestamp};
 use peregrine_finding::{FindingEnv, severity_label};
@@ -793,6 +793,15 @@ fn evidence_lists_each_matched_predicate_with_the_actual_value() {
     assert_eq!(glob.actual, json!("/var/run/docker.sock"));
 }
 
+/// A scope in account `111122223333`, cluster `prod`, on `node`.
+fn scope(node: &str) -> KeyScope<'_> {
+    KeyScope {
+        account_id: "111122223333",
+        cluster_name: "prod",
+        node_name: node,
+    }
+}
+
 #[test]
 fn aggregation_keys_are_stable_and_distinguish_resources() {
     let (a, _) = fire("crypto-miner-executed", E::exec("/tmp/xmrig"));
@@ -800,35 +809,65 @@ fn aggregation_keys_are_stable_and_distinguish_resources() {
         "crypto-miner-executed",
         E::exec("/tmp/xmrig").argv(&["xmrig", "--other-args"]),
     );
+    let n1 = scope("node-1");
     assert_eq!(
-        a.aggregation_key("node-1"),
-        b.aggregation_key("node-1"),
+        a.aggregation_key(&n1),
+        b.aggregation_key(&n1),
         "same exe, same container"
     );
     assert_eq!(
         a.aggregation.resource,
         AggregationResource::Container(CONTAINER_ID.into())
     );
-    let key = a.aggregation_key("node-1");
+    let key = a.aggregation_key(&n1);
     assert_eq!(
         key,
-        format!("34:Impact:Runtime/CryptoMinerExecuted|74:container:{CONTAINER_ID}|10:/tmp/xmrig|")
+        format!(
+            "34:Impact:Runtime/CryptoMinerExecuted|12:111122223333|4:prod|74:container:{CONTAINER_ID}|10:/tmp/xmrig|"
+        )
     );
     // A container's key does not depend on the node.
-    assert_eq!(key, a.aggregation_key("node-2"));
+    assert_eq!(key, a.aggregation_key(&scope("node-2")));
 
     let (c, _) = fire("crypto-miner-executed", E::exec("/opt/xmrig"));
-    assert_ne!(c.aggregation_key("node-1"), key, "aggregate_by process.exe");
+    assert_ne!(c.aggregation_key(&n1), key, "aggregate_by process.exe");
     let (h, _) = fire("crypto-miner-executed", E::exec("/tmp/xmrig").host());
     assert_eq!(h.aggregation.resource, AggregationResource::Host);
     assert_eq!(
-        h.aggregation_key("node-1"),
-        "34:Impact:Runtime/CryptoMinerExecuted|11:host:node-1|10:/tmp/xmrig|"
+        h.aggregation_key(&n1),
+        "34:Impact:Runtime/CryptoMinerExecuted|12:111122223333|4:prod|11:host:node-1|10:/tmp/xmrig|"
     );
-    assert_ne!(h.aggregation_key("node-1"), h.aggregation_key("node-2"));
+    assert_ne!(h.aggregation_key(&n1), h.aggregation_key(&scope("node-2")));
     // Length prefixes: a value containing the separator cannot forge another key.
     let (x, _) = fire("crypto-miner-executed", E::exec("/tmp/xmrig|10:/tmp/xmrig"));
-    assert_ne!(x.aggregation_key("node-1"), key);
+    assert_ne!(x.aggregation_key(&n1), key);
+}
+
+#[test]
+fn aggregation_keys_are_scoped_to_the_account_and_cluster() {
+    let (container, _) = fire("crypto-miner-executed", E::exec("/tmp/xmrig"));
+    let (host, _) = fire("crypto-miner-executed", E::exec("/tmp/xmrig").host());
+    let base = scope("node-1");
+    let other_cluster = KeyScope {
+        cluster_name: "staging",
+        ..base
+    };
+    let other_account = KeyScope {
+        account_id: "444455556666",
+        ..base
+    };
+    for m in [&container, &host] {
+        let key = m.aggregation_key(&base);
+        assert_ne!(key, m.aggregation_key(&other_cluster), "{key}");
+        assert_ne!(key, m.aggregation_key(&other_account), "{key}");
+    }
+    // A cluster name holding the separator cannot forge another cluster's key.
+    let forged = KeyScope {
+        cluster_name: "prod|11:host:node-1",
+        node_name: "x",
+        ..base
+    };
+    assert_ne!(host.aggregation_key(&base), host.aggregation_key(&forged));
 }
 
 #[test]
@@ -849,7 +888,7 @@ fn to_finding_builds_a_guardduty_shaped_finding() {
             "111122223333",
             "eu-west-1",
             &m.finding_type,
-            &m.aggregation_key("ip-10-0-1-2.eu-west-1.compute.internal")
+            &m.aggregation_key(&KeyScope::of(&finding_env()))
         )
     );
 
