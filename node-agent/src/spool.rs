@@ -8,7 +8,9 @@
 //! The spool directory also holds the agent's identity: a persistent agent id and an epoch that
 //! increments on every start. Sequence numbers are `epoch << 32 | n`, so they keep increasing
 //! across restarts without an fsync per message, and (agent id, sequence) stays unique, which
-//! is what the detector's redelivery dedupe keys on.
+//! is what the detector's redelivery dedupe keys on. The id is bound to the machine (a
+//! fingerprint of its machine id and node name, [`machine_identity`]): a copied disk booted on
+//! another node starts a new id rather than reusing the original's sequence space.
 //!
 //! File-system faults are survived, never fatal: each is counted in [`Health`]
 //! (`peregrine_spool_faults_total{op,kind}`).
@@ -211,6 +213,35 @@ const REJECTED: &str = "rejected";
 const QUARANTINE: &str = "quarantine";
 const AGENT_ID: &str = "agent-id";
 const EPOCH: &str = "epoch";
+/// The fingerprint of the machine the agent id belongs to (see [`machine_fingerprint`]).
+const MACHINE: &str = "machine";
+
+/// What identifies this machine: `/etc/machine-id` (or `/var/lib/dbus/machine-id`) and the
+/// node name (`NODE_NAME`, else the hostname). A disk copied to another node keeps the spool
+/// but not this, so the copy gets its own agent id.
+pub fn machine_identity() -> String {
+    let machine_id = ["/etc/machine-id", "/var/lib/dbus/machine-id"]
+        .iter()
+        .find_map(|p| fs::read_to_string(p).ok().map(|s| s.trim().to_owned()))
+        .filter(|s| !s.is_empty())
+        .unwrap_or_default();
+    let node = std::env::var("NODE_NAME")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .or_else(|| {
+            fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|s| s.trim().to_owned())
+        })
+        .unwrap_or_default();
+    format!("{machine_id}\n{node}")
+}
+
+/// A hash of the machine identity, so the spool does not store the machine id itself.
+fn machine_fingerprint(machine: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(machine.as_bytes()))
+}
 
 fn file_name(seq: u64, events: u64) -> String {
     format!("{seq:020}-{events}{SUFFIX}")
@@ -258,14 +289,29 @@ fn write_atomic(dir: &Path, path: &Path, content: &[u8]) -> Result<(), SpoolErro
     fsync_dir(dir)
 }
 
-/// The run's identity: (agent id, epoch), persisted if the disk allows.
-fn identity(dir: &Path, health: &Health) -> (String, u32) {
+/// The run's identity: (agent id, epoch), persisted if the disk allows. A stored id bound to
+/// another machine (a cloned disk) is replaced; one with no binding (an older agent) is
+/// adopted and bound to this machine.
+fn identity(dir: &Path, health: &Health, machine: &str) -> (String, u32) {
     let id_path = dir.join(AGENT_ID);
     let epoch_path = dir.join(EPOCH);
+    let machine_path = dir.join(MACHINE);
+    let fingerprint = machine_fingerprint(machine);
+    let bound = fs::read_to_string(&machine_path)
+        .ok()
+        .map(|s| s.trim().to_string());
     let stored_id = fs::read_to_string(&id_path)
         .ok()
         .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty());
+        .filter(|s| !s.is_empty())
+        .filter(|id| match &bound {
+            Some(b) if *b != fingerprint => {
+                tracing::warn!(stored_agent_id = %id, "the spool's agent id belongs to another machine (a copied disk?); starting a new agent id and sequence space");
+                false
+            }
+            _ => true,
+        });
+    let bind = || write_atomic(dir, &machine_path, fingerprint.as_bytes());
     let stored_epoch = match fs::read_to_string(&epoch_path) {
         Ok(s) => s.trim().parse::<u32>().ok(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(0),
@@ -277,7 +323,9 @@ fn identity(dir: &Path, health: &Health) -> (String, u32) {
     let persisted = match (stored_id, stored_epoch) {
         (Some(id), Some(epoch)) => {
             let epoch = epoch.wrapping_add(1);
-            write_atomic(dir, &epoch_path, epoch.to_string().as_bytes()).map(|()| (id, epoch))
+            write_atomic(dir, &epoch_path, epoch.to_string().as_bytes())
+                .and_then(|()| bind())
+                .map(|()| (id, epoch))
         }
         // No id, or an epoch we cannot trust (corrupt, unreadable): a new identity, so no
         // sequence number can repeat one sent before.
@@ -285,6 +333,7 @@ fn identity(dir: &Path, health: &Health) -> (String, u32) {
             let id = uuid::Uuid::new_v4().to_string();
             write_atomic(dir, &id_path, id.as_bytes())
                 .and_then(|()| write_atomic(dir, &epoch_path, b"1"))
+                .and_then(|()| bind())
                 .map(|()| (id, 1))
         }
     };
@@ -302,6 +351,11 @@ impl Spool {
     /// new epoch. Never fails: a directory that cannot be created or written leaves the spool
     /// degraded (messages wait in memory) until a write succeeds.
     pub fn open(dir: &Path, limits: Limits, health: Health) -> Spool {
+        Spool::open_on(dir, limits, health, &machine_identity())
+    }
+
+    /// [`Spool::open`] on the machine `machine` (see [`machine_identity`]).
+    pub fn open_on(dir: &Path, limits: Limits, health: Health, machine: &str) -> Spool {
         let ready = match private_dir(dir) {
             Ok(()) => true,
             Err(e) => {
@@ -310,7 +364,7 @@ impl Spool {
                 false
             }
         };
-        let (agent_id, epoch) = identity(dir, &health);
+        let (agent_id, epoch) = identity(dir, &health, machine);
         let spool = Spool {
             dir: dir.to_path_buf(),
             limits,
@@ -360,7 +414,7 @@ impl Spool {
                 let _ = private_dir(&path);
                 continue;
             }
-            if meta.is_file() && (name == AGENT_ID || name == EPOCH) {
+            if meta.is_file() && (name == AGENT_ID || name == EPOCH || name == MACHINE) {
                 continue;
             }
             if meta.is_file() && name.ends_with(".tmp") {
@@ -1020,8 +1074,8 @@ mod tests {
         );
         assert_eq!(
             fs::read_dir(dir.path()).unwrap().count(),
-            3,
-            "agent-id, epoch, quarantine/, nothing else"
+            4,
+            "agent-id, epoch, machine, quarantine/, nothing else"
         );
     }
 
@@ -1178,5 +1232,72 @@ mod tests {
         assert_eq!(s.oldest(10, 1000).unwrap().len(), 1);
         assert_eq!(s.oldest(10, 100).unwrap().len(), 1);
         assert_eq!(s.oldest(10, 1200).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn the_agent_id_survives_restarts_but_not_cloning() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = Spool::open_on(
+            dir.path(),
+            Limits::default(),
+            Health::default(),
+            "m-a\nnode-a",
+        );
+        let (id, epoch) = (a.agent_id().to_owned(), a.epoch());
+        drop(a);
+        let again = Spool::open_on(
+            dir.path(),
+            Limits::default(),
+            Health::default(),
+            "m-a\nnode-a",
+        );
+        assert_eq!(again.agent_id(), id, "a restart keeps the id");
+        assert_eq!(again.epoch(), epoch + 1);
+        drop(again);
+        // A copy of the disk booted as another machine.
+        let copy = tempfile::tempdir().unwrap();
+        for f in [AGENT_ID, EPOCH, MACHINE] {
+            fs::copy(dir.path().join(f), copy.path().join(f)).unwrap();
+        }
+        let clone = Spool::open_on(
+            copy.path(),
+            Limits::default(),
+            Health::default(),
+            "m-b\nnode-b",
+        );
+        assert_ne!(clone.agent_id(), id, "a clone gets its own id");
+        assert_eq!(clone.epoch(), 1, "and a new sequence space");
+        drop(clone);
+        let clone_again = Spool::open_on(
+            copy.path(),
+            Limits::default(),
+            Health::default(),
+            "m-b\nnode-b",
+        );
+        assert_ne!(clone_again.agent_id(), id);
+        assert_eq!(
+            clone_again.epoch(),
+            2,
+            "the clone's own id then survives its restarts"
+        );
+    }
+
+    #[test]
+    fn an_id_without_a_machine_binding_is_adopted() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join(AGENT_ID), "old-agent-id\n").unwrap();
+        fs::write(dir.path().join(EPOCH), "7").unwrap();
+        let s = Spool::open_on(
+            dir.path(),
+            Limits::default(),
+            Health::default(),
+            "m-a\nnode-a",
+        );
+        assert_eq!(s.agent_id(), "old-agent-id");
+        assert_eq!(s.epoch(), 8);
+        assert_eq!(
+            fs::read_to_string(dir.path().join(MACHINE)).unwrap(),
+            machine_fingerprint("m-a\nnode-a")
+        );
     }
 }
