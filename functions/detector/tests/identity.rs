@@ -4,66 +4,26 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test crate: failing loudly is the point
 
+mod common;
+
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use lambda_runtime::LambdaEvent;
-use peregrine_detector::{AwsDeps, Config, handle};
+
+use common::{Local, local};
+use peregrine_detector::handle;
 use peregrine_event::{Event, Timestamp};
-use peregrine_provision::{LocalStack, ProvisionOptions, Template, function_config, provision};
 use peregrine_testkit::builders::{EventBuilder, agent_identity, process};
-use peregrine_testkit::{lambda, moto::Moto, samples};
+use peregrine_testkit::samples;
 use peregrine_wire::{BatchEncoder, EncoderConfig};
 
 const NODE: &str = "ip-10-0-1-2.eu-west-1.compute.internal";
 
-struct Local {
-    _moto: Moto,
-    sdk: aws_config::SdkConfig,
-    stack: LocalStack,
-    deps: AwsDeps,
-}
-
-async fn local() -> Local {
-    let moto = Moto::start().expect("moto (scripts/setup installs it)");
-    let sdk = moto.sdk_config().await;
-    let template = Template::load(
-        &std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../template.yaml"),
-    )
-    .unwrap();
-    let stack = provision(&sdk, &template, &ProvisionOptions::default())
-        .await
-        .unwrap();
-    let config: Config = function_config(&stack, peregrine_detector::BINARY).unwrap();
-    let deps = AwsDeps::from_sdk(&sdk, config).unwrap();
-    Local {
-        _moto: moto,
-        sdk,
-        stack,
-        deps,
-    }
-}
-
 impl Local {
     async fn deliver(&self, message_id: &str, body: &str) {
-        let ctx = lambda::context("req", &self.stack.functions["DetectorFunction"].arn);
-        let event = LambdaEvent::new(
-            lambda::sqs_event(&self.stack.queues["EventsQueue"].arn, &[(message_id, body)]),
-            ctx,
-        );
+        let event = self.invocation(&[(message_id, body)], 0);
         let r = handle(&self.deps, event).await.unwrap();
         assert!(r.batch_item_failures.is_empty(), "{r:?}");
-    }
-
-    async fn findings(&self) -> Vec<HashMap<String, AttributeValue>> {
-        aws_sdk_dynamodb::Client::new(&self.sdk)
-            .scan()
-            .table_name(&self.stack.tables["FindingsTable"])
-            .send()
-            .await
-            .unwrap()
-            .items()
-            .to_vec()
     }
 }
 

@@ -7,75 +7,22 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+mod common;
+
 use aws_lambda_events::sqs::SqsBatchResponse;
-use lambda_runtime::LambdaEvent;
-use peregrine_detector::{AwsDeps, Config, handle};
+use common::{Local, local};
+use peregrine_detector::handle;
 use peregrine_event::{Ancestor, Event, Timestamp};
 use peregrine_finding::eventbridge::MAX_ENTRY_BYTES;
 use peregrine_finding::{MAX_FIELD_BYTES, MAX_FINDING_BYTES, TRUNCATION_MARKER};
-use peregrine_provision::{LocalStack, ProvisionOptions, Template, function_config, provision};
-use peregrine_testkit::{lambda, moto::Moto, samples};
+use peregrine_testkit::samples;
 use serde_json::Value;
 
 /// DynamoDB's item limit: 400 KB, attribute names and values.
 const DYNAMO_MAX_ITEM_BYTES: usize = 400 * 1024;
 const AGENT: &str = "i-0hostile";
 
-struct Local {
-    _moto: Moto,
-    sdk: aws_config::SdkConfig,
-    stack: LocalStack,
-    deps: AwsDeps,
-}
-
-async fn local() -> Local {
-    let moto = Moto::start().expect("moto (scripts/setup installs it)");
-    let sdk = moto.sdk_config().await;
-    let template = Template::load(
-        &std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../template.yaml"),
-    )
-    .unwrap();
-    let stack = provision(&sdk, &template, &ProvisionOptions::default())
-        .await
-        .unwrap();
-    let config: Config = function_config(&stack, peregrine_detector::BINARY).unwrap();
-    let deps = AwsDeps::from_sdk(&sdk, config).unwrap();
-    Local {
-        _moto: moto,
-        sdk,
-        stack,
-        deps,
-    }
-}
-
 impl Local {
-    /// The detector's invocation; `deadline_ms` 0 means none.
-    fn invocation(
-        &self,
-        records: &[(&str, &str)],
-        deadline_ms: u64,
-    ) -> LambdaEvent<aws_lambda_events::sqs::SqsEvent> {
-        let mut ctx = lambda::context("req", &self.stack.functions["DetectorFunction"].arn);
-        ctx.deadline = deadline_ms;
-        LambdaEvent::new(
-            lambda::sqs_event(&self.stack.queues["EventsQueue"].arn, records),
-            ctx,
-        )
-    }
-
-    async fn findings(
-        &self,
-    ) -> Vec<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
-        aws_sdk_dynamodb::Client::new(&self.sdk)
-            .scan()
-            .table_name(&self.stack.tables["FindingsTable"])
-            .send()
-            .await
-            .unwrap()
-            .items()
-            .to_vec()
-    }
-
     /// What the bus delivered to HighSeverityFindingsQueue (the EventBridge envelopes).
     async fn high_severity_events(&self) -> Vec<String> {
         let sqs = aws_sdk_sqs::Client::new(&self.sdk);
