@@ -21,6 +21,7 @@ use serde::Serialize;
 
 use crate::aggregate::{chunk, group_findings, plan_write};
 use crate::config::{Config, ConfigError, HEARTBEAT_TTL};
+use crate::sender::{Rejection, authorize};
 
 /// The detector's adapters, engine and settings, built once per cold start.
 pub struct Deps<S, B, H> {
@@ -41,6 +42,16 @@ impl<S, B, H> Deps<S, B, H> {
         let engine = Engine::new([Catalog::builtin()?]);
         for w in engine.warnings() {
             tracing::warn!(warning = %w, "detection rules");
+        }
+        match &config.agent_senders {
+            Some(m) => tracing::info!(
+                roles = m.len(),
+                "batches are bound to their senders' clusters"
+            ),
+            None => tracing::warn!(
+                "AGENT_SENDERS is not set: any principal allowed to send to the queue can claim \
+                 any cluster (see docs/deploy.md, Sender identity)"
+            ),
         }
         Ok(Deps {
             store,
@@ -113,6 +124,10 @@ pub enum MessageError {
     Finding(#[from] FindingError),
     #[error("{0}")]
     Store(#[from] StoreError),
+    /// Permanent: the sender may not speak for the cluster the header claims. Fails on every
+    /// receive, so it reaches the dead-letter queue for inspection.
+    #[error("rejected ({}): the sender may not send for this cluster", .0.reason())]
+    Rejected(Rejection),
     #[error("chunk {chunk} still conflicted with concurrent writers after {attempts} attempts")]
     Contended { chunk: usize, attempts: u32 },
 }
@@ -185,6 +200,9 @@ pub struct MessageReport {
     pub events: usize,
     /// Rule matches, before aggregation.
     pub matches: usize,
+    /// Agent times (the header's and events') outside the skew window, clamped to the receive
+    /// time.
+    pub clamped: usize,
     pub store: StoreReport,
 }
 
@@ -229,7 +247,8 @@ pub async fn handle_at<S: FindingStore, B: FindingBus, H: HeartbeatStore>(
     let stop_at = stop_before(event.context.deadline, deps.config.deadline_margin);
     let response = partial_batch_until(records, stop_at, |record| async move {
         let body = record.body.as_deref().ok_or(MessageError::NoBody)?;
-        let report = process_message(deps, inv, body, now).await?;
+        let sender = record.attributes.get("SenderId").map(String::as_str);
+        let report = process_message(deps, inv, body, sender, now).await?;
         tracing::info!(
             heartbeat = report.heartbeat,
             sequence = report.sequence,
@@ -243,6 +262,7 @@ pub async fn handle_at<S: FindingStore, B: FindingBus, H: HeartbeatStore>(
             published = report.store.publish.published,
             publish_failed = report.store.publish.failed,
             retries = report.store.retries,
+            clamped = report.clamped,
             "message processed"
         );
         Ok::<(), MessageError>(())
@@ -256,11 +276,12 @@ pub async fn handle_at<S: FindingStore, B: FindingBus, H: HeartbeatStore>(
     Ok(response)
 }
 
-/// Decodes and processes one message body.
+/// Decodes and processes one message body. `sender` is the record's `SenderId` attribute.
 pub async fn process_message<S: FindingStore, B: FindingBus, H: HeartbeatStore>(
     deps: &Deps<S, B, H>,
     inv: &Invocation,
     body: &str,
+    sender: Option<&str>,
     now: Timestamp,
 ) -> Result<MessageReport, MessageError> {
     let message = peregrine_wire::decode(body).map_err(|source| {
@@ -268,9 +289,34 @@ pub async fn process_message<S: FindingStore, B: FindingBus, H: HeartbeatStore>(
         tracing::warn!(kind, bytes = body.len(), "poison message");
         MessageError::Decode { kind, source }
     })?;
+    let header = match &message {
+        Message::Heartbeat { header, .. } | Message::Batch { header, .. } => header,
+    };
+    if let Err(rejection) = authorize(
+        deps.config.agent_senders.as_ref(),
+        sender,
+        &header.cluster_name,
+    ) {
+        // `rejected` is the metric's dimension; the claimed cluster is the agent's own word,
+        // logged so an operator can see who was impersonated.
+        tracing::warn!(
+            rejected = rejection.reason(),
+            sender = sender.unwrap_or_default(),
+            claimed_cluster = %header.cluster_name,
+            "message rejected for its sender"
+        );
+        return Err(MessageError::Rejected(rejection));
+    }
     match message {
         Message::Heartbeat { header, heartbeat } => {
             let record = heartbeat_record(&header, &heartbeat, now);
+            let clamped = usize::from(header.created_at > now);
+            if clamped > 0 {
+                tracing::warn!(
+                    skew_clamped = clamped,
+                    "heartbeat from the future; stored with the receive time"
+                );
+            }
             if !deps.heartbeats.put(&record).await? {
                 tracing::info!(
                     sequence = header.sequence,
@@ -280,28 +326,61 @@ pub async fn process_message<S: FindingStore, B: FindingBus, H: HeartbeatStore>(
             Ok(MessageReport {
                 heartbeat: true,
                 sequence: header.sequence,
+                clamped,
                 ..MessageReport::default()
             })
         }
-        Message::Batch { header, events } => {
+        Message::Batch {
+            mut header,
+            mut events,
+        } => {
+            let clamped = clamp_times(&mut header, &mut events, deps.config.skew, now);
+            if clamped > 0 {
+                tracing::warn!(
+                    skew_clamped = clamped,
+                    "agent times outside the skew window; clamped to the receive time"
+                );
+            }
             let env = finding_env(inv, &header, &deps.config.detector_id);
             let (matches, findings) = detect(&deps.engine, &events, &env, now);
-            let store = store_findings(deps, &batch_key(&header), findings, now).await?;
+            let key = batch_key(inv, &header);
+            let store = store_findings(deps, &key, findings, now).await?;
             Ok(MessageReport {
                 heartbeat: false,
                 sequence: header.sequence,
                 events: events.len(),
                 matches,
+                clamped,
                 store,
             })
         }
     }
 }
 
-/// The batch identity: `<agentId>#<sequence>`. An agent's sequence numbers persist across its
-/// restarts (in its spool), so the same key always means the same batch.
-pub fn batch_key(header: &Header) -> String {
-    format!("{}#{}", header.agent_id, header.sequence)
+/// Clamps the header's and the events' times outside `skew` to `now`; returns how many were.
+pub fn clamp_times(
+    header: &mut Header,
+    events: &mut [Event],
+    skew: crate::sender::SkewWindow,
+    now: Timestamp,
+) -> usize {
+    let mut clamped = 0;
+    for t in std::iter::once(&mut header.created_at).chain(events.iter_mut().map(|e| &mut e.time)) {
+        let (v, was) = skew.clamp(*t, now);
+        *t = v;
+        clamped += usize::from(was);
+    }
+    clamped
+}
+
+/// The batch identity: `<account>#<cluster>#<node>#<agentId>#<sequence>`. An agent's sequence
+/// numbers persist across its restarts (in its spool), so the same key always means the same
+/// batch; the account, cluster and node keep one sender from taking another's keys.
+pub fn batch_key(inv: &Invocation, header: &Header) -> String {
+    format!(
+        "{}#{}#{}#{}#{}",
+        inv.account_id, header.cluster_name, header.node_name, header.agent_id, header.sequence
+    )
 }
 
 /// The finding environment of a batch: the sender (cluster, node, agent) and the detector.
@@ -489,7 +568,9 @@ pub fn heartbeat_record(header: &Header, hb: &Heartbeat, now: Timestamp) -> Hear
         agent_id: header.agent_id.clone(),
         agent_version: header.agent_version.clone(),
         kernel_release: hb.kernel_release.clone(),
-        last_seen: iso(header.created_at),
+        // A heartbeat from the future would keep the row "fresher" than any later one (the
+        // write is conditional on lastSeen): it counts as received now.
+        last_seen: iso(header.created_at.min(now)),
         received_at: iso(now),
         probes_json: serde_json::Value::Array(probes).to_string(),
         probes_attached: count(ProbeState::Attached),
