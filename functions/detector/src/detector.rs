@@ -9,7 +9,7 @@ use lambda_runtime::LambdaEvent;
 use peregrine_aws::backoff::RetryPolicy;
 use peregrine_detect::{Catalog, Engine, Match, RuleError, to_finding};
 use peregrine_event::{Event, Timestamp};
-use peregrine_finding::{Finding, FindingEnv, FindingError};
+use peregrine_finding::{Finding, FindingEnv, FindingError, flag_additional_info};
 use peregrine_lambda::{InvocationError, partial_batch_until, stop_before};
 use peregrine_store::{
     ChunkOutcome, ChunkWrite, DynamoFindingStore, DynamoHeartbeatStore, EventBridgeBus, FindingBus,
@@ -334,7 +334,8 @@ pub async fn process_message<S: FindingStore, B: FindingBus, H: HeartbeatStore>(
             mut header,
             mut events,
         } => {
-            let clamped = clamp_times(&mut header, &mut events, deps.config.skew, now);
+            let skewed = clamp_times(&mut header, &mut events, deps.config.skew, now);
+            let clamped = skewed.count();
             if clamped > 0 {
                 tracing::warn!(
                     skew_clamped = clamped,
@@ -342,7 +343,8 @@ pub async fn process_message<S: FindingStore, B: FindingBus, H: HeartbeatStore>(
                 );
             }
             let env = finding_env(inv, &header, &deps.config.detector_id);
-            let (matches, findings) = detect(&deps.engine, &events, &env, now);
+            let (matches, findings) =
+                detect_flagged(&deps.engine, &events, &skewed.events, &env, now);
             let key = batch_key(inv, &header);
             let store = store_findings(deps, &key, findings, now).await?;
             Ok(MessageReport {
@@ -357,20 +359,36 @@ pub async fn process_message<S: FindingStore, B: FindingBus, H: HeartbeatStore>(
     }
 }
 
-/// Clamps the header's and the events' times outside `skew` to `now`; returns how many were.
+/// Which of a batch's times [`clamp_times`] clamped.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Clamped {
+    pub header: bool,
+    /// One flag per event, in order.
+    pub events: Vec<bool>,
+}
+
+impl Clamped {
+    pub fn count(&self) -> usize {
+        usize::from(self.header) + self.events.iter().filter(|c| **c).count()
+    }
+}
+
+/// Clamps the header's and the events' times outside `skew` to `now`.
 pub fn clamp_times(
     header: &mut Header,
     events: &mut [Event],
     skew: crate::sender::SkewWindow,
     now: Timestamp,
-) -> usize {
-    let mut clamped = 0;
-    for t in std::iter::once(&mut header.created_at).chain(events.iter_mut().map(|e| &mut e.time)) {
+) -> Clamped {
+    let clamp = |t: &mut Timestamp| {
         let (v, was) = skew.clamp(*t, now);
         *t = v;
-        clamped += usize::from(was);
+        was
+    };
+    Clamped {
+        header: clamp(&mut header.created_at),
+        events: events.iter_mut().map(|e| clamp(&mut e.time)).collect(),
     }
-    clamped
 }
 
 /// The batch identity: `<account>#<cluster>#<node>#<agentId>#<sequence>`. An agent's sequence
@@ -408,14 +426,34 @@ pub fn detect(
     env: &FindingEnv,
     now: Timestamp,
 ) -> (usize, Vec<Finding>) {
+    detect_flagged(engine, events, &[], env, now)
+}
+
+/// [`detect`], marking the findings of the events whose `skewed` flag is set (their time was
+/// clamped) with `"clockSkewClamped": true` in `additionalInfo`.
+pub fn detect_flagged(
+    engine: &Engine,
+    events: &[Event],
+    skewed: &[bool],
+    env: &FindingEnv,
+    now: Timestamp,
+) -> (usize, Vec<Finding>) {
     let mut matches: Vec<Match> = Vec::new();
     let mut findings = Vec::new();
     let mut count = 0;
-    for ev in events {
+    for (i, ev) in events.iter().enumerate() {
         matches.clear();
         engine.evaluate(ev, &mut matches);
         count += matches.len();
-        findings.extend(matches.iter().map(|m| to_finding(m, ev, env, now)));
+        let flag = skewed.get(i).copied().unwrap_or(false);
+        findings.extend(matches.iter().map(|m| {
+            let mut f = to_finding(m, ev, env, now);
+            if flag {
+                // The event's time was outside the skew window; it is the receive time.
+                flag_additional_info(&mut f, "clockSkewClamped");
+            }
+            f
+        }));
     }
     (count, findings)
 }

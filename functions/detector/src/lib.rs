@@ -24,9 +24,9 @@ pub use crate::config::{
     Config, ConfigError, DEFAULT_DEADLINE_MARGIN, DEFAULT_DEDUPE_TTL, HEARTBEAT_TTL,
 };
 pub use crate::detector::{
-    AwsDeps, Deps, DetectorError, Invocation, MessageError, MessageReport, StoreReport, batch_key,
-    clamp_times, detect, finding_env, handle, handle_at, heartbeat_record, process_message,
-    store_findings, wire_error_kind,
+    AwsDeps, Clamped, Deps, DetectorError, Invocation, MessageError, MessageReport, StoreReport,
+    batch_key, clamp_times, detect, detect_flagged, finding_env, handle, handle_at,
+    heartbeat_record, process_message, store_findings, wire_error_kind,
 };
 pub use crate::sender::{
     DEFAULT_SKEW, Rejection, SenderMap, SenderMapError, SkewWindow, authorize,

@@ -177,11 +177,31 @@ async fn future_times_are_clamped_to_the_receive_time() {
             let t = f["service"][k].as_str().unwrap();
             assert!(t <= received.as_str(), "{k} {t} is after {received}");
         }
+        let info: serde_json::Value =
+            serde_json::from_str(f["service"]["additionalInfo"]["value"].as_str().unwrap())
+                .unwrap();
+        assert_eq!(info["clockSkewClamped"], true, "{info}");
     }
     // Times inside the window are kept.
     let fine = attack_from(AGENT, NODE, "prod-eu", 2, now.unix_nanos() - HOUR);
     let report = process(&d, &local, &fine, None, now).await.unwrap();
     assert_eq!(report.clamped, 0);
+    let unflagged = local
+        .scan("FindingsTable")
+        .await
+        .iter()
+        .map(finding)
+        .filter(|f| {
+            !f["service"]["additionalInfo"]["value"]
+                .as_str()
+                .unwrap()
+                .contains("clockSkewClamped")
+        })
+        .count();
+    assert_eq!(
+        unflagged, 0,
+        "same finding ids: the in-window batch adds occurrences"
+    );
     let ahead = attack_from(AGENT, NODE, "prod-eu", 3, now.unix_nanos() + 2 * HOUR);
     let report = process(&d, &local, &ahead, None, now).await.unwrap();
     assert_eq!(
@@ -212,9 +232,14 @@ async fn same_agent_and_sequence_on_other_nodes_do_not_collide() {
         ]
     );
     // Both batches counted: three occurrences each (whether the two clusters' findings share
-    // ids is the finding id's business).
+    // ids is the finding id's business), their times in the window unflagged.
     let items = local.scan("FindingsTable").await;
     assert_eq!(items.iter().map(|i| n(i, "count")).sum::<u64>(), 6);
+    for item in &items {
+        let f = finding(item);
+        let info = f["service"]["additionalInfo"]["value"].as_str().unwrap();
+        assert!(!info.contains("clockSkewClamped"), "{info}");
+    }
 }
 
 #[tokio::test]
