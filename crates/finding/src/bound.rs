@@ -241,6 +241,12 @@ impl Cut {
 
 /// Marks `additionalInfo.value` (a JSON object as a string) with `"truncated": true`.
 fn mark_truncated(f: &mut Finding) {
+    flag_additional_info(f, "truncated");
+}
+
+/// Sets `"<flag>": true` in `additionalInfo.value` (a JSON object as a string), when the
+/// finding has one.
+pub fn flag_additional_info(f: &mut Finding, flag: &str) {
     let Some(info) = &mut f.service.additional_info else {
         return;
     };
@@ -248,7 +254,7 @@ fn mark_truncated(f: &mut Finding) {
         Ok(serde_json::Value::Object(o)) => o,
         _ => serde_json::Map::new(),
     };
-    value.insert("truncated".to_owned(), serde_json::Value::Bool(true));
+    value.insert(flag.to_owned(), serde_json::Value::Bool(true));
     if let Ok(s) = serde_json::to_string(&value) {
         info.value = s;
     }

@@ -23,7 +23,7 @@ use sha2::{Digest, Sha256};
 
 pub use crate::bound::{
     MAX_FIELD_BYTES, MAX_FINDING_BYTES, MAX_LIST_ITEMS, MIN_FIELD_BYTES, TRUNCATION_MARKER,
-    is_truncated, json_len, truncate,
+    flag_additional_info, is_truncated, json_len, truncate,
 };
 pub use crate::model::*;
 pub use crate::time::IsoTime;

@@ -477,6 +477,18 @@ pub fn encode(
         .encode(events, created_at)
 }
 
+/// Encodes events as the SQS bodies of an agent on another node or cluster.
+pub fn encode_as(
+    identity: AgentIdentity,
+    sequence: u64,
+    events: &[Event],
+    created_at: Timestamp,
+) -> Result<Vec<EncodedMessage>, WireError> {
+    BatchEncoder::new(identity, EncoderConfig::default())?
+        .with_next_sequence(sequence)
+        .encode(events, created_at)
+}
+
 /// A heartbeat of the sample node.
 pub fn heartbeat(agent_id: &str, at: Timestamp) -> Heartbeat {
     Heartbeat {

@@ -6,6 +6,8 @@ use std::time::Duration;
 use peregrine_lambda::env::{self, EnvError, FromEnv};
 use peregrine_store::{PublishingFrequency, UnknownFrequency};
 
+use crate::sender::{DEFAULT_SKEW, SenderMap, SenderMapError, SkewWindow};
+
 /// Why the configuration is unusable. Reported once at cold start, never per message.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -13,6 +15,8 @@ pub enum ConfigError {
     Env(#[from] EnvError),
     #[error("FINDING_PUBLISHING_FREQUENCY: {0}")]
     Frequency(#[from] UnknownFrequency),
+    #[error(transparent)]
+    Senders(#[from] SenderMapError),
 }
 
 /// The detector's settings.
@@ -33,6 +37,12 @@ pub struct Config {
     /// the invocation's deadline; the records not started are returned as failures and
     /// redelivered.
     pub deadline_margin: Duration,
+    /// `AGENT_SENDERS` (`ROLEID=cluster,...`): the cluster each agent role may send for. `None`
+    /// (unset or empty): any sender may claim any cluster, as before; warned at cold start.
+    pub agent_senders: Option<SenderMap>,
+    /// `CLOCK_SKEW_FUTURE_SECONDS` / `CLOCK_SKEW_PAST_SECONDS`: agent times outside this
+    /// window around the receive time are clamped to it and flagged.
+    pub skew: SkewWindow,
 }
 
 /// Heartbeat rows expire a week after the agent last reported.
@@ -64,6 +74,11 @@ impl FromEnv for Config {
                 "DEADLINE_MARGIN_SECONDS",
                 DEFAULT_DEADLINE_MARGIN,
             )?,
+            agent_senders: SenderMap::parse(&get("AGENT_SENDERS").unwrap_or_default())?,
+            skew: SkewWindow {
+                future: env::seconds(&get, "CLOCK_SKEW_FUTURE_SECONDS", DEFAULT_SKEW.future)?,
+                past: env::seconds(&get, "CLOCK_SKEW_PAST_SECONDS", DEFAULT_SKEW.past)?,
+            },
         })
     }
 }
@@ -99,6 +114,40 @@ mod tests {
         assert_eq!(c.region.as_deref(), Some("eu-west-1"));
         assert_eq!(c.detector_id, "peregrine");
         assert_eq!(c.deadline_margin, DEFAULT_DEADLINE_MARGIN);
+        assert_eq!(c.agent_senders, None);
+        assert_eq!(c.skew, DEFAULT_SKEW);
+    }
+
+    #[test]
+    fn senders_and_skew_are_read() {
+        let c = Config::from_lookup(env(&[
+            ("FINDINGS_TABLE", "f"),
+            ("DEDUPE_TABLE", "d"),
+            ("HEARTBEATS_TABLE", "h"),
+            ("EVENT_BUS_NAME", "b"),
+            ("DETECTOR_ID", "peregrine"),
+            ("AGENT_SENDERS", "AROAONE=prod"),
+            ("CLOCK_SKEW_FUTURE_SECONDS", "60"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            c.agent_senders
+                .as_ref()
+                .and_then(|m| m.cluster_of("AROAONE:s")),
+            Some("prod")
+        );
+        assert_eq!(c.skew.future, Duration::from_secs(60));
+        assert_eq!(c.skew.past, DEFAULT_SKEW.past);
+        let err = Config::from_lookup(env(&[
+            ("FINDINGS_TABLE", "f"),
+            ("DEDUPE_TABLE", "d"),
+            ("HEARTBEATS_TABLE", "h"),
+            ("EVENT_BUS_NAME", "b"),
+            ("DETECTOR_ID", "peregrine"),
+            ("AGENT_SENDERS", "prod"),
+        ]))
+        .unwrap_err();
+        assert!(err.to_string().contains("AGENT_SENDERS"), "{err}");
     }
 
     #[test]

@@ -9,7 +9,7 @@ use lambda_runtime::LambdaEvent;
 use peregrine_aws::backoff::RetryPolicy;
 use peregrine_detect::{Catalog, Engine, Match, RuleError, to_finding};
 use peregrine_event::{Event, Timestamp};
-use peregrine_finding::{Finding, FindingEnv, FindingError};
+use peregrine_finding::{Finding, FindingEnv, FindingError, flag_additional_info};
 use peregrine_lambda::{InvocationError, partial_batch_until, stop_before};
 use peregrine_store::{
     ChunkOutcome, ChunkWrite, DynamoFindingStore, DynamoHeartbeatStore, EventBridgeBus, FindingBus,
@@ -21,6 +21,7 @@ use serde::Serialize;
 
 use crate::aggregate::{chunk, group_findings, plan_write};
 use crate::config::{Config, ConfigError, HEARTBEAT_TTL};
+use crate::sender::{Rejection, authorize};
 
 /// The detector's adapters, engine and settings, built once per cold start.
 pub struct Deps<S, B, H> {
@@ -41,6 +42,16 @@ impl<S, B, H> Deps<S, B, H> {
         let engine = Engine::new([Catalog::builtin()?]);
         for w in engine.warnings() {
             tracing::warn!(warning = %w, "detection rules");
+        }
+        match &config.agent_senders {
+            Some(m) => tracing::info!(
+                roles = m.len(),
+                "batches are bound to their senders' clusters"
+            ),
+            None => tracing::warn!(
+                "AGENT_SENDERS is not set: any principal allowed to send to the queue can claim \
+                 any cluster (see docs/deploy.md, Sender identity)"
+            ),
         }
         Ok(Deps {
             store,
@@ -113,6 +124,10 @@ pub enum MessageError {
     Finding(#[from] FindingError),
     #[error("{0}")]
     Store(#[from] StoreError),
+    /// Permanent: the sender may not speak for the cluster the header claims. Fails on every
+    /// receive, so it reaches the dead-letter queue for inspection.
+    #[error("rejected ({}): the sender may not send for this cluster", .0.reason())]
+    Rejected(Rejection),
     #[error("chunk {chunk} still conflicted with concurrent writers after {attempts} attempts")]
     Contended { chunk: usize, attempts: u32 },
 }
@@ -185,6 +200,9 @@ pub struct MessageReport {
     pub events: usize,
     /// Rule matches, before aggregation.
     pub matches: usize,
+    /// Agent times (the header's and events') outside the skew window, clamped to the receive
+    /// time.
+    pub clamped: usize,
     pub store: StoreReport,
 }
 
@@ -229,7 +247,8 @@ pub async fn handle_at<S: FindingStore, B: FindingBus, H: HeartbeatStore>(
     let stop_at = stop_before(event.context.deadline, deps.config.deadline_margin);
     let response = partial_batch_until(records, stop_at, |record| async move {
         let body = record.body.as_deref().ok_or(MessageError::NoBody)?;
-        let report = process_message(deps, inv, body, now).await?;
+        let sender = record.attributes.get("SenderId").map(String::as_str);
+        let report = process_message(deps, inv, body, sender, now).await?;
         tracing::info!(
             heartbeat = report.heartbeat,
             sequence = report.sequence,
@@ -243,6 +262,7 @@ pub async fn handle_at<S: FindingStore, B: FindingBus, H: HeartbeatStore>(
             published = report.store.publish.published,
             publish_failed = report.store.publish.failed,
             retries = report.store.retries,
+            clamped = report.clamped,
             "message processed"
         );
         Ok::<(), MessageError>(())
@@ -256,11 +276,12 @@ pub async fn handle_at<S: FindingStore, B: FindingBus, H: HeartbeatStore>(
     Ok(response)
 }
 
-/// Decodes and processes one message body.
+/// Decodes and processes one message body. `sender` is the record's `SenderId` attribute.
 pub async fn process_message<S: FindingStore, B: FindingBus, H: HeartbeatStore>(
     deps: &Deps<S, B, H>,
     inv: &Invocation,
     body: &str,
+    sender: Option<&str>,
     now: Timestamp,
 ) -> Result<MessageReport, MessageError> {
     let message = peregrine_wire::decode(body).map_err(|source| {
@@ -268,9 +289,34 @@ pub async fn process_message<S: FindingStore, B: FindingBus, H: HeartbeatStore>(
         tracing::warn!(kind, bytes = body.len(), "poison message");
         MessageError::Decode { kind, source }
     })?;
+    let header = match &message {
+        Message::Heartbeat { header, .. } | Message::Batch { header, .. } => header,
+    };
+    if let Err(rejection) = authorize(
+        deps.config.agent_senders.as_ref(),
+        sender,
+        &header.cluster_name,
+    ) {
+        // `rejected` is the metric's dimension; the claimed cluster is the agent's own word,
+        // logged so an operator can see who was impersonated.
+        tracing::warn!(
+            rejected = rejection.reason(),
+            sender = sender.unwrap_or_default(),
+            claimed_cluster = %header.cluster_name,
+            "message rejected for its sender"
+        );
+        return Err(MessageError::Rejected(rejection));
+    }
     match message {
         Message::Heartbeat { header, heartbeat } => {
             let record = heartbeat_record(&header, &heartbeat, now);
+            let clamped = usize::from(header.created_at > now);
+            if clamped > 0 {
+                tracing::warn!(
+                    skew_clamped = clamped,
+                    "heartbeat from the future; stored with the receive time"
+                );
+            }
             if !deps.heartbeats.put(&record).await? {
                 tracing::info!(
                     sequence = header.sequence,
@@ -280,28 +326,79 @@ pub async fn process_message<S: FindingStore, B: FindingBus, H: HeartbeatStore>(
             Ok(MessageReport {
                 heartbeat: true,
                 sequence: header.sequence,
+                clamped,
                 ..MessageReport::default()
             })
         }
-        Message::Batch { header, events } => {
+        Message::Batch {
+            mut header,
+            mut events,
+        } => {
+            let skewed = clamp_times(&mut header, &mut events, deps.config.skew, now);
+            let clamped = skewed.count();
+            if clamped > 0 {
+                tracing::warn!(
+                    skew_clamped = clamped,
+                    "agent times outside the skew window; clamped to the receive time"
+                );
+            }
             let env = finding_env(inv, &header, &deps.config.detector_id);
-            let (matches, findings) = detect(&deps.engine, &events, &env, now);
-            let store = store_findings(deps, &batch_key(&header), findings, now).await?;
+            let (matches, findings) =
+                detect_flagged(&deps.engine, &events, &skewed.events, &env, now);
+            let key = batch_key(inv, &header);
+            let store = store_findings(deps, &key, findings, now).await?;
             Ok(MessageReport {
                 heartbeat: false,
                 sequence: header.sequence,
                 events: events.len(),
                 matches,
+                clamped,
                 store,
             })
         }
     }
 }
 
-/// The batch identity: `<agentId>#<sequence>`. An agent's sequence numbers persist across its
-/// restarts (in its spool), so the same key always means the same batch.
-pub fn batch_key(header: &Header) -> String {
-    format!("{}#{}", header.agent_id, header.sequence)
+/// Which of a batch's times [`clamp_times`] clamped.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Clamped {
+    pub header: bool,
+    /// One flag per event, in order.
+    pub events: Vec<bool>,
+}
+
+impl Clamped {
+    pub fn count(&self) -> usize {
+        usize::from(self.header) + self.events.iter().filter(|c| **c).count()
+    }
+}
+
+/// Clamps the header's and the events' times outside `skew` to `now`.
+pub fn clamp_times(
+    header: &mut Header,
+    events: &mut [Event],
+    skew: crate::sender::SkewWindow,
+    now: Timestamp,
+) -> Clamped {
+    let clamp = |t: &mut Timestamp| {
+        let (v, was) = skew.clamp(*t, now);
+        *t = v;
+        was
+    };
+    Clamped {
+        header: clamp(&mut header.created_at),
+        events: events.iter_mut().map(|e| clamp(&mut e.time)).collect(),
+    }
+}
+
+/// The batch identity: `<account>#<cluster>#<node>#<agentId>#<sequence>`. An agent's sequence
+/// numbers persist across its restarts (in its spool), so the same key always means the same
+/// batch; the account, cluster and node keep one sender from taking another's keys.
+pub fn batch_key(inv: &Invocation, header: &Header) -> String {
+    format!(
+        "{}#{}#{}#{}#{}",
+        inv.account_id, header.cluster_name, header.node_name, header.agent_id, header.sequence
+    )
 }
 
 /// The finding environment of a batch: the sender (cluster, node, agent) and the detector.
@@ -329,14 +426,34 @@ pub fn detect(
     env: &FindingEnv,
     now: Timestamp,
 ) -> (usize, Vec<Finding>) {
+    detect_flagged(engine, events, &[], env, now)
+}
+
+/// [`detect`], marking the findings of the events whose `skewed` flag is set (their time was
+/// clamped) with `"clockSkewClamped": true` in `additionalInfo`.
+pub fn detect_flagged(
+    engine: &Engine,
+    events: &[Event],
+    skewed: &[bool],
+    env: &FindingEnv,
+    now: Timestamp,
+) -> (usize, Vec<Finding>) {
     let mut matches: Vec<Match> = Vec::new();
     let mut findings = Vec::new();
     let mut count = 0;
-    for ev in events {
+    for (i, ev) in events.iter().enumerate() {
         matches.clear();
         engine.evaluate(ev, &mut matches);
         count += matches.len();
-        findings.extend(matches.iter().map(|m| to_finding(m, ev, env, now)));
+        let flag = skewed.get(i).copied().unwrap_or(false);
+        findings.extend(matches.iter().map(|m| {
+            let mut f = to_finding(m, ev, env, now);
+            if flag {
+                // The event's time was outside the skew window; it is the receive time.
+                flag_additional_info(&mut f, "clockSkewClamped");
+            }
+            f
+        }));
     }
     (count, findings)
 }
@@ -489,7 +606,9 @@ pub fn heartbeat_record(header: &Header, hb: &Heartbeat, now: Timestamp) -> Hear
         agent_id: header.agent_id.clone(),
         agent_version: header.agent_version.clone(),
         kernel_release: hb.kernel_release.clone(),
-        last_seen: iso(header.created_at),
+        // A heartbeat from the future would keep the row "fresher" than any later one (the
+        // write is conditional on lastSeen): it counts as received now.
+        last_seen: iso(header.created_at.min(now)),
         received_at: iso(now),
         probes_json: serde_json::Value::Array(probes).to_string(),
         probes_attached: count(ProbeState::Attached),

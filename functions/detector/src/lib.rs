@@ -12,6 +12,7 @@
 mod aggregate;
 mod config;
 mod detector;
+mod sender;
 
 pub use crate::aggregate::{
     MAX_CHUNK_BYTES, MAX_FINDINGS_PER_CHUNK, chunk, group_findings, next_publish_due, plan_write,
@@ -23,8 +24,11 @@ pub use crate::config::{
     Config, ConfigError, DEFAULT_DEADLINE_MARGIN, DEFAULT_DEDUPE_TTL, HEARTBEAT_TTL,
 };
 pub use crate::detector::{
-    AwsDeps, Deps, DetectorError, Invocation, MessageError, MessageReport, StoreReport, batch_key,
-    detect, finding_env, handle, handle_at, heartbeat_record, process_message, store_findings,
-    wire_error_kind,
+    AwsDeps, Clamped, Deps, DetectorError, Invocation, MessageError, MessageReport, StoreReport,
+    batch_key, clamp_times, detect, detect_flagged, finding_env, handle, handle_at,
+    heartbeat_record, process_message, store_findings, wire_error_kind,
+};
+pub use crate::sender::{
+    DEFAULT_SKEW, Rejection, SenderMap, SenderMapError, SkewWindow, authorize,
 };
 pub use peregrine_aws::backoff::RetryPolicy;

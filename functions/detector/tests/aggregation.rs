@@ -109,7 +109,10 @@ async fn repeats_fold_and_redeliveries_count_once() {
         assert!(failures(&r).is_empty());
     }
     assert_eq!(d.store.len(), 3);
-    assert_eq!(d.store.dedupe_keys(), ["i-0mem#5#0"]);
+    assert_eq!(
+        d.store.dedupe_keys(),
+        ["123456789012#prod-eu#ip-10-0-12-34.eu-west-1.compute.internal#i-0mem#5#0"]
+    );
     assert_eq!(
         d.store.transactions(),
         3,
@@ -192,7 +195,13 @@ async fn a_multi_chunk_batch_survives_a_failure_half_way() {
     let r = handle_at(&d, sqs(&[("big", &b)]), now).await.unwrap();
     assert!(failures(&r).is_empty());
     assert_eq!(d.store.len(), 150);
-    assert_eq!(d.store.dedupe_keys(), ["i-0mem#9#0", "i-0mem#9#1"]);
+    assert_eq!(
+        d.store.dedupe_keys(),
+        [
+            "123456789012#prod-eu#ip-10-0-12-34.eu-west-1.compute.internal#i-0mem#9#0",
+            "123456789012#prod-eu#ip-10-0-12-34.eu-west-1.compute.internal#i-0mem#9#1"
+        ]
+    );
 
     // Again on a fresh store: chunk 0 goes through, chunk 1 is throttled on every attempt of
     // this delivery.
@@ -205,7 +214,10 @@ async fn a_multi_chunk_batch_survives_a_failure_half_way() {
         "throttled past the retry budget: the message fails"
     );
     assert_eq!(d2.store.len(), 99, "chunk 0 is written");
-    assert_eq!(d2.store.dedupe_keys(), ["i-0mem#9#0"]);
+    assert_eq!(
+        d2.store.dedupe_keys(),
+        ["123456789012#prod-eu#ip-10-0-12-34.eu-west-1.compute.internal#i-0mem#9#0"]
+    );
     assert_eq!(
         d2.bus.events().len(),
         99,
@@ -217,7 +229,13 @@ async fn a_multi_chunk_batch_survives_a_failure_half_way() {
     let r = handle_at(&d2, sqs(&[("big", &b)]), now).await.unwrap();
     assert!(failures(&r).is_empty());
     assert_eq!(d2.store.len(), 150);
-    assert_eq!(d2.store.dedupe_keys(), ["i-0mem#9#0", "i-0mem#9#1"]);
+    assert_eq!(
+        d2.store.dedupe_keys(),
+        [
+            "123456789012#prod-eu#ip-10-0-12-34.eu-west-1.compute.internal#i-0mem#9#0",
+            "123456789012#prod-eu#ip-10-0-12-34.eu-west-1.compute.internal#i-0mem#9#1"
+        ]
+    );
     assert_eq!(d2.bus.events().len(), 150, "each finding published once");
     for e in d2.bus.events() {
         let f: serde_json::Value = serde_json::from_str(&e.detail).unwrap();

@@ -22,6 +22,7 @@ use prost::Message as _;
 use serde_json::Value;
 
 const AGENT: &str = "i-0a1b2c3d4e5f60718";
+const NODE: &str = "ip-10-0-12-34.eu-west-1.compute.internal";
 
 fn body(sequence: u64, events: &[peregrine_event::Event]) -> String {
     let msgs = samples::encode(AGENT, sequence, events, Timestamp::now()).unwrap();
@@ -256,13 +257,8 @@ async fn a_redelivered_batch_counts_once() {
         assert_eq!(n(item, "version"), 2, "{item:?}");
         assert_eq!(n(item, "lastPublishedCount"), 1);
     }
-    let keys: Vec<String> = local
-        .scan("BatchDedupeTable")
-        .await
-        .iter()
-        .map(|i| s(i, "batchKey").to_owned())
-        .collect();
-    assert_eq!(keys, [format!("{AGENT}#11#0")]);
+    let keys = local.batch_keys().await;
+    assert_eq!(keys, [format!("123456789012#prod-eu#{NODE}#{AGENT}#11#0")]);
     // Each high-severity finding published once.
     assert_eq!(
         local
@@ -316,12 +312,7 @@ async fn poison_messages_fail_alone() {
     )
     .await
     .unwrap();
-    let failed: Vec<&str> = response
-        .batch_item_failures
-        .iter()
-        .map(|f| f.item_identifier.as_str())
-        .collect();
-    assert_eq!(failed, ["corrupt", "newer"]);
+    assert_eq!(failed_ids(&response), ["corrupt", "newer"]);
     // The sibling went through.
     assert_eq!(local.scan("FindingsTable").await.len(), 3);
 }

@@ -295,6 +295,9 @@ async fn provisioned_resources_match_the_template() {
         ("FINDING_PUBLISHING_FREQUENCY", "FIFTEEN_MINUTES".to_owned()),
         ("DEDUPE_TTL_SECONDS", "1209600".to_owned()),
         ("DETECTOR_ID", prefix.to_owned()),
+        ("AGENT_SENDERS", String::new()),
+        ("CLOCK_SKEW_FUTURE_SECONDS", "600".to_owned()),
+        ("CLOCK_SKEW_PAST_SECONDS", "86400".to_owned()),
         ("RUST_LOG", "info".to_owned()),
         ("AWS_REGION", "us-east-1".to_owned()),
     ];
@@ -470,4 +473,109 @@ async fn parameters_override_template_defaults() {
         config.publishing_frequency,
         peregrine_store::PublishingFrequency::OneHour
     );
+}
+
+/// The statement with this `Sid`, looking through `!If` and other tags.
+fn statement<'a>(v: &'a Yaml, sid: &str) -> Option<&'a Yaml> {
+    match v {
+        Yaml::Mapping(m) => {
+            if v["Sid"].as_str() == Some(sid) {
+                return Some(v);
+            }
+            m.values().find_map(|x| statement(x, sid))
+        }
+        Yaml::Sequence(items) => items.iter().find_map(|x| statement(x, sid)),
+        Yaml::Tagged(t) => statement(&t.value, sid),
+        _ => None,
+    }
+}
+
+/// The text of a `!Ref` (or `!Join`…) tag: (tag, value as YAML).
+fn tagged(v: &Yaml) -> (String, String) {
+    match v {
+        Yaml::Tagged(t) => (
+            t.tag.to_string(),
+            serde_yaml_ng::to_string(&t.value)
+                .unwrap()
+                .trim()
+                .to_owned(),
+        ),
+        other => panic!("not tagged: {other:?}"),
+    }
+}
+
+#[test]
+fn the_queue_admits_only_agent_roles_through_listed_endpoints() {
+    let raw = raw();
+    let params = &raw["Parameters"];
+    assert_eq!(
+        params["AllowedSourceVpce"]["Type"].as_str(),
+        Some("CommaDelimitedList")
+    );
+    assert_eq!(
+        params["AgentPrincipalArns"]["Type"].as_str(),
+        Some("CommaDelimitedList")
+    );
+    assert_eq!(params["AgentSenders"]["Default"].as_str(), Some(""));
+    assert_eq!(text(&params["ClockSkewFutureSeconds"]["Default"]), "600");
+    assert_eq!(text(&params["ClockSkewPastSeconds"]["Default"]), "86400");
+    // A list condition must join before comparing with "" (a list never equals a string).
+    let cond = serde_yaml_ng::to_string(&raw["Conditions"]["HasAllowedSourceVpce"]).unwrap();
+    assert!(
+        cond.contains("!Join") && cond.contains("AllowedSourceVpce"),
+        "{cond}"
+    );
+
+    let policy = &raw["Resources"]["EventsQueuePolicy"]["Properties"]["PolicyDocument"];
+    let agents = statement(policy, "SendOnlyAsAnAgentRole").expect("the agent-role deny");
+    assert_eq!(agents["Effect"].as_str(), Some("Deny"));
+    assert_eq!(agents["Principal"].as_str(), Some("*"));
+    assert_eq!(agents["Action"].as_str(), Some("sqs:SendMessage"));
+    assert_eq!(
+        tagged(&agents["Condition"]["ArnNotEquals"]["aws:PrincipalArn"]),
+        ("!Ref".to_owned(), "AgentPrincipalArns".to_owned())
+    );
+    let vpce = statement(policy, "SendOnlyThroughTheVpcEndpoint").expect("the endpoint deny");
+    assert_eq!(vpce["Effect"].as_str(), Some("Deny"));
+    assert_eq!(
+        tagged(&vpce["Condition"]["StringNotEquals"]["aws:SourceVpce"]),
+        ("!Ref".to_owned(), "AllowedSourceVpce".to_owned())
+    );
+
+    let env = &raw["Resources"]["DetectorFunction"]["Properties"]["Environment"]["Variables"];
+    for (k, p) in [
+        ("AGENT_SENDERS", "AgentSenders"),
+        ("CLOCK_SKEW_FUTURE_SECONDS", "ClockSkewFutureSeconds"),
+        ("CLOCK_SKEW_PAST_SECONDS", "ClockSkewPastSeconds"),
+    ] {
+        assert_eq!(tagged(&env[k]), ("!Ref".to_owned(), p.to_owned()), "{k}");
+    }
+}
+
+#[tokio::test]
+async fn sender_parameters_reach_the_detector_config() {
+    let local = local_with(
+        "bound",
+        &[
+            ("AgentSenders", "AROAEXAMPLEROLEID01=prod-eu"),
+            ("ClockSkewFutureSeconds", "120"),
+            (
+                "AllowedSourceVpce",
+                "vpce-0123456789abcdef0,vpce-0fedcba9876543210",
+            ),
+        ],
+    )
+    .await;
+    let config: peregrine_detector::Config =
+        peregrine_local::function_config(&local.stack, peregrine_local::functions::DETECTOR_BINARY)
+            .unwrap();
+    assert_eq!(
+        config
+            .agent_senders
+            .as_ref()
+            .and_then(|m| m.cluster_of("AROAEXAMPLEROLEID01:i-0abc")),
+        Some("prod-eu")
+    );
+    assert_eq!(config.skew.future.as_secs(), 120);
+    assert_eq!(config.skew.past.as_secs(), 86_400);
 }

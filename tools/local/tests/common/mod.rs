@@ -36,6 +36,11 @@ pub async fn local() -> Local {
 }
 
 pub async fn local_with_prefix(prefix: &str) -> Local {
+    local_with(prefix, &[]).await
+}
+
+/// [`local_with_prefix`] with template parameters overridden.
+pub async fn local_with(prefix: &str, parameters: &[(&str, &str)]) -> Local {
     let moto = Moto::start().expect("moto starts (scripts/setup installs it)");
     let sdk = moto.sdk_config().await;
     let template = template();
@@ -44,6 +49,10 @@ pub async fn local_with_prefix(prefix: &str) -> Local {
         &template,
         &ProvisionOptions {
             prefix: prefix.into(),
+            parameters: parameters
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
             ..ProvisionOptions::default()
         },
     )
@@ -132,6 +141,18 @@ impl Local {
     }
 
     /// Every item of a table.
+    /// BatchDedupeTable's keys, sorted.
+    pub async fn batch_keys(&self) -> Vec<String> {
+        let mut keys: Vec<String> = self
+            .scan("BatchDedupeTable")
+            .await
+            .iter()
+            .map(|i| s(i, "batchKey").to_owned())
+            .collect();
+        keys.sort();
+        keys
+    }
+
     pub async fn scan(&self, logical_id: &str) -> Vec<HashMap<String, AttributeValue>> {
         self.dynamo()
             .scan()
@@ -163,6 +184,14 @@ impl Local {
             .items()
             .to_vec()
     }
+}
+
+/// The message ids a handler reported as failed, in order.
+pub fn failed_ids(r: &aws_lambda_events::sqs::SqsBatchResponse) -> Vec<String> {
+    r.batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.clone())
+        .collect()
 }
 
 pub fn s<'a>(item: &'a HashMap<String, AttributeValue>, k: &str) -> &'a str {
