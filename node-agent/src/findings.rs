@@ -31,6 +31,22 @@ struct Aggregate {
     finding: Finding,
     dirty: bool,
     printed_at: Instant,
+    /// What the aggregate is taken to cost in memory (see [`weight`]).
+    weight: usize,
+}
+
+/// Findings kept for aggregation, at most.
+const AGGREGATES: usize = 16384;
+/// Bytes the kept findings may cost, at most. A finding can carry up to 200 KiB of attacker
+/// strings (`peregrine_finding::MAX_FINDING_BYTES`), and rules that aggregate by
+/// `process.exe` make a new finding per executable path an attacker chooses, so a count bound
+/// alone would allow gigabytes.
+pub const AGGREGATE_BYTES: usize = 16 << 20;
+
+/// The memory an aggregate is taken to cost: its JSON twice over (strings are held with their
+/// capacity, beside the struct and list overheads) plus the key and the cache's node.
+fn weight(json_len: usize, id: &str) -> usize {
+    2 * json_len + id.len() + 256
 }
 
 pub struct FindingsSink<W: Write> {
@@ -38,27 +54,88 @@ pub struct FindingsSink<W: Write> {
     env: FindingEnv,
     out: std::io::BufWriter<W>,
     seen: LruCache<String, Aggregate>,
+    seen_bytes: usize,
+    max_bytes: usize,
+    /// Aggregates let go to stay within the bounds (a pending update is printed first).
+    pub evicted: u64,
     matches: Vec<Match>,
+    line: Vec<u8>,
     update_interval: Duration,
     pub findings: u64,
 }
 
 impl<W: Write> FindingsSink<W> {
     pub fn new(engine: Engine, env: FindingEnv, out: W, update_interval: Duration) -> Self {
+        Self::with_bounds(
+            engine,
+            env,
+            out,
+            update_interval,
+            AGGREGATES,
+            AGGREGATE_BYTES,
+        )
+    }
+
+    /// At most `max_entries` aggregates costing at most `max_bytes` (the newest is always kept).
+    pub fn with_bounds(
+        engine: Engine,
+        env: FindingEnv,
+        out: W,
+        update_interval: Duration,
+        max_entries: usize,
+        max_bytes: usize,
+    ) -> Self {
         FindingsSink {
             engine,
             env,
             out: std::io::BufWriter::new(out),
-            seen: LruCache::new(NonZeroUsize::new(16384).unwrap_or(NonZeroUsize::MIN)),
+            seen: LruCache::new(NonZeroUsize::new(max_entries).unwrap_or(NonZeroUsize::MIN)),
+            seen_bytes: 0,
+            max_bytes,
+            evicted: 0,
             matches: Vec::new(),
+            line: Vec::new(),
             update_interval,
             findings: 0,
         }
     }
 
-    fn print(out: &mut std::io::BufWriter<W>, f: &Finding) -> Result<(), FindingsError> {
-        serde_json::to_writer(&mut *out, f)?;
-        out.write_all(b"\n")?;
+    /// Bytes the kept aggregates are taken to cost.
+    pub fn aggregate_bytes(&self) -> usize {
+        self.seen_bytes
+    }
+
+    /// Prints `f` as one JSON line; returns its length. Every control character is escaped
+    /// ([`peregrine_event::json`]), so attacker strings cannot break the line or reach a
+    /// terminal raw.
+    fn print(
+        out: &mut std::io::BufWriter<W>,
+        line: &mut Vec<u8>,
+        f: &Finding,
+    ) -> Result<usize, FindingsError> {
+        line.clear();
+        peregrine_event::json::to_writer(&mut *line, f)?;
+        line.push(b'\n');
+        out.write_all(line)?;
+        Ok(line.len())
+    }
+
+    /// Lets the least recently seen aggregates go until one more of `incoming` bytes fits,
+    /// printing any pending update first, so that no occurrence goes unreported.
+    fn make_room(&mut self, incoming: usize) -> Result<(), FindingsError> {
+        while !self.seen.is_empty()
+            && (self.seen.len() >= self.seen.cap().get()
+                || self.seen_bytes + incoming > self.max_bytes)
+        {
+            let Some((_, a)) = self.seen.pop_lru() else {
+                break;
+            };
+            if a.dirty {
+                Self::print(&mut self.out, &mut self.line, &a.finding)?;
+            }
+            self.seen_bytes = self.seen_bytes.saturating_sub(a.weight);
+            self.evicted += 1;
+        }
         Ok(())
     }
 
@@ -66,9 +143,13 @@ impl<W: Write> FindingsSink<W> {
         let now = Instant::now();
         for (_, a) in self.seen.iter_mut() {
             if a.dirty && (all || now.duration_since(a.printed_at) >= self.update_interval) {
-                Self::print(&mut self.out, &a.finding)?;
+                let len = Self::print(&mut self.out, &mut self.line, &a.finding)?;
                 a.dirty = false;
                 a.printed_at = now;
+                // Occurrences can grow a finding (within its bounds): weigh it again.
+                let w = weight(len, &a.finding.id);
+                self.seen_bytes = (self.seen_bytes + w).saturating_sub(a.weight);
+                a.weight = w;
             }
         }
         Ok(())
@@ -79,8 +160,10 @@ impl<W: Write> EventSink for FindingsSink<W> {
     type Error = FindingsError;
 
     async fn emit(&mut self, ev: Event) -> Result<(), FindingsError> {
-        self.engine.evaluate(&ev, &mut self.matches);
-        for m in self.matches.drain(..) {
+        // Taken out for the loop, which needs `self` (and put back for its allocation).
+        let mut matches = std::mem::take(&mut self.matches);
+        self.engine.evaluate(&ev, &mut matches);
+        for m in matches.drain(..) {
             let f = to_finding(&m, &ev, &self.env, Timestamp::now());
             match self.seen.get_mut(&f.id) {
                 Some(a) => {
@@ -90,8 +173,11 @@ impl<W: Write> EventSink for FindingsSink<W> {
                     }
                 }
                 None => {
-                    Self::print(&mut self.out, &f)?;
+                    let len = Self::print(&mut self.out, &mut self.line, &f)?;
                     self.findings += 1;
+                    let w = weight(len, &f.id);
+                    self.make_room(w)?;
+                    self.seen_bytes += w;
                     let id = f.id.clone();
                     self.seen.put(
                         id,
@@ -99,11 +185,13 @@ impl<W: Write> EventSink for FindingsSink<W> {
                             finding: f,
                             dirty: false,
                             printed_at: Instant::now(),
+                            weight: w,
                         },
                     );
                 }
             }
         }
+        self.matches = matches;
         Ok(())
     }
 
@@ -164,6 +252,98 @@ mod tests {
                 ..FileInfo::default()
             }),
         }
+    }
+
+    /// An `authorized_keys` append by `exe` (a persistence finding aggregated by executable).
+    fn authorized_keys_append(exe: &str) -> Event {
+        let mut ev = release_agent_write();
+        ev.process = std::sync::Arc::new(Process {
+            pid: 7,
+            exe: exe.into(),
+            comm: "sh".into(),
+            ..Process::default()
+        });
+        if let Some(f) = ev.file_mut() {
+            f.path = "/root/.ssh/authorized_keys".into();
+            f.flags = 0o2001;
+        }
+        ev
+    }
+
+    fn lines(out: &[u8]) -> Vec<Finding> {
+        String::from_utf8(out.to_vec())
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn aggregates_are_bounded_in_bytes_and_evicted_updates_are_printed() {
+        let engine = Engine::new([Catalog::builtin().unwrap()]);
+        let budget = 1 << 20;
+        let mut out = Vec::new();
+        let evicted;
+        {
+            let mut sink = FindingsSink::with_bounds(
+                engine,
+                env(),
+                &mut out,
+                Duration::from_secs(3600),
+                AGGREGATES,
+                budget,
+            );
+            // One finding per executable an attacker chooses, each naming a 4 KiB path, each
+            // seen twice so that every aggregate holds an unprinted update.
+            for i in 0..400 {
+                let exe = format!("/tmp/{}/{i}", "x".repeat(4000));
+                sink.emit(authorized_keys_append(&exe)).await.unwrap();
+                sink.emit(authorized_keys_append(&exe)).await.unwrap();
+                assert!(
+                    sink.aggregate_bytes() <= budget,
+                    "{} > {budget}",
+                    sink.aggregate_bytes()
+                );
+            }
+            assert_eq!(sink.findings, 400);
+            evicted = sink.evicted;
+            assert!(evicted > 0 && evicted < 400, "{evicted}");
+            sink.close().await.unwrap();
+        }
+        // Every finding's second occurrence is printed: at eviction or at close.
+        let printed = lines(&out);
+        assert_eq!(printed.len(), 800);
+        let mut counts = std::collections::HashMap::<String, Vec<u64>>::new();
+        for f in &printed {
+            counts
+                .entry(f.id.clone())
+                .or_default()
+                .push(f.service.count);
+        }
+        assert_eq!(counts.len(), 400);
+        assert!(counts.values().all(|c| c == &[1, 2]), "{counts:?}");
+    }
+
+    #[tokio::test]
+    async fn control_characters_in_attacker_strings_never_reach_the_output_raw() {
+        let engine = Engine::new([Catalog::builtin().unwrap()]);
+        let mut out = Vec::new();
+        {
+            let mut sink = FindingsSink::new(engine, env(), &mut out, Duration::from_secs(3600));
+            let exe = "/tmp/\u{1b}]0;owned\u{7}\u{1b}[2J\r\nforged finding\u{0}\u{9b}31m";
+            sink.emit(authorized_keys_append(exe)).await.unwrap();
+            sink.close().await.unwrap();
+        }
+        let text = String::from_utf8(out.clone()).unwrap();
+        assert_eq!(text.lines().count(), 1, "{text:?}");
+        assert!(
+            !text.trim_end_matches('\n').chars().any(|c| c.is_control()),
+            "{text:?}"
+        );
+        // The string is data: it round-trips intact.
+        let f = &lines(&out)[0];
+        let json = serde_json::to_string(f).unwrap();
+        assert!(json.contains("\\u001b]0;owned"), "{json}");
     }
 
     #[tokio::test]

@@ -35,8 +35,9 @@ pub enum JsonLinesError {
     Encode(#[from] serde_json::Error),
 }
 
-/// One JSON object per line. serde_json escapes every control character and quote, so a path
-/// or argv holding newlines or terminal escapes stays one line of data.
+/// One JSON object per line. Every control character and quote is escaped
+/// ([`peregrine_event::json`]: C1 controls and bidirectional overrides too), so a path or argv
+/// holding newlines or terminal escapes stays one line of inert data.
 ///
 /// Most of an event's JSON is its process (argv, lineage) and container, which events share as
 /// snapshots: each snapshot is serialised once and its bytes reused while it is cached. The
@@ -68,7 +69,7 @@ impl<T: serde::Serialize> SerializedCache<T> {
     fn get(&mut self, v: &Arc<T>) -> Result<&RawValue, serde_json::Error> {
         let key = Arc::as_ptr(v) as usize;
         if !self.map.contains(&key) {
-            let raw = serde_json::value::to_raw_value(&**v)?;
+            let raw = RawValue::from_string(peregrine_event::json::to_string(&**v)?)?;
             self.map.put(key, (v.clone(), raw));
         }
         match self.map.get(&key) {
@@ -122,7 +123,7 @@ impl<W: Write> EventSink for JsonLines<W> {
             container,
             detail: &ev.detail,
         };
-        serde_json::to_writer(&mut self.out, &out)?;
+        peregrine_event::json::to_writer(&mut self.out, &out)?;
         self.out.write_all(b"\n")?;
         Ok(())
     }
@@ -221,5 +222,38 @@ mod tests {
             .map(|e| serde_json::to_string(e).unwrap() + "\n")
             .collect();
         assert_eq!(String::from_utf8(buf).unwrap(), want);
+    }
+
+    #[tokio::test]
+    async fn control_characters_in_events_are_escaped_in_every_part() {
+        let hostile = "/tmp/\u{1b}[2J\u{9b}31m\u{202e}gpj.sh\n";
+        let mut evs = events();
+        for e in &mut evs {
+            let mut p = (*e.process).clone();
+            p.exe = hostile.into();
+            p.argv = vec![hostile.into()];
+            e.process = Arc::new(p);
+            if let Some(f) = e.file_mut() {
+                f.path = hostile.into();
+            }
+        }
+        let mut buf = Vec::new();
+        {
+            let mut sink = JsonLines::new(&mut buf);
+            for e in evs.clone() {
+                sink.emit(e).await.unwrap();
+            }
+            sink.flush().await.unwrap();
+        }
+        let text = String::from_utf8(buf).unwrap();
+        assert_eq!(text.lines().count(), evs.len());
+        for line in text.lines() {
+            assert!(
+                !line.chars().any(|c| c.is_control() || c == '\u{202e}'),
+                "{line}"
+            );
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            assert_eq!(v["process"]["exe"], hostile);
+        }
     }
 }

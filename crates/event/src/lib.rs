@@ -6,6 +6,7 @@
 //! it is carried as-is (invalid UTF-8 replaced by U+FFFD) and only ever escaped on output, never
 //! interpreted.
 
+pub mod json;
 mod time;
 
 use std::{net::IpAddr, sync::Arc};
