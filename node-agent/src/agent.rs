@@ -4,7 +4,7 @@
 
 use std::{net::SocketAddr, time::Duration};
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 use crate::{
     decode::RawEvent,
@@ -23,6 +23,8 @@ pub struct AgentConfig {
     pub enrich: EnrichConfig,
     /// Events buffered between the ring-buffer reader and enrichment.
     pub queue_capacity: usize,
+    /// Bytes those events may hold (`RawEvent::weight`).
+    pub queue_bytes: usize,
     pub metrics_addr: Option<SocketAddr>,
     /// How often drop counters are read (and Loss events emitted).
     pub loss_interval: Duration,
@@ -36,6 +38,7 @@ impl Default for AgentConfig {
             load: LoadOptions::default(),
             enrich: EnrichConfig::default(),
             queue_capacity: 16384,
+            queue_bytes: crate::eventq::DEFAULT_QUEUE_BYTES,
             metrics_addr: Some(SocketAddr::from(([127, 0, 0, 1], 9464))),
             loss_interval: Duration::from_secs(1),
             poll_interval: Duration::from_millis(10),
@@ -101,7 +104,7 @@ pub async fn run<S: EventSink>(
         None => None,
     };
 
-    let (tx, mut rx) = mpsc::channel::<RawEvent>(cfg.queue_capacity.max(1));
+    let (tx, mut rx) = crate::eventq::channel(cfg.queue_capacity, cfg.queue_bytes);
     let (stop_tx, stop_rx) = watch::channel(false);
     let reader = tokio::spawn(ringbuf::run(
         ring,

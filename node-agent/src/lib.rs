@@ -7,6 +7,7 @@ pub mod container;
 pub mod decode;
 pub mod endpoint;
 pub mod enrich;
+pub mod eventq;
 pub mod exehash;
 pub mod findings;
 pub mod health;

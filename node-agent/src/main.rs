@@ -160,6 +160,10 @@ struct Common {
     /// Events buffered between the ring-buffer reader and enrichment.
     #[arg(long, default_value_t = 16384)]
     queue_capacity: usize,
+    /// Bytes those events may hold (strings and their allocations); an event that does not
+    /// fit is dropped and counted as a full queue.
+    #[arg(long, default_value_t = node_agent::eventq::DEFAULT_QUEUE_BYTES)]
+    queue_bytes: usize,
     /// How often the ring buffer is drained when the kernel has not woken the reader, in ms
     /// (the upper bound on capture latency at low event rates).
     #[arg(long, default_value_t = 10)]
@@ -217,6 +221,7 @@ impl Common {
                 ..EnrichConfig::default()
             },
             queue_capacity: self.queue_capacity,
+            queue_bytes: self.queue_bytes,
             poll_interval: Duration::from_millis(self.poll_interval_ms.max(1)),
             metrics_addr,
             ..AgentConfig::default()

@@ -1,16 +1,18 @@
 //! The ring-buffer reader: waits on the ring buffer's fd, decodes each record and hands it to
-//! enrichment through a bounded queue. When the queue is full the event is dropped and counted
+//! enrichment through a queue bounded in events and bytes ([`eventq`]). When the queue is full
+//! the event is dropped and counted
 //! (in [`Health`]), separately from the kernel's own drops, and reported as a Loss event.
 
 use aya::maps::{MapData, RingBuf};
 use tokio::{
     io::{Interest, unix::AsyncFd},
-    sync::{mpsc, watch},
+    sync::watch,
 };
 
 use crate::{
     container::ContainerResolver,
     decode::{RawBody, RawEvent, decode},
+    eventq::{self, TrySendError},
     health::Health,
 };
 
@@ -23,7 +25,7 @@ use crate::{
 /// so it also drains every `poll`: that bounds the latency of a quiet stream.
 pub async fn run(
     ring: RingBuf<MapData>,
-    tx: mpsc::Sender<RawEvent>,
+    tx: eventq::Sender,
     health: Health,
     mut stop: watch::Receiver<bool>,
     containers: ContainerResolver,
@@ -71,7 +73,7 @@ pub async fn run(
 /// Drains the ring buffer without waiting. Returns true if the receiver is gone.
 fn drain(
     ring: &mut RingBuf<MapData>,
-    tx: &mpsc::Sender<RawEvent>,
+    tx: &eventq::Sender,
     health: &Health,
     containers: &ContainerResolver,
 ) -> bool {
@@ -81,10 +83,10 @@ fn drain(
                 early(&ev, containers);
                 match tx.try_send(ev) {
                     Ok(()) => {}
-                    Err(mpsc::error::TrySendError::Full(_)) => {
+                    Err(TrySendError::Full | TrySendError::Bytes) => {
                         health.user_queue_full();
                     }
-                    Err(mpsc::error::TrySendError::Closed(_)) => return true,
+                    Err(TrySendError::Closed) => return true,
                 }
             }
             Err(e) => decode_error(health, &e),

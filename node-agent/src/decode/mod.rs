@@ -80,7 +80,49 @@ pub fn decode(rec: &[u8]) -> Result<RawEvent, DecodeError> {
     Ok(RawEvent { header, body })
 }
 
+/// What the allocator spends on one heap block beyond its contents, roughly (glibc's chunk
+/// header and rounding).
+const ALLOCATION_OVERHEAD: usize = 16;
+/// The weight taken for a detail decoded straight into the event (connect and similar: a few
+/// small, kernel-bounded strings).
+const DETAIL_WEIGHT: usize = 1024;
+
+fn string_weight(s: &str, capacity: usize) -> usize {
+    if capacity == 0 {
+        0
+    } else {
+        capacity.max(s.len()) + ALLOCATION_OVERHEAD
+    }
+}
+
+fn weight_of(s: &String) -> usize {
+    string_weight(s, s.capacity())
+}
+
 impl RawEvent {
+    /// The memory this event holds, the event itself included: every string's buffer and its
+    /// allocation, and the argument vector. Used to bound queues in bytes.
+    pub fn weight(&self) -> usize {
+        let opt = |s: &Option<String>| s.as_ref().map_or(0, weight_of);
+        std::mem::size_of::<RawEvent>()
+            + match &self.body {
+                RawBody::Exec(e) => {
+                    weight_of(&e.filename)
+                        + weight_of(&e.exe)
+                        + weight_of(&e.cwd)
+                        + opt(&e.ld_preload)
+                        + opt(&e.ld_library_path)
+                        + e.argv.capacity() * std::mem::size_of::<String>()
+                        + ALLOCATION_OVERHEAD
+                        + e.argv.iter().map(weight_of).sum::<usize>()
+                }
+                RawBody::File(f) => weight_of(&f.path) + opt(&f.new_path),
+                RawBody::Cgroup { path, .. } => weight_of(path),
+                RawBody::Detail(_) => DETAIL_WEIGHT,
+                RawBody::Fork { .. } | RawBody::Exit { .. } => 0,
+            }
+    }
+
     pub fn kind(&self) -> Kind {
         // decode() only builds RawEvents with valid kinds.
         Kind::from_u32(self.header.kind).unwrap_or(Kind::Loss)
