@@ -9,7 +9,9 @@ use peregrine_provision::template::{Resolver, StackContext, Template};
 use serde_json::{Value, json};
 
 fn infra(name: &str) -> Template {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../infra").join(name);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../infra")
+        .join(name);
     Template::load(&path).unwrap()
 }
 
