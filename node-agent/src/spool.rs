@@ -414,7 +414,14 @@ impl Spool {
                 let _ = private_dir(&path);
                 continue;
             }
-            if meta.is_file() && (name == AGENT_ID || name == EPOCH || name == MACHINE) {
+            // The agent's start history lives here too when the state directory is the spool's
+            // (`run`'s default).
+            if meta.is_file()
+                && (name == AGENT_ID
+                    || name == EPOCH
+                    || name == MACHINE
+                    || name == crate::starts::FILE)
+            {
                 continue;
             }
             if meta.is_file() && name.ends_with(".tmp") {
