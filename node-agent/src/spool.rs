@@ -1099,6 +1099,16 @@ mod tests {
     }
 
     #[test]
+    fn the_start_history_beside_the_spool_is_not_quarantined() {
+        let dir = tempfile::tempdir().unwrap();
+        crate::starts::StartHistory::record(dir.path(), std::time::SystemTime::now());
+        let health = Health::default();
+        let _s = Spool::open(dir.path(), Limits::default(), health.clone());
+        assert_eq!(health.spool_quarantined_total(), 0);
+        assert!(dir.path().join(crate::starts::FILE).is_file());
+    }
+
+    #[test]
     fn files_are_0600_in_a_0700_directory_fixed_at_start() {
         let dir = tempfile::tempdir().unwrap();
         let spool = dir.path().join("spool");
