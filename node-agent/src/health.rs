@@ -709,7 +709,7 @@ mod tests {
         // The spell ends before the heartbeat: the heartbeat still reports it, once.
         h.record_tick(2, &[]);
         assert!(h.healthz().1.contains("\"status\":\"ok\""));
-        assert_eq!(h.take_blinding_report(), [drops.clone()]);
+        assert_eq!(h.take_blinding_report(), std::slice::from_ref(&drops));
         assert!(h.take_blinding_report().is_empty());
         // A report that was not delivered comes back.
         h.return_blinding_report(std::slice::from_ref(&drops));
