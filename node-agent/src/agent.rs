@@ -2,11 +2,13 @@
 //! health, metrics and graceful shutdown (probes detach first, then every buffered event is delivered
 //! and the sink flushed).
 
-use std::{net::SocketAddr, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
-use tokio::sync::watch;
+use peregrine_event::Timestamp;
+use tokio::sync::{mpsc, watch};
 
 use crate::{
+    blinding::BlindingConfig,
     decode::RawEvent,
     enrich::{EnrichConfig, Enricher},
     health::{Health, Pipeline},
@@ -15,6 +17,8 @@ use crate::{
     probes::{LoadOptions, ProbeError, ProbeStatus, Probes},
     ringbuf,
     sink::EventSink,
+    starts::StartHistory,
+    tick::{self, TickInputs, TickReport},
 };
 
 #[derive(Clone, Debug)]
@@ -26,10 +30,15 @@ pub struct AgentConfig {
     /// Bytes those events may hold (`RawEvent::weight`).
     pub queue_bytes: usize,
     pub metrics_addr: Option<SocketAddr>,
-    /// How often drop counters are read (and Loss events emitted).
+    /// The status tick's period: drop counters read (and Loss events emitted), blinding
+    /// judged, caches swept.
     pub loss_interval: Duration,
     /// How often the ring buffer is drained when the kernel has not woken the reader.
     pub poll_interval: Duration,
+    /// When the agent considers itself blind.
+    pub blinding: BlindingConfig,
+    /// Where the agent keeps its start history (restart loops); none: not kept.
+    pub state_dir: Option<PathBuf>,
 }
 
 impl Default for AgentConfig {
@@ -42,6 +51,8 @@ impl Default for AgentConfig {
             metrics_addr: Some(SocketAddr::from(([127, 0, 0, 1], 9464))),
             loss_interval: Duration::from_secs(1),
             poll_interval: Duration::from_millis(10),
+            blinding: BlindingConfig::default(),
+            state_dir: None,
         }
     }
 }
@@ -56,6 +67,8 @@ pub enum AgentError {
     Sink(Box<dyn std::error::Error + Send + Sync>),
     #[error("ring-buffer reader failed: {0}")]
     Reader(std::io::Error),
+    #[error("starting the status tick thread: {0}")]
+    Tick(std::io::Error),
 }
 
 /// What a run did, for the caller's last log line.
@@ -81,6 +94,11 @@ pub async fn run<S: EventSink>(
     sink: &mut S,
     shutdown: impl Future<Output = ()>,
 ) -> Result<RunSummary, AgentError> {
+    // Recorded before anything can fail, so a crash loop counts too.
+    let starts = cfg
+        .state_dir
+        .as_deref()
+        .map(|dir| StartHistory::record(dir, std::time::SystemTime::now()));
     let (probes, ring, drops) = Probes::load(cfg.load)?;
     health.record_probes(&probes.status);
     let status = probes.status.clone();
@@ -114,9 +132,23 @@ pub async fn run<S: EventSink>(
         enricher.containers.clone(),
         cfg.poll_interval,
     ));
-    let mut loss = LossTracker::new(drops, health.clone());
-    let mut tick = tokio::time::interval(cfg.loss_interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let (report_tx, mut reports) = mpsc::channel::<TickReport>(tick::REPORTS_CAPACITY);
+    let ticker = tick::spawn(
+        TickInputs {
+            interval: cfg.loss_interval,
+            blinding: cfg.blinding,
+            loss: LossTracker::new(drops, health.clone()),
+            health: health.clone(),
+            watch: probes.watch_list(),
+            starts,
+        },
+        report_tx,
+    )
+    .map_err(AgentError::Tick)?;
+    // Housekeeping that needs the enricher or the sink (cache sweeps and gauges, flushing what
+    // is due). The status tick itself runs on its own thread.
+    let mut housekeeping = tokio::time::interval(cfg.loss_interval);
+    housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut summary = RunSummary {
         probes: status,
         ..RunSummary::default()
@@ -126,9 +158,27 @@ pub async fn run<S: EventSink>(
     tokio::pin!(shutdown);
     let mut closed = false;
     loop {
+        // Biased, with the events last: under a flood the event queue is never empty, and a
+        // tick report or housekeeping polled after it would never be taken.
         tokio::select! {
             biased;
             _ = &mut shutdown => break,
+            Some(report) = reports.recv() => {
+                if let Err(e) = on_report(&mut enricher, sink, &metrics, &health, report, &mut summary).await {
+                    if S::is_closed(&e) { closed = true; break; }
+                    return Err(AgentError::sink(e));
+                }
+            }
+            _ = housekeeping.tick() => {
+                metrics.queue_depth.set(rx.len() as i64);
+                enricher.procs.sweep();
+                update_cache_gauges(&enricher, &metrics);
+                health.set_container_lookup_failures(enricher.containers.lookups_failed());
+                health.set_exe_hash_skipped(
+                    enricher.hashes.skipped().iter().map(|(s, n)| (s.name(), *n)).collect(),
+                );
+                sink.flush().await.map_err(AgentError::sink)?;
+            }
             raw = rx.recv() => {
                 let Some(raw) = raw else { break };
                 if let Err(e) = deliver(&mut enricher, sink, &metrics, raw, &mut summary).await {
@@ -138,19 +188,6 @@ pub async fn run<S: EventSink>(
                 if rx.is_empty() {
                     sink.flush().await.map_err(AgentError::sink)?;
                 }
-            }
-            _ = tick.tick() => {
-                if let Some(l) = loss.poll() {
-                    emit_loss(&mut enricher, sink, &metrics, &health, l, &mut summary).await.map_err(AgentError::sink)?;
-                }
-                metrics.queue_depth.set(rx.len() as i64);
-                enricher.procs.sweep();
-                update_cache_gauges(&enricher, &metrics);
-                health.set_container_lookup_failures(enricher.containers.lookups_failed());
-                health.set_exe_hash_skipped(
-                    enricher.hashes.skipped().iter().map(|(s, n)| (s.name(), *n)).collect(),
-                );
-                sink.flush().await.map_err(AgentError::sink)?;
             }
         }
     }
@@ -175,15 +212,42 @@ pub async fn run<S: EventSink>(
         Ok(Err(e)) => return Err(AgentError::Reader(e)),
         Err(e) => return Err(AgentError::Reader(std::io::Error::other(e))),
     }
-    if let Some(l) = loss.poll() {
-        emit_loss(&mut enricher, sink, &metrics, &health, l, &mut summary)
-            .await
-            .map_err(AgentError::sink)?;
-    }
+    // The tick's last run reads the final drop counters; then every report left is emitted.
+    let left = tokio::task::spawn_blocking(move || ticker.stop())
+        .await
+        .map_err(|e| AgentError::Tick(std::io::Error::other(e)))?;
     if !closed {
+        while let Some(report) = reports.recv().await {
+            on_report(&mut enricher, sink, &metrics, &health, report, &mut summary)
+                .await
+                .map_err(AgentError::sink)?;
+        }
+        if let Some(report) = left {
+            on_report(&mut enricher, sink, &metrics, &health, report, &mut summary)
+                .await
+                .map_err(AgentError::sink)?;
+        }
         sink.close().await.map_err(AgentError::sink)?;
     }
     Ok(summary)
+}
+
+/// A status tick's report: its Loss event, and its blinding reasons for the sink.
+async fn on_report<S: EventSink>(
+    enricher: &mut Enricher,
+    sink: &mut S,
+    metrics: &Metrics,
+    health: &Health,
+    report: TickReport,
+    summary: &mut RunSummary,
+) -> Result<(), S::Error> {
+    if let Some(l) = report.loss {
+        emit_loss(enricher, sink, metrics, health, l, summary).await?;
+    }
+    if !report.blinding.is_empty() {
+        sink.blinded(&report.blinding, Timestamp::now()).await?;
+    }
+    Ok(())
 }
 
 async fn deliver<S: EventSink>(
@@ -218,6 +282,7 @@ async fn emit_loss<S: EventSink>(
         kernel_ringbuf_full = loss.kernel_ringbuf_full,
         kernel_no_scratch = loss.kernel_no_scratch,
         user_queue_full = loss.user_queue_full,
+        tick = loss.tick,
         "events lost"
     );
     health.loss_event();

@@ -12,8 +12,8 @@ use std::{
 };
 
 use lru::LruCache;
-use peregrine_detect::{Engine, Match, to_finding};
-use peregrine_event::{Event, Timestamp};
+use peregrine_detect::{Engine, Match, agent_blinded_finding, to_finding};
+use peregrine_event::{BlindingReason, Event, Timestamp};
 use peregrine_finding::{Finding, FindingEnv};
 
 use crate::sink::EventSink;
@@ -139,6 +139,37 @@ impl<W: Write> FindingsSink<W> {
         Ok(())
     }
 
+    /// Prints `f` if it is new (keeping it to aggregate, within the bounds), or folds it into
+    /// the finding already printed.
+    fn record(&mut self, f: Finding) -> Result<(), FindingsError> {
+        match self.seen.get_mut(&f.id) {
+            Some(a) => {
+                // Same id means same type, account and region: merging cannot fail.
+                if a.finding.record_occurrence(&f).is_ok() {
+                    a.dirty = true;
+                }
+            }
+            None => {
+                let len = Self::print(&mut self.out, &mut self.line, &f)?;
+                self.findings += 1;
+                let w = weight(len, &f.id);
+                self.make_room(w)?;
+                self.seen_bytes += w;
+                let id = f.id.clone();
+                self.seen.put(
+                    id,
+                    Aggregate {
+                        finding: f,
+                        dirty: false,
+                        printed_at: Instant::now(),
+                        weight: w,
+                    },
+                );
+            }
+        }
+        Ok(())
+    }
+
     fn print_due(&mut self, all: bool) -> Result<(), FindingsError> {
         let now = Instant::now();
         for (_, a) in self.seen.iter_mut() {
@@ -165,33 +196,25 @@ impl<W: Write> EventSink for FindingsSink<W> {
         self.engine.evaluate(&ev, &mut matches);
         for m in matches.drain(..) {
             let f = to_finding(&m, &ev, &self.env, Timestamp::now());
-            match self.seen.get_mut(&f.id) {
-                Some(a) => {
-                    // Same id means same type, account and region: merging cannot fail.
-                    if a.finding.record_occurrence(&f).is_ok() {
-                        a.dirty = true;
-                    }
-                }
-                None => {
-                    let len = Self::print(&mut self.out, &mut self.line, &f)?;
-                    self.findings += 1;
-                    let w = weight(len, &f.id);
-                    self.make_room(w)?;
-                    self.seen_bytes += w;
-                    let id = f.id.clone();
-                    self.seen.put(
-                        id,
-                        Aggregate {
-                            finding: f,
-                            dirty: false,
-                            printed_at: Instant::now(),
-                            weight: w,
-                        },
-                    );
-                }
-            }
+            self.record(f)?;
         }
         self.matches = matches;
+        Ok(())
+    }
+
+    /// The agent is blind: the same finding the detector makes from a heartbeat, one per node,
+    /// each blind tick an occurrence. Printed at once the first time, and written out at
+    /// once (a blinded agent may not live to the next flush).
+    async fn blinded(
+        &mut self,
+        reasons: &[BlindingReason],
+        at: Timestamp,
+    ) -> Result<(), FindingsError> {
+        let new = self.findings;
+        self.record(agent_blinded_finding(reasons, &self.env, at, at))?;
+        if self.findings > new {
+            self.out.flush()?;
+        }
         Ok(())
     }
 
@@ -371,6 +394,37 @@ mod tests {
         );
         assert_eq!(lines[0].id, lines[1].id);
         assert_eq!(lines[0].service.count, 1);
+        assert_eq!(lines[1].service.count, 2);
+    }
+
+    #[tokio::test]
+    async fn a_blinded_agent_is_the_detectors_finding() {
+        use peregrine_event::BlindingKind;
+        let engine = Engine::new([Catalog::builtin().unwrap()]);
+        let reasons = [BlindingReason::new(
+            BlindingKind::SustainedDrops,
+            "events lost in each of the last 3 ticks",
+        )];
+        let t = Timestamp::from_unix_nanos(1_764_000_000_000_000_000);
+        let mut out = Vec::new();
+        {
+            let mut sink = FindingsSink::new(engine, env(), &mut out, Duration::from_secs(3600));
+            sink.blinded(&reasons, t).await.unwrap();
+            sink.blinded(&reasons, t).await.unwrap();
+            assert_eq!(sink.findings, 1);
+            sink.close().await.unwrap();
+        }
+        let lines: Vec<Finding> = String::from_utf8(out)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0], agent_blinded_finding(&reasons, &env(), t, t));
+        assert_eq!(
+            lines[0].finding_type,
+            "DefenseEvasion:Runtime/PeregrineAgentBlinded"
+        );
         assert_eq!(lines[1].service.count, 2);
     }
 }

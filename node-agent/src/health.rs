@@ -7,13 +7,13 @@
 
 use std::{
     sync::{
-        Arc, Mutex, OnceLock,
+        Arc, Mutex, MutexGuard, PoisonError,
         atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering},
     },
     time::Duration,
 };
 
-use peregrine_event::{LossInfo, Timestamp};
+use peregrine_event::{BlindingReason, LossInfo, Timestamp};
 use peregrine_wire::{AgentIdentity, Heartbeat};
 
 use crate::probes::{AttachState, KernelDrops, ProbeStatus};
@@ -26,8 +26,14 @@ pub struct Health {
 
 #[derive(Debug, Default)]
 struct Inner {
-    probes: OnceLock<Vec<ProbeStatus>>,
+    /// Set once when probes load; a probe found detached later changes state.
+    probes: Mutex<Option<Vec<ProbeStatus>>>,
     pipeline: AtomicU8,
+    /// Records read from the ring buffer (what the kernel delivered).
+    records_read: AtomicU64,
+    /// Status ticks so far ([`crate::tick`]).
+    ticks: AtomicU64,
+    blinding: Mutex<Blinding>,
     kernel_ringbuf_full: AtomicU64,
     kernel_no_scratch: AtomicU64,
     kernel_ringbuf_full_per_cpu: Mutex<Vec<u64>>,
@@ -41,6 +47,27 @@ struct Inner {
     spool_quarantined: AtomicU64,
     spool_degraded: AtomicBool,
     exe_hash_skipped: Mutex<Vec<(&'static str, u64)>>,
+}
+
+/// Why the agent is blind: now, and at any tick since the last heartbeat took the report.
+#[derive(Debug, Default)]
+struct Blinding {
+    current: Vec<BlindingReason>,
+    /// One reason per code, the latest detail of each.
+    since_report: Vec<BlindingReason>,
+}
+
+fn merge(into: &mut Vec<BlindingReason>, reasons: &[BlindingReason]) {
+    for r in reasons {
+        match into.iter_mut().find(|o| o.code == r.code) {
+            Some(o) => o.detail.clone_from(&r.detail),
+            None => into.push(r.clone()),
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// What the spool was doing when the file system failed it.
@@ -173,6 +200,7 @@ impl Drops {
             downstream: self
                 .downstream_events
                 .saturating_sub(earlier.downstream_events),
+            tick: 0,
         }
     }
 }
@@ -180,14 +208,70 @@ impl Drops {
 impl Health {
     /// Records the outcome of probe loading (once per run).
     pub fn record_probes(&self, status: &[ProbeStatus]) {
-        if self.inner.probes.set(status.to_vec()).is_err() {
+        let mut probes = lock(&self.inner.probes);
+        if probes.is_some() {
             tracing::debug!("probe status already recorded");
+            return;
         }
+        *probes = Some(status.to_vec());
     }
 
     /// The probes' attach status; empty until probes are loaded.
-    pub fn probes(&self) -> &[ProbeStatus] {
-        self.inner.probes.get().map(Vec::as_slice).unwrap_or(&[])
+    pub fn probes(&self) -> Vec<ProbeStatus> {
+        lock(&self.inner.probes).clone().unwrap_or_default()
+    }
+
+    /// The probe at `index` (in load order) was found detached after attaching.
+    pub fn mark_detached(&self, index: usize) {
+        let mut probes = lock(&self.inner.probes);
+        if let Some(p) = probes.as_mut().and_then(|p| p.get_mut(index)) {
+            tracing::error!(program = p.program, target = %p.target, "probe found detached after attaching; coverage is degraded");
+            p.state = AttachState::Detached;
+            p.error = Some("detached after attaching (found by the periodic re-check)".into());
+        }
+    }
+
+    /// `n` more records were read from the ring buffer.
+    pub fn records_read(&self, n: u64) {
+        self.inner.records_read.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn records_read_total(&self) -> u64 {
+        self.inner.records_read.load(Ordering::Relaxed)
+    }
+
+    /// The status tick `tick` ran and judged the agent blind for `reasons` (none: not blind).
+    pub fn record_tick(&self, tick: u64, reasons: &[BlindingReason]) {
+        let mut b = lock(&self.inner.blinding);
+        b.current = reasons.to_vec();
+        merge(&mut b.since_report, reasons);
+        drop(b);
+        self.inner.ticks.store(tick, Ordering::Relaxed);
+    }
+
+    /// Status ticks so far.
+    pub fn ticks(&self) -> u64 {
+        self.inner.ticks.load(Ordering::Relaxed)
+    }
+
+    /// Why the agent is blind now (empty: it is not).
+    pub fn blinding(&self) -> Vec<BlindingReason> {
+        lock(&self.inner.blinding).current.clone()
+    }
+
+    /// For a heartbeat: every reason the agent was blind for at any tick since the previous
+    /// report (so a blind spell between two heartbeats is not missed), then starts over from
+    /// the current reasons. Give the report back with [`Health::return_blinding_report`] if it
+    /// was not delivered.
+    pub fn take_blinding_report(&self) -> Vec<BlindingReason> {
+        let mut b = lock(&self.inner.blinding);
+        let current = b.current.clone();
+        std::mem::replace(&mut b.since_report, current)
+    }
+
+    /// A report that was not delivered: its reasons are reported again next time.
+    pub fn return_blinding_report(&self, reasons: &[BlindingReason]) {
+        merge(&mut lock(&self.inner.blinding).since_report, reasons);
     }
 
     pub fn set_pipeline(&self, p: Pipeline) {
@@ -207,19 +291,11 @@ impl Health {
     }
 
     pub fn set_kernel_ringbuf_full_per_cpu(&self, per_cpu: Vec<u64>) {
-        *self
-            .inner
-            .kernel_ringbuf_full_per_cpu
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = per_cpu;
+        *lock(&self.inner.kernel_ringbuf_full_per_cpu) = per_cpu;
     }
 
     pub fn kernel_ringbuf_full_per_cpu(&self) -> Vec<u64> {
-        self.inner
-            .kernel_ringbuf_full_per_cpu
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+        lock(&self.inner.kernel_ringbuf_full_per_cpu).clone()
     }
 
     /// An event dropped because enrichment's queue was full.
@@ -323,9 +399,11 @@ impl Health {
     pub fn snapshot(&self) -> HealthSnapshot {
         HealthSnapshot {
             pipeline: self.pipeline(),
-            probes: self.probes().to_vec(),
+            probes: self.probes(),
             drops: self.drops(),
             spool_degraded: self.spool_degraded(),
+            ticks: self.ticks(),
+            blinding: self.blinding(),
         }
     }
 
@@ -363,15 +441,20 @@ pub struct HealthSnapshot {
     pub drops: Drops,
     /// The spool cannot write to disk and holds messages in memory.
     pub spool_degraded: bool,
+    /// Status ticks so far.
+    pub ticks: u64,
+    /// Why the agent is blind (empty: it is not). [`HealthSnapshot::heartbeat`] sends these.
+    pub blinding: Vec<BlindingReason>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Verdict {
     /// Every probe that exists on this kernel is attached, and events flow.
     Ok,
-    /// Events flow, but some probes failed to attach (coverage is partial), or the spool cannot
-    /// write to disk (messages wait in memory, bounded). Restarting would not
-    /// help, so this is not a failure of the agent.
+    /// Events flow, but some probes failed to attach or were detached (coverage is partial),
+    /// the agent is blind for another reason (sustained drops, a restart loop), or the spool
+    /// cannot write to disk (messages wait in memory, bounded). Restarting would not help, so
+    /// this is not a failure of the agent.
     Degraded,
     /// Nothing is being captured, for this reason.
     Down(&'static str),
@@ -399,7 +482,13 @@ impl HealthSnapshot {
         // heartbeats and metrics: a liveness restart would not fix it (infra/daemonset.yaml).
         // A spool that cannot write to disk buffers in memory: shipping goes on, with less
         // protection against an outage; a restart would not free the disk.
-        if self.spool_degraded || self.probes.iter().any(|p| p.state == AttachState::Failed) {
+        if self.spool_degraded
+            || !self.blinding.is_empty()
+            || self
+                .probes
+                .iter()
+                .any(|p| matches!(p.state, AttachState::Failed | AttachState::Detached))
+        {
             Verdict::Degraded
         } else {
             Verdict::Ok
@@ -421,15 +510,27 @@ impl HealthSnapshot {
                 "attached": count(AttachState::Attached),
                 "failed": count(AttachState::Failed),
                 "absent": count(AttachState::Absent),
+                "detached": count(AttachState::Detached),
             },
             "user_queue_drops": self.drops.user_queue_full,
             "loss_events": self.drops.loss_events,
             "spool_degraded": self.spool_degraded,
+            "tick": self.ticks,
         });
         if let Some(o) = v.as_object_mut() {
             if let Verdict::Down(reason) = verdict {
                 o.insert("reason".into(), reason.into());
             }
+            // Which reasons at any detail; their figures and probe names only at Full.
+            let blinded: Vec<serde_json::Value> = self
+                .blinding
+                .iter()
+                .map(|r| match detail {
+                    Detail::Full => serde_json::json!({"code": r.code, "detail": r.detail}),
+                    Detail::Counts => serde_json::json!({"code": r.code}),
+                })
+                .collect();
+            o.insert("blinded".into(), blinded.into());
             if detail == Detail::Full {
                 let probes: Vec<serde_json::Value> = self
                     .probes
@@ -464,7 +565,10 @@ impl HealthSnapshot {
                     target: p.target.clone(),
                     state: match p.state {
                         AttachState::Attached => peregrine_wire::ProbeState::Attached,
-                        AttachState::Failed => peregrine_wire::ProbeState::Failed,
+                        // The wire predates `detached`: a failed probe, its error says why.
+                        AttachState::Failed | AttachState::Detached => {
+                            peregrine_wire::ProbeState::Failed
+                        }
                         AttachState::Absent => peregrine_wire::ProbeState::Absent,
                     },
                     error: p.error.clone(),
@@ -482,6 +586,7 @@ impl HealthSnapshot {
                 degraded: self.spool_degraded,
             },
             events_sent: shipping.events_sent,
+            blinding: self.blinding.clone(),
             uptime,
             timestamp: Timestamp::now(),
         }
@@ -558,7 +663,7 @@ mod tests {
         assert_eq!(v["status"], "degraded", "{body}");
         assert_eq!(
             v["probe_counts"],
-            serde_json::json!({"attached": 1, "failed": 1, "absent": 1}),
+            serde_json::json!({"attached": 1, "failed": 1, "absent": 1, "detached": 0}),
             "{body}"
         );
         assert!(v.get("probes").is_none(), "{body}");
@@ -575,6 +680,50 @@ mod tests {
         let (code, body) = h.healthz_for(Detail::Counts);
         assert_eq!(code, 503);
         assert!(body.contains("\"reason\":\"pipeline stopping\""), "{body}");
+    }
+
+    #[test]
+    fn blinding_degrades_healthz_and_a_heartbeat_reports_every_spell() {
+        use peregrine_event::BlindingKind;
+        let h = Health::default();
+        h.record_probes(&[
+            probe("a/b", AttachState::Attached),
+            probe("a/c", AttachState::Attached),
+        ]);
+        h.set_pipeline(Pipeline::Running);
+        assert!(h.healthz().1.contains("\"status\":\"ok\""));
+        let drops = BlindingReason::new(BlindingKind::SustainedDrops, "lost 5 in 3 ticks");
+        h.record_tick(1, std::slice::from_ref(&drops));
+        let (code, body) = h.healthz_for(Detail::Counts);
+        assert_eq!(code, 200);
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["status"], "degraded");
+        assert_eq!(v["tick"], 1);
+        assert_eq!(
+            v["blinded"],
+            serde_json::json!([{"code": "sustained_drops"}])
+        );
+        let v: serde_json::Value = serde_json::from_str(&h.healthz().1).unwrap();
+        assert_eq!(v["blinded"][0]["detail"], "lost 5 in 3 ticks");
+
+        // The spell ends before the heartbeat: the heartbeat still reports it, once.
+        h.record_tick(2, &[]);
+        assert!(h.healthz().1.contains("\"status\":\"ok\""));
+        assert_eq!(h.take_blinding_report(), std::slice::from_ref(&drops));
+        assert!(h.take_blinding_report().is_empty());
+        // A report that was not delivered comes back.
+        h.return_blinding_report(std::slice::from_ref(&drops));
+        assert_eq!(h.take_blinding_report(), [drops]);
+
+        // A probe found detached: degraded, and `failed` on the wire with the reason.
+        h.mark_detached(1);
+        let s = h.snapshot();
+        assert_eq!(s.verdict(), Verdict::Degraded);
+        let id = AgentIdentity::default();
+        let hb = s.heartbeat(&id, "6.1", ShippingState::default(), Duration::ZERO);
+        assert_eq!(hb.probes[1].state, peregrine_wire::ProbeState::Failed);
+        assert!(hb.probes[1].error.as_deref().unwrap().contains("detached"));
+        assert_eq!(hb.probes[0].state, peregrine_wire::ProbeState::Attached);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! probe loading → ring-buffer reader → enrichment (processes, containers, new binaries) → sink.
 
 pub mod agent;
+pub mod blinding;
 pub mod bounded;
 pub mod container;
 pub mod decode;
@@ -22,3 +23,5 @@ pub mod ship;
 pub mod sink;
 pub mod spool;
 pub mod standalone;
+pub mod starts;
+pub mod tick;

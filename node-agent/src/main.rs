@@ -6,6 +6,7 @@ use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use node_agent::{
     agent::{self, AgentConfig},
+    blinding::BlindingConfig,
     enrich::EnrichConfig,
     health::Health,
     metrics::Metrics,
@@ -193,6 +194,35 @@ struct Common {
     /// Bytes the new-binary tracker's two indexes (written paths and inodes) may hold together.
     #[arg(long, default_value_t = node_agent::newbin::DEFAULT_MAX_BYTES)]
     new_binary_cache_bytes: usize,
+    /// Where the agent keeps its start history, to see restart loops (default: none in
+    /// standalone, the spool directory in run).
+    #[arg(long, env = "PEREGRINE_STATE_DIR")]
+    state_dir: Option<PathBuf>,
+    /// Blinding: events lost in this many consecutive status ticks (1 s each) is sustained
+    /// drops; 0 turns the check off.
+    #[arg(long, default_value_t = 3, env = "PEREGRINE_BLIND_DROP_TICKS")]
+    blind_drop_ticks: u32,
+    /// Blinding: a tick counts only if more than this fraction of its events was lost
+    /// (0 to 1; 0: any loss).
+    #[arg(long, default_value_t = 0.0, value_parser = parse_ratio, env = "PEREGRINE_BLIND_DROP_RATIO")]
+    blind_drop_ratio: f64,
+    /// Blinding: this many starts within --blind-restart-window-s is a restart loop (at most
+    /// 32); 0 turns the check off.
+    #[arg(long, default_value_t = 3, env = "PEREGRINE_BLIND_RESTARTS")]
+    blind_restarts: u32,
+    /// Blinding: the restart-loop window, in seconds.
+    #[arg(long, default_value_t = 600, env = "PEREGRINE_BLIND_RESTART_WINDOW_S")]
+    blind_restart_window_s: u64,
+    /// How often the probes' links are re-checked, in seconds; 0 turns the re-check off.
+    #[arg(long, default_value_t = 10, env = "PEREGRINE_PROBE_CHECK_INTERVAL_S")]
+    probe_check_interval_s: u64,
+}
+
+fn parse_ratio(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if (0.0..1.0).contains(&r) => Ok(r),
+        _ => Err(format!("{s:?} is not a fraction from 0 to below 1")),
+    }
 }
 
 impl Common {
@@ -224,6 +254,16 @@ impl Common {
             queue_bytes: self.queue_bytes,
             poll_interval: Duration::from_millis(self.poll_interval_ms.max(1)),
             metrics_addr,
+            blinding: BlindingConfig {
+                drop_ticks: self.blind_drop_ticks,
+                drop_ratio: self.blind_drop_ratio,
+                restarts: self
+                    .blind_restarts
+                    .min(node_agent::starts::MAX_STARTS as u32),
+                restart_window: Duration::from_secs(self.blind_restart_window_s),
+                probe_check_interval: Duration::from_secs(self.probe_check_interval_s),
+            },
+            state_dir: self.state_dir.clone(),
             ..AgentConfig::default()
         })
     }
@@ -287,7 +327,9 @@ fn main() -> anyhow::Result<()> {
             }
             Command::Rules { .. } => Ok(()),
             Command::Run { ship, common } => {
-                let cfg = common.config()?;
+                let mut cfg = common.config()?;
+                // The spool directory is the agent's persistent directory on the node.
+                cfg.state_dir.get_or_insert_with(|| ship.spool_dir.clone());
                 let metrics = Metrics::default();
                 let health = Health::default();
                 let sdk = peregrine_aws::sdk_config().await;

@@ -15,6 +15,8 @@ use prometheus_client::{
     registry::Registry,
 };
 
+use peregrine_event::BlindingKind;
+
 use crate::{
     bounded::CacheStats,
     health::{FaultKind, Health, SpoolOp},
@@ -395,6 +397,32 @@ impl Collector for HealthCollector {
             "probes_failed",
             "Probe attachments that failed (degraded coverage)",
             &ConstGauge::new(count(AttachState::Failed)),
+        )?;
+        encode_one(
+            &mut enc,
+            "probes_detached",
+            "Probe attachments found detached after attaching (degraded coverage)",
+            &ConstGauge::new(count(AttachState::Detached)),
+        )?;
+        encode_one(
+            &mut enc,
+            "ticks",
+            "Status ticks run (drop counters read, blinding judged)",
+            &ConstCounter::new(self.0.ticks()),
+        )?;
+        let blinding = self.0.blinding();
+        encode_family(
+            &mut enc,
+            "blinded",
+            "1 while the agent judges itself blind for this reason",
+            MetricType::Gauge,
+            BlindingKind::ALL.into_iter().map(|k| {
+                let on = blinding.iter().any(|r| r.code == k.code());
+                (
+                    ReasonLabel { reason: k.code() },
+                    ConstGauge::new(i64::from(on)),
+                )
+            }),
         )
     }
 }
@@ -436,6 +464,9 @@ mod tests {
             "peregrine_probe_attached{program=\"exec\",target=\"sched/sched_process_exec\",state=\"attached\"} 1",
             "peregrine_probes_attached 1",
             "peregrine_probes_failed 0",
+            "peregrine_probes_detached 0",
+            "peregrine_ticks_total 0",
+            "peregrine_blinded{reason=\"sustained_drops\"} 0",
         ] {
             assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
         }
@@ -460,6 +491,23 @@ mod tests {
             assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
         }
         // Read again at the next scrape.
+        health.mark_detached(0);
+        health.record_tick(
+            7,
+            &[peregrine_event::BlindingReason::new(
+                BlindingKind::ProbesDetached,
+                "1 of 1",
+            )],
+        );
+        let text = metrics.render(&registry);
+        for line in [
+            "peregrine_probes_detached 1",
+            "peregrine_ticks_total 7",
+            "peregrine_blinded{reason=\"probes_detached\"} 1",
+            "peregrine_blinded{reason=\"restart_loop\"} 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
+        }
         health.user_queue_full();
         assert!(
             metrics

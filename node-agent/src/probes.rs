@@ -3,12 +3,15 @@
 //! A probe that fails to attach is recorded as degraded coverage (exported as a metric and in
 //! heartbeats), never a crash: the rest keep running.
 
-use std::path::Path;
+use std::{
+    collections::{HashMap, HashSet},
+    path::Path,
+};
 
 use aya::{
     Ebpf, EbpfLoader,
     maps::{MapData, PerCpuArray, RingBuf},
-    programs::{RawTracePoint, TracePoint},
+    programs::{RawTracePoint, TracePoint, links::FdLink},
 };
 use node_agent_common::{DROP_NO_SCRATCH, DROP_RINGBUF_FULL, ProbeConfig};
 
@@ -73,6 +76,9 @@ pub enum AttachState {
     Failed,
     /// The tracepoint does not exist on this kernel or architecture; nothing to cover.
     Absent,
+    /// Attached at start, then found gone by the re-check ([`LinkWatch`]). Heartbeats carry
+    /// it as `failed` with the error saying so (the wire's states predate it).
+    Detached,
 }
 
 impl AttachState {
@@ -81,6 +87,7 @@ impl AttachState {
             AttachState::Attached => "attached",
             AttachState::Failed => "failed",
             AttachState::Absent => "absent",
+            AttachState::Detached => "detached",
         }
     }
 }
@@ -111,8 +118,122 @@ impl Default for LoadOptions {
 
 /// Loaded and attached programs. Dropping it detaches every probe.
 pub struct Probes {
+    /// The attachments that are bpf links, owned here (closing one detaches it). Declared
+    /// before `ebpf`, so they are dropped first.
+    links: Vec<FdLink>,
     ebpf: Ebpf,
     pub status: Vec<ProbeStatus>,
+    /// What the re-check looks for, one entry per attached probe.
+    watch: Vec<Watched>,
+}
+
+/// How an attached probe is recognised in the kernel's lists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Watch {
+    /// A bpf link: its id, and the id of the program it runs.
+    Link { link_id: u32, prog_id: u32 },
+    /// No bpf link (a tracepoint attached through a perf event's ioctl, on kernels before
+    /// 5.15): only its program can be looked for.
+    Program { prog_id: u32 },
+}
+
+/// One attached probe to re-check: its index in [`Probes::status`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Watched {
+    pub index: usize,
+    pub watch: Watch,
+}
+
+/// What the kernel lists right now: every bpf link (id → program id) and every program id.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KernelView {
+    pub links: HashMap<u32, u32>,
+    pub programs: HashSet<u32>,
+}
+
+impl KernelView {
+    /// Lists the kernel's links and programs (needs `CAP_SYS_ADMIN`). An entry that vanishes
+    /// while being listed is skipped; a listing that fails as a whole is an error.
+    pub fn read() -> Result<KernelView, String> {
+        let mut v = KernelView::default();
+        let mut errors = 0usize;
+        for l in aya::programs::loaded_links() {
+            match l {
+                Ok(l) => {
+                    v.links.insert(l.id(), l.program_id());
+                }
+                Err(_) => errors += 1,
+            }
+        }
+        for p in aya::programs::loaded_programs() {
+            match p {
+                Ok(p) => {
+                    v.programs.insert(p.id());
+                }
+                Err(_) => errors += 1,
+            }
+        }
+        if v.programs.is_empty() && errors > 0 {
+            return Err(format!(
+                "listing the kernel's BPF programs failed ({errors} errors)"
+            ));
+        }
+        Ok(v)
+    }
+
+    /// The watched probes the kernel no longer lists.
+    pub fn missing(&self, watched: &[Watched]) -> Vec<usize> {
+        watched
+            .iter()
+            .filter(|w| match w.watch {
+                Watch::Link { link_id, prog_id } => self.links.get(&link_id) != Some(&prog_id),
+                Watch::Program { prog_id } => !self.programs.contains(&prog_id),
+            })
+            .map(|w| w.index)
+            .collect()
+    }
+}
+
+/// The periodic re-check that every probe the agent attached is still attached.
+///
+/// A perf-event link (tracepoints) or raw-tracepoint link cannot be detached with
+/// `BPF_LINK_DETACH` (the kernel answers `EOPNOTSUPP`: neither link type implements `detach`,
+/// <https://elixir.bootlin.com/linux/v6.12/source/kernel/bpf/syscall.c>), and the agent holds
+/// the only reference to each, so on a healthy kernel this finds nothing: it is defence in
+/// depth against whatever does remove one (a kernel bug, a debugger in the agent, a future
+/// link type). On kernels without BPF perf links (before 5.15) a tracepoint has no link and
+/// only its program's presence can be checked. A probe must be missing from two checks in a
+/// row to count, so a listing that races with another loader does not raise an alarm.
+#[derive(Clone, Debug)]
+pub struct LinkWatch {
+    watched: Vec<Watched>,
+    suspects: HashSet<usize>,
+    /// Indices already reported (each is reported once).
+    reported: HashSet<usize>,
+}
+
+impl LinkWatch {
+    pub fn new(watched: Vec<Watched>) -> LinkWatch {
+        LinkWatch {
+            watched,
+            suspects: HashSet::new(),
+            reported: HashSet::new(),
+        }
+    }
+
+    /// Compares with `view`; returns the probes newly found detached (missing twice in a row).
+    pub fn check(&mut self, view: &KernelView) -> Vec<usize> {
+        let missing: HashSet<usize> = view.missing(&self.watched).into_iter().collect();
+        let mut newly: Vec<usize> = missing
+            .intersection(&self.suspects)
+            .filter(|i| !self.reported.contains(i))
+            .copied()
+            .collect();
+        newly.sort_unstable();
+        self.reported.extend(newly.iter().copied());
+        self.suspects = missing;
+        newly
+    }
 }
 
 /// The kernel's loss counters.
@@ -201,14 +322,14 @@ impl Probes {
             .load(OBJECT)
             .map_err(ProbeError::Load)?;
 
-        let mut status = Vec::new();
+        let mut out = Attached::default();
         attach_tracepoint(
             &mut ebpf,
             "sched_process_exec",
             "sched",
             "sched_process_exec",
             true,
-            &mut status,
+            &mut out,
         );
         attach_tracepoint(
             &mut ebpf,
@@ -216,13 +337,13 @@ impl Probes {
             "sched",
             "sched_process_exit",
             true,
-            &mut status,
+            &mut out,
         );
         attach_raw(
             &mut ebpf,
             "sched_process_fork",
             "sched_process_fork",
-            &mut status,
+            &mut out,
         );
         attach_tracepoint(
             &mut ebpf,
@@ -230,7 +351,7 @@ impl Probes {
             "cgroup",
             "cgroup_mkdir",
             true,
-            &mut status,
+            &mut out,
         );
         attach_tracepoint(
             &mut ebpf,
@@ -238,7 +359,7 @@ impl Probes {
             "cgroup",
             "cgroup_rmdir",
             true,
-            &mut status,
+            &mut out,
         );
         for (name, required) in TRACKED_SYSCALLS {
             attach_tracepoint(
@@ -247,7 +368,7 @@ impl Probes {
                 "syscalls",
                 &format!("sys_enter_{name}"),
                 *required,
-                &mut status,
+                &mut out,
             );
             attach_tracepoint(
                 &mut ebpf,
@@ -255,7 +376,7 @@ impl Probes {
                 "syscalls",
                 &format!("sys_exit_{name}"),
                 *required,
-                &mut status,
+                &mut out,
             );
         }
 
@@ -273,7 +394,26 @@ impl Probes {
             name: "DROPS",
             source,
         })?;
-        Ok((Probes { ebpf, status }, events, DropCounters { map: drops }))
+        let Attached {
+            status,
+            links,
+            watch,
+        } = out;
+        Ok((
+            Probes {
+                links,
+                ebpf,
+                status,
+                watch,
+            },
+            events,
+            DropCounters { map: drops },
+        ))
+    }
+
+    /// What [`LinkWatch`] looks for: each attached probe's link (or program).
+    pub fn watch_list(&self) -> Vec<Watched> {
+        self.watch.clone()
     }
 
     pub fn attached(&self) -> usize {
@@ -291,6 +431,7 @@ impl Probes {
 
     /// Detaches every probe now (also done on drop).
     pub fn detach(self) {
+        drop(self.links);
         drop(self.ebpf);
     }
 }
@@ -346,17 +487,72 @@ fn tracepoint_exists(category: &str, name: &str) -> bool {
         .is_dir()
 }
 
+/// What attaching produced: one status per attachment, the links taken over, and what the
+/// re-check watches.
+#[derive(Default)]
+struct Attached {
+    status: Vec<ProbeStatus>,
+    links: Vec<FdLink>,
+    watch: Vec<Watched>,
+}
+
+impl Attached {
+    fn push(&mut self, program: &'static str, target: String, r: Result<Watch, String>) {
+        match r {
+            Ok(watch) => {
+                self.watch.push(Watched {
+                    index: self.status.len(),
+                    watch,
+                });
+                self.status.push(ProbeStatus {
+                    program,
+                    target,
+                    state: AttachState::Attached,
+                    error: None,
+                });
+            }
+            Err(e) => {
+                tracing::warn!(program, target = %target, error = %e, "probe not attached; coverage is degraded");
+                self.status.push(ProbeStatus {
+                    program,
+                    target,
+                    state: AttachState::Failed,
+                    error: Some(e),
+                });
+            }
+        }
+    }
+
+    /// Takes over `link` and returns how to watch it. A link whose info cannot be read is
+    /// watched through its program.
+    fn keep(&mut self, link: FdLink, prog_id: u32) -> Watch {
+        let watch = match link.info() {
+            Ok(info) => Watch::Link {
+                link_id: info.id(),
+                prog_id: info.program_id(),
+            },
+            Err(_) => Watch::Program { prog_id },
+        };
+        self.links.push(link);
+        watch
+    }
+}
+
+fn program_id(info: Result<aya::programs::ProgramInfo, aya::programs::ProgramError>) -> u32 {
+    info.map_or(0, |i| i.id())
+}
+
 fn attach_tracepoint(
     ebpf: &mut Ebpf,
     program: &'static str,
     category: &str,
     name: &str,
     required: bool,
-    out: &mut Vec<ProbeStatus>,
+    out: &mut Attached,
 ) {
     let target = format!("{category}/{name}");
     if !required && !tracepoint_exists(category, name) {
-        out.push(ProbeStatus {
+        out.status.push(ProbeStatus {
             program,
             target,
             state: AttachState::Absent,
@@ -364,7 +560,7 @@ fn attach_tracepoint(
         });
         return;
     }
-    let result = (|| -> Result<(), String> {
+    let result = (|| -> Result<Watch, String> {
         let prog: &mut TracePoint = ebpf
             .program_mut(program)
             .ok_or_else(|| format!("program {program} missing from the object"))?
@@ -373,50 +569,35 @@ fn attach_tracepoint(
         if prog.fd().is_err() {
             prog.load().map_err(|e| verifier_error(&e))?;
         }
-        prog.attach(category, name).map_err(|e| error_chain(&e))?;
-        Ok(())
+        let link_id = prog.attach(category, name).map_err(|e| error_chain(&e))?;
+        let prog_id = program_id(prog.info());
+        // With BPF perf links (5.15+) the attachment is a bpf link the re-check can find by id.
+        // Without, it is a perf event's ioctl, and converting would detach it: leave it to aya.
+        if !aya::features().bpf_perf_link() {
+            return Ok(Watch::Program { prog_id });
+        }
+        let link = prog.take_link(link_id).map_err(|e| e.to_string())?;
+        let link = FdLink::try_from(link).map_err(|e| error_chain(&e))?;
+        Ok(out.keep(link, prog_id))
     })();
-    push_status(out, program, target, result);
+    out.push(program, target, result);
 }
 
-fn attach_raw(ebpf: &mut Ebpf, program: &'static str, tp: &str, out: &mut Vec<ProbeStatus>) {
+fn attach_raw(ebpf: &mut Ebpf, program: &'static str, tp: &str, out: &mut Attached) {
     let target = format!("raw/{tp}");
-    let result = (|| -> Result<(), String> {
+    let result = (|| -> Result<Watch, String> {
         let prog: &mut RawTracePoint = ebpf
             .program_mut(program)
             .ok_or_else(|| format!("program {program} missing from the object"))?
             .try_into()
             .map_err(|e: aya::programs::ProgramError| e.to_string())?;
         prog.load().map_err(|e| verifier_error(&e))?;
-        prog.attach(tp).map_err(|e| error_chain(&e))?;
-        Ok(())
+        let link_id = prog.attach(tp).map_err(|e| error_chain(&e))?;
+        let prog_id = program_id(prog.info());
+        let link = FdLink::from(prog.take_link(link_id).map_err(|e| e.to_string())?);
+        Ok(out.keep(link, prog_id))
     })();
-    push_status(out, program, target, result);
-}
-
-fn push_status(
-    out: &mut Vec<ProbeStatus>,
-    program: &'static str,
-    target: String,
-    r: Result<(), String>,
-) {
-    match r {
-        Ok(()) => out.push(ProbeStatus {
-            program,
-            target,
-            state: AttachState::Attached,
-            error: None,
-        }),
-        Err(e) => {
-            tracing::warn!(program, target = %target, error = %e, "probe not attached; coverage is degraded");
-            out.push(ProbeStatus {
-                program,
-                target,
-                state: AttachState::Failed,
-                error: Some(e),
-            });
-        }
-    }
+    out.push(program, target, result);
 }
 
 /// The verifier log's tail is the useful part of a load error.
@@ -444,4 +625,54 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         cur = c.source();
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view(links: &[(u32, u32)], programs: &[u32]) -> KernelView {
+        KernelView {
+            links: links.iter().copied().collect(),
+            programs: programs.iter().copied().collect(),
+        }
+    }
+
+    #[test]
+    fn a_probe_is_detached_once_missing_from_two_checks_in_a_row() {
+        let watched = vec![
+            Watched {
+                index: 0,
+                watch: Watch::Link {
+                    link_id: 10,
+                    prog_id: 1,
+                },
+            },
+            Watched {
+                index: 2,
+                watch: Watch::Link {
+                    link_id: 11,
+                    prog_id: 2,
+                },
+            },
+            Watched {
+                index: 3,
+                watch: Watch::Program { prog_id: 3 },
+            },
+        ];
+        let all = view(&[(10, 1), (11, 2), (99, 7)], &[1, 2, 3, 7]);
+        assert!(all.missing(&watched).is_empty());
+        // A link id reused by another program is not ours.
+        let reused = view(&[(10, 1), (11, 7)], &[1, 2, 3, 7]);
+        assert_eq!(reused.missing(&watched), [2]);
+
+        let mut w = LinkWatch::new(watched);
+        assert!(w.check(&all).is_empty());
+        let gone = view(&[(11, 2)], &[1, 2]);
+        assert!(w.check(&gone).is_empty(), "missing once: a suspect");
+        assert!(w.check(&all).is_empty(), "back: cleared");
+        assert!(w.check(&gone).is_empty());
+        assert_eq!(w.check(&gone), [0, 3]);
+        assert!(w.check(&gone).is_empty(), "reported once");
+    }
 }

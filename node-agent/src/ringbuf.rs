@@ -37,24 +37,29 @@ pub async fn run(
     let mut tick = tokio::time::interval(poll);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tokio::select! {
-            _ = tick.tick() => {
-                if drain(afd.get_mut(), &tx, &health, &containers) {
-                    return Ok(());
-                }
-            }
+        let drained = tokio::select! {
+            _ = tick.tick() => drain(afd.get_mut(), &tx, &health, &containers),
             r = afd.readable_mut() => {
                 let mut guard = r?;
-                if drain(guard.get_inner_mut(), &tx, &health, &containers) {
-                    return Ok(());
+                let d = drain(guard.get_inner_mut(), &tx, &health, &containers);
+                // Left readable when records remain: the next turn drains on.
+                if matches!(d, Drained::Empty) {
+                    guard.clear_ready();
                 }
-                guard.clear_ready();
+                d
             }
             _ = stop.wait_for(|s| *s) => break,
+        };
+        match drained {
+            Drained::Closed => return Ok(()),
+            // Let the other tasks of this runtime thread have their turn first.
+            Drained::More => tokio::task::yield_now().await,
+            Drained::Empty => {}
         }
     }
     let ring = afd.get_mut();
     while let Some(item) = ring.next() {
+        health.records_read(1);
         let ev = decode(&item);
         drop(item);
         match ev {
@@ -70,14 +75,36 @@ pub async fn run(
     Ok(())
 }
 
-/// Drains the ring buffer without waiting. Returns true if the receiver is gone.
+/// Records drained in one go before the reader yields: under a flood the kernel refills the
+/// ring as fast as it is read, and a drain that only stops when the ring is empty would hold
+/// its runtime thread for as long as the flood lasts.
+const DRAIN_BUDGET: u64 = 4096;
+
+enum Drained {
+    /// The ring is empty.
+    Empty,
+    /// The budget ran out with records left.
+    More,
+    /// The receiver is gone.
+    Closed,
+}
+
+/// Drains the ring buffer without waiting, at most [`DRAIN_BUDGET`] records.
 fn drain(
     ring: &mut RingBuf<MapData>,
     tx: &eventq::Sender,
     health: &Health,
     containers: &ContainerResolver,
-) -> bool {
-    while let Some(item) = ring.next() {
+) -> Drained {
+    let mut read = 0u64;
+    let outcome = loop {
+        if read == DRAIN_BUDGET {
+            break Drained::More;
+        }
+        let Some(item) = ring.next() else {
+            break Drained::Empty;
+        };
+        read += 1;
         match decode(&item) {
             Ok(ev) => {
                 early(&ev, containers);
@@ -86,13 +113,14 @@ fn drain(
                     Err(TrySendError::Full | TrySendError::Bytes) => {
                         health.user_queue_full();
                     }
-                    Err(TrySendError::Closed) => return true,
+                    Err(TrySendError::Closed) => break Drained::Closed,
                 }
             }
             Err(e) => decode_error(health, &e),
         }
-    }
-    false
+    };
+    health.records_read(read);
+    outcome
 }
 
 fn early(ev: &RawEvent, containers: &ContainerResolver) {

@@ -4,7 +4,7 @@
 use std::{io::Write, num::NonZeroUsize, sync::Arc};
 
 use lru::LruCache;
-use peregrine_event::{Container, Event, Process};
+use peregrine_event::{BlindingReason, Container, Event, Process, Timestamp};
 use serde_json::value::RawValue;
 
 /// A stage that takes enriched events. Each sink has its own error type; the run loop only
@@ -19,6 +19,16 @@ pub trait EventSink {
     /// Called once at shutdown, after the last event: write out everything.
     async fn close(&mut self) -> Result<(), Self::Error> {
         self.flush().await
+    }
+    /// At each status tick while the agent judges itself blind (`reasons` is never empty).
+    /// Standalone detection turns it into a finding; shipping ignores it (heartbeats carry the
+    /// reasons), and so does the events sink.
+    async fn blinded(
+        &mut self,
+        _reasons: &[BlindingReason],
+        _at: Timestamp,
+    ) -> Result<(), Self::Error> {
+        Ok(())
     }
     /// The reader went away (a closed pipe): the agent stops quietly.
     fn is_closed(_err: &Self::Error) -> bool {

@@ -414,7 +414,14 @@ impl Spool {
                 let _ = private_dir(&path);
                 continue;
             }
-            if meta.is_file() && (name == AGENT_ID || name == EPOCH || name == MACHINE) {
+            // The agent's start history lives here too when the state directory is the spool's
+            // (`run`'s default).
+            if meta.is_file()
+                && (name == AGENT_ID
+                    || name == EPOCH
+                    || name == MACHINE
+                    || name == crate::starts::FILE)
+            {
                 continue;
             }
             if meta.is_file() && name.ends_with(".tmp") {
@@ -1089,6 +1096,16 @@ mod tests {
         let s = Spool::open(dir.path(), Limits::default(), Health::default());
         assert_ne!(s.agent_id(), id);
         assert_eq!(s.epoch(), 1);
+    }
+
+    #[test]
+    fn the_start_history_beside_the_spool_is_not_quarantined() {
+        let dir = tempfile::tempdir().unwrap();
+        crate::starts::StartHistory::record(dir.path(), std::time::SystemTime::now());
+        let health = Health::default();
+        let _s = Spool::open(dir.path(), Limits::default(), health.clone());
+        assert_eq!(health.spool_quarantined_total(), 0);
+        assert!(dir.path().join(crate::starts::FILE).is_file());
     }
 
     #[test]

@@ -6,6 +6,16 @@ use crate::rule::{Maturity, RuleSet};
 /// Peregrine's built-in detections.
 pub struct Catalog;
 
+/// A finding type raised from the agent's own state rather than by a rule over events.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StateFindingType {
+    pub finding_type: &'static str,
+    pub severity: f64,
+    pub title: &'static str,
+    /// Whether GuardDuty defines the type (false: Peregrine's own).
+    pub guardduty: bool,
+}
+
 impl Catalog {
     /// The embedded rule files: (name, YAML).
     pub const SOURCES: &'static [(&'static str, &'static str)] = &[
@@ -26,6 +36,16 @@ impl Catalog {
             include_str!("../rules/sensitive-files.yaml"),
         ),
     ];
+
+    /// Finding types raised from the agent's state (its heartbeats, or its status tick in
+    /// standalone mode), not from the rule files: they cannot be disabled or overridden by
+    /// rules. Documented in docs/rules.md.
+    pub const STATE_FINDING_TYPES: &'static [StateFindingType] = &[StateFindingType {
+        finding_type: crate::blinding::AGENT_BLINDED,
+        severity: crate::blinding::AGENT_BLINDED_SEVERITY,
+        title: "The Peregrine agent is blinded (sustained drops, probes not attached, restart loop)",
+        guardduty: false,
+    }];
 
     /// The maturities [`Catalog::builtin`] loads: `stable` only, as Falco does. Every rule
     /// that ships enabled in production is `stable`; `incubating` and `sandbox` rules are

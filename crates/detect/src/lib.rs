@@ -50,6 +50,7 @@
 //! Event strings (paths, argv, names, labels) are attacker-controlled: they are only compared
 //! against patterns compiled from rule text, never compiled into patterns themselves.
 
+mod blinding;
 #[cfg(any(test, feature = "cases"))]
 pub mod cases;
 mod catalog;
@@ -64,7 +65,10 @@ mod report;
 mod rule;
 mod strset;
 
-pub use crate::catalog::Catalog;
+pub use crate::blinding::{
+    AGENT_BLINDED, AGENT_BLINDED_RULE_ID, AGENT_BLINDED_SEVERITY, agent_blinded_finding,
+};
+pub use crate::catalog::{Catalog, StateFindingType};
 pub use crate::engine::{
     AggregationKey, AggregationResource, Engine, EngineWarning, KeyScope, Match,
 };

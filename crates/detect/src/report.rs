@@ -14,7 +14,7 @@ const QUOTE_MAX: usize = 256;
 /// Workload strings quoted in human sentences: control characters (newlines, terminal escapes)
 /// become U+FFFD so a title cannot forge lines in a chat message or a terminal, and long
 /// values are cut. The structured members keep the exact value.
-fn quote(s: &str) -> String {
+pub(crate) fn quote(s: &str) -> String {
     let mut out: String = s
         .chars()
         .take(QUOTE_MAX)

@@ -52,6 +52,32 @@ fn catalog_covers_the_required_types_with_guardduty_severities() {
 }
 
 #[test]
+fn state_finding_types_are_ours_and_no_rule_claims_them() {
+    let every =
+        peregrine_detect::Engine::new([
+            Catalog::with_maturities(&peregrine_detect::Maturity::ALL).unwrap()
+        ]);
+    for t in Catalog::STATE_FINDING_TYPES {
+        assert!(
+            every.rules().all(|r| r.finding_type != t.finding_type),
+            "a rule raises {}",
+            t.finding_type
+        );
+        assert!(t.finding_type.contains(":Runtime/"));
+    }
+    let blinded = Catalog::STATE_FINDING_TYPES
+        .iter()
+        .find(|t| t.finding_type == peregrine_detect::AGENT_BLINDED)
+        .unwrap();
+    assert_eq!(
+        blinded.finding_type,
+        "DefenseEvasion:Runtime/PeregrineAgentBlinded"
+    );
+    assert!(!blinded.guardduty, "ours, not GuardDuty's");
+    assert_eq!(blinded.severity, 8.0);
+}
+
+#[test]
 fn unrelated_activity_fires_nothing() {
     let quiet = [
         E::open("/var/lib/app/data.db", RDWR),

@@ -6,6 +6,7 @@
 //! it is carried as-is (invalid UTF-8 replaced by U+FFFD) and only ever escaped on output, never
 //! interpreted.
 
+mod blinding;
 pub mod json;
 mod time;
 
@@ -14,6 +15,10 @@ use std::{net::IpAddr, sync::Arc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+pub use crate::blinding::{
+    BlindingKind, BlindingReason, MAX_BLINDING_CODE_BYTES, MAX_BLINDING_DETAIL_BYTES,
+    MAX_BLINDING_REASONS,
+};
 pub use crate::time::Timestamp;
 /// The kind table and the flag constants shared with the kernel (one definition each).
 pub use node_agent_common::{
@@ -273,6 +278,10 @@ pub struct LossInfo {
     /// Events dropped downstream (for example a full spool), when known.
     #[serde(default, skip_serializing_if = "is_zero_u64")]
     pub downstream: u64,
+    /// The agent's status tick that measured this loss (1, 2, ... since the agent started;
+    /// ticks without loss emit no Loss event). 0 when unknown.
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub tick: u64,
 }
 
 impl LossInfo {

@@ -442,6 +442,8 @@ pub fn heartbeat_item(r: &HeartbeatRecord) -> Item {
         ("lastSeen", &r.last_seen),
         ("receivedAt", &r.received_at),
         ("probes", &r.probes_json),
+        ("coverage", &r.coverage.as_str().to_owned()),
+        ("blindingReasons", &r.blinding_json),
     ] {
         // Key attributes are always set (an empty one is refused by DynamoDB, as it should
         // be: the agent always names its cluster and node).

@@ -29,6 +29,6 @@ pub use crate::outbox::{
     send_and_mark,
 };
 pub use crate::traits::{
-    BusError, Cursor, DuePage, EntryResult, FindingBus, FindingStore, HeartbeatRecord,
+    BusError, Coverage, Cursor, DuePage, EntryResult, FindingBus, FindingStore, HeartbeatRecord,
     HeartbeatStore, StoreError,
 };

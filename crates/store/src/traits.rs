@@ -134,6 +134,26 @@ pub trait FindingBus: Send + Sync {
     ) -> impl Future<Output = Result<Vec<EntryResult>, BusError>> + Send;
 }
 
+/// A node's coverage as its last heartbeat reports it (the row's `coverage`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Coverage {
+    /// The agent reports no reason to be blind.
+    #[default]
+    Healthy,
+    /// The agent reports itself blind (sustained drops, probes not attached, a restart loop);
+    /// the row's `blindingReasons` say why.
+    Degraded,
+}
+
+impl Coverage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Coverage::Healthy => "HEALTHY",
+            Coverage::Degraded => "DEGRADED",
+        }
+    }
+}
+
 /// One agent heartbeat as stored in HeartbeatsTable.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HeartbeatRecord {
@@ -160,6 +180,10 @@ pub struct HeartbeatRecord {
     pub uptime_seconds: u64,
     /// The sequence number the agent's next batch will carry.
     pub next_sequence: u64,
+    /// `DEGRADED` when the heartbeat carries blinding reasons, else `HEALTHY`.
+    pub coverage: Coverage,
+    /// The blinding reasons as a JSON array of `{code, detail}`; `[]` when healthy.
+    pub blinding_json: String,
     /// Epoch seconds: the table's TTL attribute.
     pub expires_at: i64,
 }

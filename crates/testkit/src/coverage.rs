@@ -310,6 +310,7 @@ pub fn every_kind() -> Vec<Event> {
         kernel_no_scratch: 1,
         user_queue_full: u64::MAX,
         downstream: 0,
+        tick: 7,
     });
     v.push(e);
     // Kinds the agent consumes itself (cgroup_mkdir, cgroup_rmdir) have no detail and are never

@@ -8,7 +8,8 @@
 use std::sync::Arc;
 
 use peregrine_event::{
-    Ancestor, Container, Event, Kind, NewBinary, NewBinaryEvidence, Process, Timestamp,
+    Ancestor, BlindingKind, BlindingReason, Container, Event, Kind, NewBinary, NewBinaryEvidence,
+    Process, Timestamp,
 };
 use peregrine_wire::{
     AgentIdentity, BatchEncoder, DropCounters, EncodedMessage, EncoderConfig, Heartbeat,
@@ -539,6 +540,34 @@ pub fn heartbeat_body(
 ) -> Result<String, WireError> {
     encode_heartbeat(
         &heartbeat(agent_id, at),
+        next_sequence,
+        &EncoderConfig::default(),
+    )
+}
+
+/// A heartbeat of the sample node whose agent reports itself blind: events lost in consecutive
+/// ticks, and a restart loop.
+pub fn blinded_heartbeat(agent_id: &str, at: Timestamp) -> Heartbeat {
+    Heartbeat {
+        blinding: vec![
+            BlindingReason::new(
+                BlindingKind::SustainedDrops,
+                "kernel 48213, queue 0 events lost in each of the last 3 ticks",
+            ),
+            BlindingReason::new(BlindingKind::RestartLoop, "4 starts within 600 s"),
+        ],
+        ..heartbeat(agent_id, at)
+    }
+}
+
+/// The SQS body of [`blinded_heartbeat`].
+pub fn blinded_heartbeat_body(
+    agent_id: &str,
+    next_sequence: u64,
+    at: Timestamp,
+) -> Result<String, WireError> {
+    encode_heartbeat(
+        &blinded_heartbeat(agent_id, at),
         next_sequence,
         &EncoderConfig::default(),
     )

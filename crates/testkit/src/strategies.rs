@@ -260,11 +260,12 @@ pub fn net_s() -> impl Strategy<Value = NetInfo> {
 }
 
 pub fn loss_s() -> impl Strategy<Value = LossInfo> {
-    any::<[u64; 4]>().prop_map(|[a, b, c, d]| LossInfo {
+    any::<[u64; 5]>().prop_map(|[a, b, c, d, tick]| LossInfo {
         kernel_ringbuf_full: a,
         kernel_no_scratch: b,
         user_queue_full: c,
         downstream: d,
+        tick,
     })
 }
 

@@ -55,6 +55,11 @@ pub fn decode_with_limits(body: &str, limits: &Limits) -> Result<Message, WireEr
     )?;
     Limits::check("string table size", scan.strings, limits.max_strings)?;
     Limits::check("probe count", scan.probes, limits.max_probes)?;
+    Limits::check(
+        "blinding reason count",
+        scan.blinding,
+        limits.max_blinding_reasons,
+    )?;
 
     let envelope = pb::Envelope::decode(raw.as_slice())?;
     let header = envelope.header.ok_or(WireError::MissingHeader)?;

@@ -403,6 +403,12 @@ pub fn encode_heartbeat(
         heartbeat.probes.len(),
         config.limits.max_probes,
     )?;
+    Limits::check(
+        "blinding reason count",
+        heartbeat.blinding.len(),
+        config.limits.max_blinding_reasons,
+    )?;
+    Heartbeat::check_blinding(&heartbeat.blinding)?;
     let envelope = pb::Envelope {
         header: Some(pb::Header {
             schema_version: SCHEMA_VERSION,

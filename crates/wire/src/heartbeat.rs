@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
-use peregrine_event::Timestamp;
+use peregrine_event::{
+    BlindingReason, MAX_BLINDING_CODE_BYTES, MAX_BLINDING_DETAIL_BYTES, Timestamp,
+};
 
 use crate::error::{Inconsistency, WireError};
 use crate::pb;
@@ -27,6 +29,8 @@ pub struct Heartbeat {
     pub spool: SpoolDepth,
     /// Cumulative events delivered to the queue.
     pub events_sent: u64,
+    /// Why the agent is blind right now; empty when it is not (and from older agents).
+    pub blinding: Vec<BlindingReason>,
     pub uptime: Duration,
     /// When the heartbeat was taken.
     pub timestamp: Timestamp,
@@ -122,7 +126,44 @@ impl Heartbeat {
             events_sent: self.events_sent,
             uptime_seconds: self.uptime.as_secs(),
             uptime_nanos: self.uptime.subsec_nanos(),
+            blinding: self
+                .blinding
+                .iter()
+                .map(|r| pb::BlindingReason {
+                    code: r.code.clone(),
+                    detail: r.detail.clone(),
+                })
+                .collect(),
         }
+    }
+
+    /// Checks the blinding reasons' byte bounds (their count is a [`crate::Limits`] value).
+    pub(crate) fn check_blinding(reasons: &[BlindingReason]) -> Result<(), Inconsistency> {
+        for r in reasons {
+            for (field, len, max, expected) in [
+                (
+                    "BlindingReason.code",
+                    r.code.len(),
+                    MAX_BLINDING_CODE_BYTES,
+                    "at most 64",
+                ),
+                (
+                    "BlindingReason.detail",
+                    r.detail.len(),
+                    MAX_BLINDING_DETAIL_BYTES,
+                    "at most 512",
+                ),
+            ] {
+                if len > max {
+                    return Err(Inconsistency::InvalidLength {
+                        field,
+                        len,
+                        expected,
+                    });
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Rebuilds a heartbeat from its wire form and the (already validated) header.
@@ -146,6 +187,15 @@ impl Heartbeat {
                 })
             })
             .collect::<Result<Vec<_>, Inconsistency>>()?;
+        let blinding: Vec<BlindingReason> = h
+            .blinding
+            .into_iter()
+            .map(|r| BlindingReason {
+                code: r.code,
+                detail: r.detail,
+            })
+            .collect();
+        Heartbeat::check_blinding(&blinding)?;
         Ok(Heartbeat {
             agent_id: header.agent_id.clone(),
             node_name: header.node_name.clone(),
@@ -165,6 +215,7 @@ impl Heartbeat {
                 degraded: h.spool_degraded,
             },
             events_sent: h.events_sent,
+            blinding,
             uptime: Duration::new(h.uptime_seconds, h.uptime_nanos),
             timestamp: header.created_at,
         })

@@ -49,7 +49,7 @@ pub mod pb {
     include!(concat!(env!("OUT_DIR"), "/peregrine.wire.v1.rs"));
 }
 
-pub use peregrine_event::{Event, Timestamp};
+pub use peregrine_event::{BlindingKind, BlindingReason, Event, Timestamp};
 
 pub use crate::decode::{decode, decode_with_limits};
 pub use crate::encode::{BatchEncoder, EncodedMessage, EncoderConfig, encode_heartbeat};

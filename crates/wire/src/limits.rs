@@ -19,6 +19,9 @@ pub struct Limits {
     pub max_strings: usize,
     /// Most probe entries in a heartbeat. Default 4,096.
     pub max_probes: usize,
+    /// Most blinding reasons in a heartbeat. Default 8
+    /// ([`peregrine_event::MAX_BLINDING_REASONS`]).
+    pub max_blinding_reasons: usize,
     /// Cap on the estimated memory of the decoded events (bytes): every event owns a copy of
     /// its process, lineage and container, so a small message that references one huge
     /// process from many events would otherwise inflate without bound. Default 256 MiB.
@@ -34,6 +37,7 @@ impl Default for Limits {
             max_table_entries: 200_000,
             max_strings: 1_000_000,
             max_probes: 4_096,
+            max_blinding_reasons: peregrine_event::MAX_BLINDING_REASONS,
             max_decoded_bytes: 256 << 20,
         }
     }

@@ -23,6 +23,8 @@ pub(crate) struct Scan {
     /// Entries of the longest event column (`kinds` .. `container_refs`), packed or not.
     pub longest_column: usize,
     pub probes: usize,
+    /// Entries of `Heartbeat.blinding`.
+    pub blinding: usize,
 }
 
 fn malformed(reason: &str) -> WireError {
@@ -149,10 +151,12 @@ pub(crate) fn scan(envelope: &[u8]) -> Result<Scan, WireError> {
                 s.longest_column = s.longest_column.max(columns.into_iter().max().unwrap_or(0));
                 Ok(())
             }
-            // Envelope.heartbeat → probes.
+            // Envelope.heartbeat → probes and blinding reasons.
             3 => walk(body, |f, v| {
-                if let (2, Value::Bytes(_)) = (f, v) {
-                    s.probes += 1;
+                match (f, v) {
+                    (2, Value::Bytes(_)) => s.probes += 1,
+                    (13, Value::Bytes(_)) => s.blinding += 1,
+                    _ => {}
                 }
                 Ok(())
             }),

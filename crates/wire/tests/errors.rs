@@ -587,6 +587,87 @@ fn heartbeat_limits() {
 }
 
 #[test]
+fn blinding_reasons_are_bounded_in_count_and_bytes() {
+    use peregrine_event::{BlindingKind, BlindingReason};
+    let reason = BlindingReason::new(BlindingKind::RestartLoop, "3 starts within 600 s");
+    // The encoder refuses what the decoder would.
+    let many = Heartbeat {
+        blinding: vec![reason.clone(); 9],
+        ..Heartbeat::default()
+    };
+    assert!(matches!(
+        encode_heartbeat(&many, 0, &EncoderConfig::default()),
+        Err(WireError::LimitExceeded {
+            what: "blinding reason count",
+            found: 9,
+            limit: 8
+        })
+    ));
+    let long = Heartbeat {
+        blinding: vec![BlindingReason {
+            code: "restart_loop".into(),
+            detail: "x".repeat(513),
+        }],
+        ..Heartbeat::default()
+    };
+    assert!(matches!(
+        encode_heartbeat(&long, 0, &EncoderConfig::default()),
+        Err(WireError::Inconsistent(Inconsistency::InvalidLength {
+            field: "BlindingReason.detail",
+            len: 513,
+            ..
+        }))
+    ));
+    let eight = Heartbeat {
+        blinding: vec![reason; 8],
+        ..Heartbeat::default()
+    };
+    assert!(encode_heartbeat(&eight, 0, &EncoderConfig::default()).is_ok());
+
+    // A decoder meets whatever a sender writes.
+    let pb_reason = |code: &str, detail: &str| pb::BlindingReason {
+        code: code.into(),
+        detail: detail.into(),
+    };
+    let env = |blinding: Vec<pb::BlindingReason>| pb::Envelope {
+        header: Some(header(1, 0, 0, 0)),
+        body: Some(pb::envelope::Body::Heartbeat(pb::Heartbeat {
+            blinding,
+            ..Default::default()
+        })),
+    };
+    assert!(matches!(
+        decode(&seal(&env(vec![pb_reason("a", "b"); 9]))),
+        Err(WireError::LimitExceeded {
+            what: "blinding reason count",
+            found: 9,
+            ..
+        })
+    ));
+    assert!(matches!(
+        inconsistency(&env(vec![pb_reason(&"c".repeat(65), "b")])),
+        Inconsistency::InvalidLength {
+            field: "BlindingReason.code",
+            len: 65,
+            ..
+        }
+    ));
+    assert!(matches!(
+        inconsistency(&env(vec![pb_reason("c", &"d".repeat(513))])),
+        Inconsistency::InvalidLength {
+            field: "BlindingReason.detail",
+            ..
+        }
+    ));
+    let ok = decode(&seal(&env(vec![pb_reason("new_code", "what it saw")]))).unwrap();
+    let peregrine_wire::Message::Heartbeat { heartbeat, .. } = ok else {
+        panic!("not a heartbeat")
+    };
+    assert_eq!(heartbeat.blinding[0].code, "new_code");
+    assert_eq!(heartbeat.blinding[0].kind(), None);
+}
+
+#[test]
 fn a_detail_must_be_present_and_fit_its_kind() {
     let mut env = minimal_batch();
     batch_of(&mut env).details[0].detail = None;

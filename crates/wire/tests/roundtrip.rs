@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
-use peregrine_event::{Detail, Event, FileInfo, Kind, Process, Timestamp};
+use peregrine_event::{
+    BlindingKind, BlindingReason, Detail, Event, FileInfo, Kind, Process, Timestamp,
+};
 use peregrine_testkit::builders::{heartbeat as heartbeat_of, probes};
 use peregrine_testkit::coverage::*;
 use peregrine_testkit::wire::*;
@@ -238,6 +240,16 @@ fn heartbeat() -> Heartbeat {
             degraded: true,
         },
         events_sent: 123_456_789,
+        blinding: vec![
+            BlindingReason::new(
+                BlindingKind::SustainedDrops,
+                "kernel 1200, queue 0 events lost in each of the last 3 ticks",
+            ),
+            BlindingReason {
+                code: "from_a_newer_agent".into(),
+                detail: "\u{1b}[31m\n".into(),
+            },
+        ],
         uptime: Duration::new(86_400 * 30, 999_999_999),
         timestamp: Timestamp::from_unix_nanos(T0),
         ..heartbeat_of(identity())
@@ -263,6 +275,31 @@ fn heartbeat_round_trips() {
         panic!()
     };
     assert_eq!(*heartbeat, empty);
+}
+
+#[test]
+fn a_heartbeat_from_before_blinding_reasons_decodes_as_none() {
+    // The committed sample was encoded before `Heartbeat.blinding` existed.
+    let sample: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../events/detector-sqs.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let heartbeats: Vec<Heartbeat> = sample["Records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| match decode(r["body"].as_str().unwrap()).unwrap() {
+            Message::Heartbeat { heartbeat, .. } => Some(*heartbeat),
+            Message::Batch { .. } => None,
+        })
+        .collect();
+    assert_eq!(heartbeats.len(), 1);
+    assert!(heartbeats[0].blinding.is_empty());
+    assert!(!heartbeats[0].probes.is_empty(), "the rest still decodes");
 }
 
 #[test]

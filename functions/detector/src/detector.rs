@@ -7,14 +7,14 @@ use aws_config::SdkConfig;
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::LambdaEvent;
 use peregrine_aws::backoff::RetryPolicy;
-use peregrine_detect::{Catalog, Engine, Match, RuleError, to_finding};
+use peregrine_detect::{Catalog, Engine, Match, RuleError, agent_blinded_finding, to_finding};
 use peregrine_event::{Event, Timestamp};
 use peregrine_finding::{Finding, FindingEnv, FindingError, flag_additional_info};
 use peregrine_lambda::{InvocationError, partial_batch_until, stop_before};
 use peregrine_store::{
-    ChunkOutcome, ChunkWrite, DynamoFindingStore, DynamoHeartbeatStore, EventBridgeBus, FindingBus,
-    FindingStore, FindingWrite, HeartbeatRecord, HeartbeatStore, PublishCounts, PublishItem,
-    StoreError, add, epoch_seconds, iso, send_and_mark,
+    ChunkOutcome, ChunkWrite, Coverage, DynamoFindingStore, DynamoHeartbeatStore, EventBridgeBus,
+    FindingBus, FindingStore, FindingWrite, HeartbeatRecord, HeartbeatStore, PublishCounts,
+    PublishItem, StoreError, add, epoch_seconds, iso, send_and_mark,
 };
 use peregrine_wire::{Header, Heartbeat, Message, ProbeState, WireError};
 use serde::Serialize;
@@ -323,10 +323,27 @@ pub async fn process_message<S: FindingStore, B: FindingBus, H: HeartbeatStore>(
                     "heartbeat older than the stored one; ignored"
                 );
             }
+            // A blinded agent is a finding whatever the row did: a late heartbeat still says
+            // the node was blind then. Its key makes a redelivery count once.
+            let store = if heartbeat.blinding.is_empty() {
+                StoreReport::default()
+            } else {
+                let codes: Vec<&str> = heartbeat.blinding.iter().map(|r| r.code.as_str()).collect();
+                tracing::warn!(reasons = ?codes, "agent reports itself blinded");
+                let env = finding_env(inv, &header, &deps.config.detector_id);
+                let seen = header.created_at.min(now);
+                let mut finding = agent_blinded_finding(&heartbeat.blinding, &env, seen, now);
+                if clamped > 0 {
+                    flag_additional_info(&mut finding, "clockSkewClamped");
+                }
+                store_findings(deps, &heartbeat_key(inv, &header), vec![finding], now).await?
+            };
             Ok(MessageReport {
                 heartbeat: true,
                 sequence: header.sequence,
+                matches: usize::from(!heartbeat.blinding.is_empty()),
                 clamped,
+                store,
                 ..MessageReport::default()
             })
         }
@@ -398,6 +415,21 @@ pub fn batch_key(inv: &Invocation, header: &Header) -> String {
     format!(
         "{}#{}#{}#{}#{}",
         inv.account_id, header.cluster_name, header.node_name, header.agent_id, header.sequence
+    )
+}
+
+/// The identity of a heartbeat, for its findings' dedupe markers:
+/// `<account>#<cluster>#<node>#<agentId>#heartbeat#<createdAt ns>`. A heartbeat carries the
+/// sequence of the agent's next batch, which several heartbeats share, so its own time (as
+/// sent, before any clamping) tells them apart; a redelivery has the same time.
+pub fn heartbeat_key(inv: &Invocation, header: &Header) -> String {
+    format!(
+        "{}#{}#{}#{}#heartbeat#{}",
+        inv.account_id,
+        header.cluster_name,
+        header.node_name,
+        header.agent_id,
+        header.created_at.unix_nanos()
     )
 }
 
@@ -622,6 +654,12 @@ pub fn heartbeat_record(header: &Header, hb: &Heartbeat, now: Timestamp) -> Hear
         events_sent: hb.events_sent,
         uptime_seconds: hb.uptime.as_secs(),
         next_sequence: header.sequence,
+        coverage: if hb.blinding.is_empty() {
+            Coverage::Healthy
+        } else {
+            Coverage::Degraded
+        },
+        blinding_json: serde_json::to_string(&hb.blinding).unwrap_or_else(|_| "[]".to_owned()),
         expires_at: epoch_seconds(add(now, HEARTBEAT_TTL)),
     }
 }

@@ -25,7 +25,7 @@ pub use crate::config::{
 };
 pub use crate::detector::{
     AwsDeps, Clamped, Deps, DetectorError, Invocation, MessageError, MessageReport, StoreReport,
-    batch_key, clamp_times, detect, detect_flagged, finding_env, handle, handle_at,
+    batch_key, clamp_times, detect, detect_flagged, finding_env, handle, handle_at, heartbeat_key,
     heartbeat_record, process_message, store_findings, wire_error_kind,
 };
 pub use crate::sender::{

@@ -40,10 +40,11 @@ async fn beat<Q: MessageQueue>(
     kernel: &str,
     uptime: Duration,
 ) {
-    let hb = shared
-        .health
-        .snapshot()
-        .heartbeat(identity, kernel, shared.state(), uptime);
+    let mut snapshot = shared.health.snapshot();
+    // Every reason since the last heartbeat, not only the current ones: a blind spell between
+    // two heartbeats is still reported.
+    snapshot.blinding = shared.health.take_blinding_report();
+    let hb = snapshot.heartbeat(identity, kernel, shared.state(), uptime);
     let body = match encode_heartbeat(
         &hb,
         shared.next_batch.load(Ordering::Relaxed),
@@ -52,6 +53,7 @@ async fn beat<Q: MessageQueue>(
         Ok(b) => b,
         Err(e) => {
             tracing::error!(error = %e, "encoding a heartbeat");
+            shared.health.return_blinding_report(&hb.blinding);
             return;
         }
     };
@@ -60,6 +62,7 @@ async fn beat<Q: MessageQueue>(
             shared.metrics.heartbeats_sent.inc();
         }
         Err(e) => {
+            shared.health.return_blinding_report(&hb.blinding);
             shared.metrics.heartbeat_failures.inc();
             tracing::debug!(error = %e, "heartbeat not sent");
         }

@@ -360,3 +360,47 @@ async fn heartbeats_carry_health_and_shipping_state() {
     assert!(!hb.kernel_release.is_empty());
     sink.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_blind_spell_between_heartbeats_is_reported_by_the_next_delivered_one() {
+    use peregrine_event::{BlindingKind, BlindingReason};
+    let dir = tempfile::tempdir().unwrap();
+    let queue = Arc::new(MemoryQueue::new());
+    queue.set_down(Some(Failure::Unavailable));
+    let health = Health::default();
+    let metrics = Metrics::default();
+    let mut cfg = ship_config(dir.path());
+    cfg.heartbeat_interval = Duration::from_millis(20);
+    let mut sink =
+        ShippingSink::with_queue(queue.clone(), cfg, metrics.clone(), health.clone()).unwrap();
+    // Blind for one tick, then not: over before any heartbeat goes out.
+    let reason = BlindingReason::new(BlindingKind::SustainedDrops, "3 ticks");
+    health.record_tick(1, std::slice::from_ref(&reason));
+    health.record_tick(2, &[]);
+    health.set_pipeline(Pipeline::Running);
+    // Heartbeats fail for a while: the reason waits for one that is delivered.
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    while metrics.heartbeat_failures.get() < 3 {
+        assert!(std::time::Instant::now() < until, "no heartbeat tried");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    queue.set_down(None);
+    let heartbeats = || -> Vec<Box<peregrine_wire::Heartbeat>> {
+        queue
+            .received()
+            .iter()
+            .filter_map(|b| match decode(b) {
+                Ok(Message::Heartbeat { heartbeat, .. }) => Some(heartbeat),
+                _ => None,
+            })
+            .collect()
+    };
+    while heartbeats().len() < 2 {
+        assert!(std::time::Instant::now() < until, "no heartbeats");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let hbs = heartbeats();
+    assert_eq!(hbs[0].blinding, [reason], "reported once delivered");
+    assert!(hbs[1].blinding.is_empty(), "and only once");
+    sink.close().await.unwrap();
+}

@@ -48,14 +48,36 @@ impl Agent {
         let mut args: Vec<String> = vec!["standalone".into(), "--events".into(), "--output".into()];
         args.push(output.to_string_lossy().into_owned());
         args.extend(extra.iter().map(|s| s.to_string()));
-        Agent::spawn(dir, output, &args, &[])
+        Agent::spawn(dir, output, &args, &[], true)
     }
 
     /// Any subcommand and options, with extra environment (for `run` against a local AWS).
     pub fn start_with(args: &[String], env: &[(String, String)]) -> Agent {
         let dir = tempfile::tempdir().unwrap();
         let output = dir.path().join("unused");
-        Agent::spawn(dir, output, args, env)
+        Agent::spawn(dir, output, args, env, true)
+    }
+
+    /// `standalone` writing findings (not events) to [`Agent::output`], plus `extra` options;
+    /// ready once `/healthz` answers, whatever its status.
+    pub fn start_findings(extra: &[&str]) -> Agent {
+        let dir = tempfile::tempdir().unwrap();
+        let output = dir.path().join("findings.jsonl");
+        let mut args: Vec<String> = vec!["standalone".into(), "--output".into()];
+        args.push(output.to_string_lossy().into_owned());
+        args.extend(extra.iter().map(|s| s.to_string()));
+        Agent::spawn(dir, output, &args, &[], false)
+    }
+
+    /// [`Agent::start`], ready once `/healthz` answers, whatever its status (an agent that is
+    /// expected to start degraded).
+    pub fn start_unchecked(extra: &[&str]) -> Agent {
+        let dir = tempfile::tempdir().unwrap();
+        let output = dir.path().join("events.jsonl");
+        let mut args: Vec<String> = vec!["standalone".into(), "--events".into(), "--output".into()];
+        args.push(output.to_string_lossy().into_owned());
+        args.extend(extra.iter().map(|s| s.to_string()));
+        Agent::spawn(dir, output, &args, &[], false)
     }
 
     fn spawn(
@@ -63,6 +85,7 @@ impl Agent {
         output: PathBuf,
         args: &[String],
         env: &[(String, String)],
+        expect_ok: bool,
     ) -> Agent {
         require_root();
         let port = free_port();
@@ -91,7 +114,7 @@ impl Agent {
         loop {
             if let Some(body) = agent.get("/healthz") {
                 assert!(
-                    body.contains("\"status\":\"ok\""),
+                    !expect_ok || body.contains("\"status\":\"ok\""),
                     "agent degraded at start: {body}"
                 );
                 break;

@@ -286,6 +286,92 @@ async fn a_redelivered_batch_counts_once() {
 }
 
 #[tokio::test]
+async fn a_blinded_agent_is_a_high_finding_on_the_bus_and_a_degraded_row() {
+    let local = local().await;
+    let deps = AwsDeps::from_sdk(
+        &local.sdk,
+        function_config(&local.stack, DETECTOR_BINARY).unwrap(),
+    )
+    .unwrap();
+    let deliver = |id: &'static str, body: String| {
+        let deps = &deps;
+        let event = local.sqs_event(&[(id, &body)]);
+        async move {
+            let r = handle(deps, event).await.unwrap();
+            assert!(r.batch_item_failures.is_empty(), "{r:?}");
+        }
+    };
+    let t0 = Timestamp::now().unix_nanos() - 120_000_000_000;
+    let at = |s: i64| Timestamp::from_unix_nanos(t0 + s * 1_000_000_000);
+
+    // A healthy heartbeat: a HEALTHY row and no finding.
+    deliver("healthy", samples::heartbeat_body(AGENT, 4, at(0)).unwrap()).await;
+    let row = &local.scan("HeartbeatsTable").await[0];
+    assert_eq!(s(row, "coverage"), "HEALTHY");
+    assert!(local.scan("FindingsTable").await.is_empty());
+
+    // The agent reports itself blind: the row is DEGRADED with the reasons, and one High
+    // finding of our own type is stored and published at once.
+    let blinded = samples::blinded_heartbeat_body(AGENT, 5, at(60)).unwrap();
+    deliver("blinded", blinded.clone()).await;
+    deliver("blinded", blinded).await; // a redelivery counts once
+    let row = &local.scan("HeartbeatsTable").await[0];
+    assert_eq!(s(row, "coverage"), "DEGRADED");
+    let reasons: Value = serde_json::from_str(s(row, "blindingReasons")).unwrap();
+    let codes: Vec<&str> = reasons
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["code"].as_str().unwrap())
+        .collect();
+    assert_eq!(codes, ["sustained_drops", "restart_loop"]);
+    let items = local.scan("FindingsTable").await;
+    assert_eq!(items.len(), 1, "{items:?}");
+    let item = &items[0];
+    assert_eq!(
+        s(item, "type"),
+        "DefenseEvasion:Runtime/PeregrineAgentBlinded"
+    );
+    assert_eq!(s(item, "severityLabel"), "High");
+    assert_eq!(n(item, "count"), 1);
+    let f = finding(item);
+    assert_eq!(f["resource"]["instanceDetails"]["nodeName"], NODE);
+    assert_eq!(f["resource"]["eksClusterDetails"]["name"], "prod-eu");
+    let info: Value =
+        serde_json::from_str(f["service"]["additionalInfo"]["value"].as_str().unwrap()).unwrap();
+    assert_eq!(info["blindingReasons"], reasons);
+    let delivered = local
+        .drain("HighSeverityFindingsQueue", Duration::from_secs(1))
+        .await;
+    assert_eq!(delivered.len(), 1, "{delivered:?}");
+    let event = envelope(&delivered[0]);
+    assert_eq!(
+        event["detail"]["type"],
+        "DefenseEvasion:Runtime/PeregrineAgentBlinded"
+    );
+    assert_eq!(event["detail"]["id"], f["id"]);
+
+    // The next blinded heartbeat from the node is another occurrence of the same finding; a
+    // healthy one turns the row back.
+    deliver(
+        "blinded-again",
+        samples::blinded_heartbeat_body(AGENT, 5, at(120)).unwrap(),
+    )
+    .await;
+    let items = local.scan("FindingsTable").await;
+    assert_eq!(items.len(), 1);
+    assert_eq!(n(&items[0], "count"), 2);
+    deliver(
+        "healthy-again",
+        samples::heartbeat_body(AGENT, 5, at(121)).unwrap(),
+    )
+    .await;
+    let row = &local.scan("HeartbeatsTable").await[0];
+    assert_eq!(s(row, "coverage"), "HEALTHY");
+    assert_eq!(s(row, "blindingReasons"), "[]");
+}
+
+#[tokio::test]
 async fn poison_messages_fail_alone() {
     let local = local().await;
     let deps = AwsDeps::from_sdk(

@@ -10,6 +10,7 @@ pub(super) fn encode_loss(l: &LossInfo) -> pb::LossInfo {
         kernel_no_scratch: l.kernel_no_scratch,
         user_queue_full: l.user_queue_full,
         downstream: l.downstream,
+        tick: l.tick,
     }
 }
 
@@ -19,5 +20,6 @@ pub(super) fn decode_loss(l: &pb::LossInfo) -> LossInfo {
         kernel_no_scratch: l.kernel_no_scratch,
         user_queue_full: l.user_queue_full,
         downstream: l.downstream,
+        tick: l.tick,
     }
 }
