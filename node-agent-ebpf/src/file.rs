@@ -3,13 +3,17 @@
 
 use core::ffi::c_void;
 
-use aya_ebpf::helpers::generated::bpf_probe_read_user;
+use aya_ebpf::helpers::generated::{
+    bpf_get_prandom_u32, bpf_probe_read_kernel, bpf_probe_read_user, bpf_probe_read_user_str,
+};
 use node_agent_common::{
-    FileRecord, Kind, O_CREAT, O_TRUNC, O_WRONLY, PATH_CAP, PATH_RESOLVED, TRUNC_NEW_PATH,
-    TRUNC_PATH, WRITE_INTENT,
+    FileRecord, Kind, O_CREAT, O_TRUNC, O_WRONLY, PATH_CAP, PATH_CHANGED, PATH_RESOLVED,
+    PATH_UNVERIFIED, TRUNC_NEW_PATH, TRUNC_PATH, WRITE_INTENT,
+    sip::{SipHasher24, tail_mask},
 };
 
 use crate::{
+    PATHSUM,
     common::{Builder, config, fd_file, fill_header, inode_info, off, read_ptr, walk_path},
     syscalls::{AT_FDCWD, Args, NO_BASE, OP_PATHS, Op, args},
 };
@@ -185,9 +189,189 @@ pub unsafe fn at_entry(args: &mut Args) -> bool {
         args.mode = how[1] as u32;
     }
     // A plain read never crosses to user space.
-    !(args.kind == Kind::Open as u32
+    let keep = !(args.kind == Kind::Open as u32
         && args.flags & WRITE_INTENT == 0
-        && config!(capture_all_opens) == 0)
+        && config!(capture_all_opens) == 0);
+    if keep && (args.op == OP_PATHS || args.op == OP_OPENAT2) {
+        let c = &mut args.check;
+        c.k0 = random_u64();
+        c.k1 = random_u64();
+        c.path = entry_sum(args.ptr1, c.k0, c.k1);
+        if args.op == OP_PATHS {
+            c.new_path = entry_sum(args.ptr2, c.k0, c.k1);
+        }
+    }
+    keep
+}
+
+// ---------------------------------------------------------------------------------------------
+// Path arguments rewritten during the syscall.
+//
+// Except for an open that succeeds (whose path comes from the kernel's own `struct file`), the
+// paths are copied from the caller's memory at exit, after the kernel made its own copy
+// (`getname()`, fs/namei.c). Another thread can rewrite the buffer in between, so that the
+// event names a file the kernel never touched (the "Phantom attack" on syscall tracing, DEF CON
+// 29). No tracepoint sees the kernel's copy, so the programs detect the rewrite instead: each
+// path is read and hashed at entry as well, and a different hash or length at exit sets
+// `PATH_CHANGED`. A rewrite and its undoing both between the entry and the kernel's copy, or
+// both after the copy and before the exit, go unseen; so does any change when the buffer could
+// not be read at entry (its page was not resident), which sets `PATH_UNVERIFIED` instead.
+
+/// `PathSum::state`: the argument is not a path, or there is none.
+const SUM_NONE: u32 = 0;
+/// The entry program hashed the argument.
+const SUM_OK: u32 = 1;
+/// The entry program could not read the argument.
+const SUM_UNREAD: u32 = 2;
+
+/// One path argument as read at syscall entry.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct PathSum {
+    pub hash: u64,
+    pub len: u32,
+    pub state: u32,
+}
+
+/// The path arguments as read at syscall entry, hashed under a key drawn for this syscall: the
+/// caller, who chooses both strings, never learns it (see node_agent_common::sip).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct PathCheck {
+    pub k0: u64,
+    pub k1: u64,
+    pub path: PathSum,
+    pub new_path: PathSum,
+}
+
+impl PathCheck {
+    pub const NONE: PathCheck = PathCheck {
+        k0: 0,
+        k1: 0,
+        path: PathSum {
+            hash: 0,
+            len: 0,
+            state: SUM_NONE,
+        },
+        new_path: PathSum {
+            hash: 0,
+            len: 0,
+            state: SUM_NONE,
+        },
+    };
+}
+
+/// A per-CPU buffer for one path: the entry program reads the argument into it, the exit
+/// program copies the reported path into it; `state` is where `peregrine_sum_words` leaves its
+/// result.
+#[repr(C)]
+pub struct SumBuf {
+    state: SipHasher24,
+    buf: [u8; PATH_CAP],
+}
+
+#[inline(always)]
+unsafe fn random_u64() -> u64 {
+    (u64::from(bpf_get_prandom_u32()) << 32) | u64::from(bpf_get_prandom_u32())
+}
+
+/// Reads and hashes the path at user address `ptr` (none when 0), as `Builder::user_str` will
+/// copy it at exit: at most `PATH_CAP - 1` bytes.
+#[inline(always)]
+unsafe fn entry_sum(ptr: usize, k0: u64, k1: u64) -> PathSum {
+    let mut s = PathSum {
+        hash: 0,
+        len: 0,
+        state: SUM_NONE,
+    };
+    if ptr == 0 {
+        return s;
+    }
+    let Some(b) = PATHSUM.get_ptr_mut(0) else {
+        return s;
+    };
+    let r = bpf_probe_read_user_str(
+        (&raw mut (*b).buf).cast(),
+        PATH_CAP as u32,
+        ptr as *const c_void,
+    );
+    if r <= 0 {
+        s.state = SUM_UNREAD;
+        return s;
+    }
+    let len = (r as usize - 1) & (PATH_CAP - 1);
+    s.hash = sum(b, len, k0, k1);
+    s.len = len as u32;
+    s.state = SUM_OK;
+    s
+}
+
+/// Checks the `len` bytes at `at` (a path just copied into the record) against what the entry
+/// program read, flagging a difference in `flags`.
+#[inline(always)]
+unsafe fn check_sum(at: *const u8, len: u16, expect: &PathSum, k0: u64, k1: u64, flags: &mut u32) {
+    if expect.state == SUM_UNREAD {
+        *flags |= PATH_UNVERIFIED;
+        return;
+    }
+    if expect.state != SUM_OK {
+        return;
+    }
+    let len = usize::from(len) & (PATH_CAP - 1);
+    if len as u32 != expect.len {
+        *flags |= PATH_CHANGED;
+        return;
+    }
+    let Some(b) = PATHSUM.get_ptr_mut(0) else {
+        return;
+    };
+    if bpf_probe_read_kernel((&raw mut (*b).buf).cast(), len as u32, at.cast()) != 0 {
+        return;
+    }
+    if sum(b, len, k0, k1) != expect.hash {
+        *flags |= PATH_CHANGED;
+    }
+}
+
+/// SipHash-2-4 of the first `len` (< PATH_CAP) bytes of `b.buf`.
+#[inline(always)]
+unsafe fn sum(b: *mut SumBuf, len: usize, k0: u64, k1: u64) -> u64 {
+    let len = len & (PATH_CAP - 1);
+    peregrine_sum_words(len as u64, k0, k1);
+    let words = (&raw const (*b).buf).cast::<u64>();
+    // The bytes after the string are stale: the whole last word is read and masked.
+    let tail = *words.add(len >> 3) & tail_mask(len as u64);
+    core::ptr::read_volatile(&raw const (*b).state).finish(tail, len as u64)
+}
+
+/// Absorbs the whole words of the first `len` bytes of this CPU's `SumBuf` into a SipHash-2-4
+/// state keyed by (`k0`, `k1`), left in `SumBuf::state`.
+///
+/// A global function (`no_mangle`, so its BTF linkage is global): the verifier checks it once,
+/// alone, rather than at each of its four call sites, where a loop of up to 512 iterations
+/// costs most of the budget of a million instructions per program (global functions: Linux
+/// 5.6; `bpf_loop`, which would do as well, needs 5.17). It takes scalars only, as a global
+/// function must, and finds its buffer itself.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn peregrine_sum_words(len: u64, k0: u64, k1: u64) -> u64 {
+    let Some(b) = PATHSUM.get_ptr_mut(0) else {
+        return 0;
+    };
+    let n = (len as usize & (PATH_CAP - 1)) >> 3;
+    let mut h = SipHasher24::new(k0, k1);
+    // SAFETY: `b` is this CPU's map value; every index is below PATH_CAP / 8.
+    unsafe {
+        let words = (&raw const (*b).buf).cast::<u64>();
+        for i in 0..PATH_CAP / 8 {
+            if i >= n {
+                break;
+            }
+            h.word(*words.add(i));
+        }
+        core::ptr::write_volatile(&raw mut (*b).state, h);
+    }
+    0
 }
 
 /// Appends `path` (a user pointer, resolved against `dfd`) and, when it is relative, the
@@ -200,12 +384,14 @@ unsafe fn push_user_path(
     path: usize,
     flags: &mut u32,
     trunc: u32,
+    (check, sum): (&PathCheck, &PathSum),
 ) -> (u16, u16) {
     let at = b.dst();
     let (len, t) = b.user_str(path, PATH_CAP);
     if t {
         *flags |= trunc;
     }
+    check_sum(at, len, sum, check.k0, check.k1, flags);
     let relative = len == 0 || *at != b'/';
     if !relative || dfd == NO_BASE {
         return (len, 0);
@@ -270,7 +456,15 @@ pub unsafe fn emit(base: *mut u8, task: usize, args: &Args, ret: i64) {
         (*rec).dev = info.dev;
         flags |= info.flags;
     } else {
-        let (len, blen) = push_user_path(&mut b, task, args.dfd, args.ptr1, &mut flags, TRUNC_PATH);
+        let (len, blen) = push_user_path(
+            &mut b,
+            task,
+            args.dfd,
+            args.ptr1,
+            &mut flags,
+            TRUNC_PATH,
+            (&args.check, &args.check.path),
+        );
         (*rec).path_len = len;
         (*rec).path_base_len = blen;
     }
@@ -282,6 +476,7 @@ pub unsafe fn emit(base: *mut u8, task: usize, args: &Args, ret: i64) {
             args.ptr2,
             &mut flags,
             TRUNC_NEW_PATH,
+            (&args.check, &args.check.new_path),
         );
         (*rec).new_path_len = len;
         (*rec).new_path_base_len = blen;
