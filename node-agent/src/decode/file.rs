@@ -1,6 +1,9 @@
 //! File-change records: open, rename, link, symlink, unlink and chmod.
 
-use node_agent_common::{FileRecord, Kind, O_CREAT, PATH_RESOLVED, TRUNC_NEW_PATH, TRUNC_PATH};
+use node_agent_common::{
+    FileRecord, Kind, O_CREAT, PATH_CHANGED, PATH_RESOLVED, PATH_UNVERIFIED, TRUNC_NEW_PATH,
+    TRUNC_PATH,
+};
 use peregrine_event::{Detail, FileInfo, mode_octal};
 
 use super::{DecodeError, RawBody, checked, read, text};
@@ -83,6 +86,8 @@ pub fn detail(kind: Kind, flags: u32, f: RawFile) -> Detail {
         ino: f.ino,
         dev: f.dev,
         truncated: flags & (TRUNC_PATH | TRUNC_NEW_PATH) != 0,
+        path_changed: flags & PATH_CHANGED != 0,
+        path_unverified: flags & PATH_UNVERIFIED != 0,
     })
 }
 
