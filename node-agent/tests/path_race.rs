@@ -340,17 +340,12 @@ impl Drop for Stop<'_> {
     }
 }
 
-/// A failed open reports the caller's buffer too (a successful one reports the kernel's own
-/// file): an open blocked on a FIFO (the kernel has copied the path and found the FIFO), the
-/// buffer rewritten, then the open interrupted by a signal. The event names the decoy and
-/// must be flagged.
-#[test]
-fn a_failed_open_whose_path_was_rewritten_is_flagged() {
+/// An open of `<dir>/pg-fifo-a`, a FIFO, blocks once the kernel has copied the path and found
+/// the FIFO; the buffer is then rewritten to name `<dir>/pg-fifo-b`, which does not exist, and
+/// the open is interrupted by a signal. Returns the opening thread's id and the decoy.
+fn interrupted_fifo_open(dir: &Path) -> (libc::pid_t, PathBuf) {
     extern "C" fn on_signal(_: libc::c_int) {}
 
-    let agent = Agent::start(&[]);
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = std::fs::canonicalize(tmp.path()).unwrap();
     let fifo = dir.join("pg-fifo-a");
     let decoy = dir.join("pg-fifo-b");
     // SAFETY: a valid path.
@@ -359,19 +354,18 @@ fn a_failed_open_whose_path_was_rewritten_is_flagged() {
     // SAFETY: installing a handler that does nothing.
     unsafe {
         let mut sa: libc::sigaction = std::mem::zeroed();
-        sa.sa_sigaction = on_signal as usize;
+        sa.sa_sigaction = on_signal as *const () as usize;
         libc::sigemptyset(&mut sa.sa_mask);
         assert_eq!(libc::sigaction(libc::SIGUSR1, &sa, std::ptr::null_mut()), 0);
     }
 
-    let buf = SharedPath::new();
+    let buf = Arc::new(SharedPath::new());
     buf.set(&fifo);
-    let buf = Arc::new(buf);
     let (tx, rx) = std::sync::mpsc::channel();
     let opener = {
         let buf = Arc::clone(&buf);
         std::thread::spawn(move || {
-            // SAFETY: gettid has no preconditions.
+            // SAFETY: gettid and pthread_self have no preconditions.
             tx.send((unsafe { libc::gettid() }, unsafe { libc::pthread_self() }))
                 .unwrap();
             // SAFETY: `buf` holds a NUL-terminated path.
@@ -395,6 +389,17 @@ fn a_failed_open_whose_path_was_rewritten_is_flagged() {
     assert_eq!(unsafe { libc::pthread_kill(thread, libc::SIGUSR1) }, 0);
     let (fd, errno) = opener.join().unwrap();
     assert_eq!((fd, errno), (-1, Some(libc::EINTR)));
+    (tid, decoy)
+}
+
+/// A failed open reports the caller's buffer too (a successful one reports the kernel's own
+/// file). The open interrupted after its path was rewritten names the decoy and is flagged.
+#[test]
+fn a_failed_open_whose_path_was_rewritten_is_flagged() {
+    let agent = Agent::start(&[]);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = std::fs::canonicalize(tmp.path()).unwrap();
+    let (tid, decoy) = interrupted_fifo_open(&dir);
 
     let ev = agent.wait_for("the interrupted open", |e| {
         e.kind == Kind::Open && e.tid == tid as u32
@@ -405,4 +410,47 @@ fn a_failed_open_whose_path_was_rewritten_is_flagged() {
     assert_eq!(f.result, -512);
     assert!(!f.resolved);
     assert!(f.path_changed, "the decoy is reported unflagged: {f:?}");
+}
+
+/// The standalone agent with the incubating rules reports the same open as a finding whose
+/// description warns that the path it names may be the decoy.
+#[test]
+fn the_rewrite_is_a_finding_with_the_incubating_rules() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = std::fs::canonicalize(tmp.path()).unwrap();
+    let findings = dir.join("findings.jsonl");
+    let args: Vec<String> = vec![
+        "standalone".into(),
+        "--maturity".into(),
+        "stable,incubating".into(),
+        "--output".into(),
+        findings.to_string_lossy().into_owned(),
+    ];
+    let agent = Agent::start_with(&args, &[]);
+    let (_, decoy) = interrupted_fifo_open(&dir);
+
+    let decoy = decoy.to_string_lossy().into_owned();
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let text = std::fs::read_to_string(&findings).unwrap_or_default();
+        if let Some(line) = text.lines().find(|l| l.contains(decoy.as_str())) {
+            let f: serde_json::Value = serde_json::from_str(line).unwrap();
+            assert_eq!(
+                f["type"], "DefenseEvasion:Runtime/SensitiveFileModified",
+                "{f}"
+            );
+            let context = &f["service"]["runtimeDetails"]["context"];
+            assert_eq!(context["filePath"], decoy.as_str(), "{f}");
+            assert_eq!(context["fileOperation"], "Write", "{f}");
+            let description = f["description"].as_str().unwrap();
+            assert!(description.contains("may be the decoy"), "{description}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no finding naming {decoy}\nfindings:\n{text}\nagent log:\n{}",
+            agent.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

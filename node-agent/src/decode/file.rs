@@ -127,6 +127,26 @@ mod tests {
     }
 
     #[test]
+    fn header_flags_say_whether_a_path_was_rewritten_or_unchecked() {
+        let f = RawFile {
+            path: "/tmp/decoy".into(),
+            ..RawFile::default()
+        };
+        for (flags, changed, unverified) in [
+            (0, false, false),
+            (PATH_CHANGED, true, false),
+            (PATH_UNVERIFIED, false, true),
+            (PATH_CHANGED | PATH_UNVERIFIED | TRUNC_PATH, true, true),
+        ] {
+            let Detail::File(d) = detail(Kind::Unlink, flags, f.clone()) else {
+                panic!("not file")
+            };
+            assert_eq!((d.path_changed, d.path_unverified), (changed, unverified));
+            assert!(!d.resolved);
+        }
+    }
+
+    #[test]
     fn lengths_beyond_the_record_are_an_error() {
         let rec = FileRecord {
             header: header(Kind::Open, 0),
