@@ -4,7 +4,8 @@
 use core::ffi::c_void;
 
 use aya_ebpf::helpers::generated::{
-    bpf_get_prandom_u32, bpf_probe_read_kernel, bpf_probe_read_user, bpf_probe_read_user_str,
+    bpf_get_current_task, bpf_get_prandom_u32, bpf_probe_read_kernel, bpf_probe_read_user,
+    bpf_probe_read_user_str,
 };
 use node_agent_common::{
     FileRecord, Kind, O_CREAT, O_TRUNC, O_WRONLY, PATH_CAP, PATH_CHANGED, PATH_RESOLVED,
@@ -14,7 +15,9 @@ use node_agent_common::{
 
 use crate::{
     PATHSUM,
-    common::{Builder, config, fd_file, fill_header, inode_info, off, read_ptr, walk_path},
+    common::{
+        Builder, config, fd_file, fill_header, inode_info, off, read_ptr, walk_dentry, walk_path,
+    },
     syscalls::{AT_FDCWD, Args, NO_BASE, OP_PATHS, Op, args},
 };
 
@@ -193,12 +196,13 @@ pub unsafe fn at_entry(args: &mut Args) -> bool {
         && args.flags & WRITE_INTENT == 0
         && config!(capture_all_opens) == 0);
     if keep && (args.op == OP_PATHS || args.op == OP_OPENAT2) {
+        let task = bpf_get_current_task() as usize;
         let c = &mut args.check;
         c.k0 = random_u64();
         c.k1 = random_u64();
-        c.path = entry_sum(args.ptr1, c.k0, c.k1);
+        c.path = entry_sum(task, args.dfd, args.ptr1, c.k0, c.k1);
         if args.op == OP_PATHS {
-            c.new_path = entry_sum(args.ptr2, c.k0, c.k1);
+            c.new_path = entry_sum(task, args.dfd2, args.ptr2, c.k0, c.k1);
         }
     }
     keep
@@ -213,9 +217,12 @@ pub unsafe fn at_entry(args: &mut Args) -> bool {
 // event names a file the kernel never touched (the "Phantom attack" on syscall tracing, DEF CON
 // 29). No tracepoint sees the kernel's copy, so the programs detect the rewrite instead: each
 // path is read and hashed at entry as well, and a different hash or length at exit sets
-// `PATH_CHANGED`. A rewrite and its undoing both between the entry and the kernel's copy, or
-// both after the copy and before the exit, go unseen; so does any change when the buffer could
-// not be read at entry (its page was not resident), which sets `PATH_UNVERIFIED` instead.
+// `PATH_CHANGED`. The directory a relative path is reported against (the cwd, which another
+// thread can change with chdir, or the `dirfd`, which it can replace with dup2) is compared by
+// identity the same way. A rewrite and its undoing both between the entry and the kernel's
+// copy, or both after the copy and before the exit, go unseen; so does any change when the
+// buffer could not be read at entry (its page was not resident), which sets `PATH_UNVERIFIED`
+// instead.
 
 /// `PathSum::state`: the argument is not a path, or there is none.
 const SUM_NONE: u32 = 0;
@@ -229,6 +236,8 @@ const SUM_UNREAD: u32 = 2;
 #[derive(Clone, Copy)]
 pub struct PathSum {
     pub hash: u64,
+    /// When the path is relative, [`dir_id`] of the directory it is relative to.
+    pub dir: u64,
     pub len: u32,
     pub state: u32,
 }
@@ -244,20 +253,21 @@ pub struct PathCheck {
     pub new_path: PathSum,
 }
 
+impl PathSum {
+    const NONE: PathSum = PathSum {
+        hash: 0,
+        dir: 0,
+        len: 0,
+        state: SUM_NONE,
+    };
+}
+
 impl PathCheck {
     pub const NONE: PathCheck = PathCheck {
         k0: 0,
         k1: 0,
-        path: PathSum {
-            hash: 0,
-            len: 0,
-            state: SUM_NONE,
-        },
-        new_path: PathSum {
-            hash: 0,
-            len: 0,
-            state: SUM_NONE,
-        },
+        path: PathSum::NONE,
+        new_path: PathSum::NONE,
     };
 }
 
@@ -276,14 +286,11 @@ unsafe fn random_u64() -> u64 {
 }
 
 /// Reads and hashes the path at user address `ptr` (none when 0), as `Builder::user_str` will
-/// copy it at exit: at most `PATH_CAP - 1` bytes.
+/// copy it at exit: at most `PATH_CAP - 1` bytes; and, when it is relative, identifies the
+/// directory `dfd` names.
 #[inline(always)]
-unsafe fn entry_sum(ptr: usize, k0: u64, k1: u64) -> PathSum {
-    let mut s = PathSum {
-        hash: 0,
-        len: 0,
-        state: SUM_NONE,
-    };
+unsafe fn entry_sum(task: usize, dfd: i64, ptr: usize, k0: u64, k1: u64) -> PathSum {
+    let mut s = PathSum::NONE;
     if ptr == 0 {
         return s;
     }
@@ -300,10 +307,42 @@ unsafe fn entry_sum(ptr: usize, k0: u64, k1: u64) -> PathSum {
         return s;
     }
     let len = (r as usize - 1) & (PATH_CAP - 1);
+    if dfd != NO_BASE && (len == 0 || *(&raw const (*b).buf).cast::<u8>() != b'/') {
+        s.dir = dir_id(read_path(base_of(task, dfd)));
+    }
     s.hash = sum(b, len, k0, k1);
     s.len = len as u32;
     s.state = SUM_OK;
     s
+}
+
+/// The `struct path *` a relative path of `task` is resolved against: its cwd, or the file
+/// `dfd` names; 0 when `dfd` is not an open descriptor.
+#[inline(always)]
+unsafe fn base_of(task: usize, dfd: i64) -> usize {
+    if dfd == AT_FDCWD {
+        return read_ptr(task + off!(task_fs)) + off!(fs_pwd);
+    }
+    let f = fd_file(task, dfd);
+    if f == 0 { 0 } else { f + off!(file_f_path) }
+}
+
+/// The `struct path` at `p` as (dentry, vfsmount), each read once; (0, 0) for none.
+#[inline(always)]
+unsafe fn read_path(p: usize) -> (usize, usize) {
+    if p == 0 {
+        return (0, 0);
+    }
+    (
+        read_ptr(p + off!(path_dentry)),
+        read_ptr(p + off!(path_mnt)),
+    )
+}
+
+/// An identity of the directory (`dentry`, `vfsmnt`): the two pointers, mixed.
+#[inline(always)]
+fn dir_id((dentry, vfsmnt): (usize, usize)) -> u64 {
+    dentry as u64 ^ (vfsmnt as u64).rotate_left(32)
 }
 
 /// Checks the `len` bytes at `at` (a path just copied into the record) against what the entry
@@ -396,16 +435,17 @@ unsafe fn push_user_path(
     if !relative || dfd == NO_BASE {
         return (len, 0);
     }
-    let base_path = if dfd == AT_FDCWD {
-        read_ptr(task + off!(task_fs)) + off!(fs_pwd)
-    } else {
-        let f = fd_file(task, dfd);
-        if f == 0 {
-            return (len, 0);
-        }
-        f + off!(file_f_path)
-    };
-    let w = walk_path(base_path, task);
+    // Read once: the directory compared is the directory reported, even if another thread
+    // changes the cwd meanwhile.
+    let (dentry, vfsmnt) = read_path(base_of(task, dfd));
+    // Another thread's chdir, or dup2 over `dfd`, since entry.
+    if sum.state == SUM_OK && dir_id((dentry, vfsmnt)) != sum.dir {
+        *flags |= PATH_CHANGED;
+    }
+    if dentry == 0 {
+        return (len, 0);
+    }
+    let w = walk_dentry(dentry, vfsmnt, task);
     let (blen, bt) = b.path(w);
     if bt {
         *flags |= trunc;

@@ -79,17 +79,42 @@ fn mknod(p: &Path) {
     );
 }
 
+fn chdir(p: &Path) {
+    // SAFETY: a valid NUL-terminated path.
+    let r = unsafe { libc::chdir(c(p).as_ptr()) };
+    assert_eq!(
+        r,
+        0,
+        "chdir {}: {}",
+        p.display(),
+        std::io::Error::last_os_error()
+    );
+}
+
+/// Restores the process's working directory.
+struct Cwd(PathBuf);
+
+impl Drop for Cwd {
+    fn drop(&mut self) {
+        chdir(&self.0);
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Op {
     Unlink,
     Rename,
     Chmod,
+    /// unlink of a relative name, in a working directory another thread changes with chdir.
+    UnlinkInCwd,
 }
+
+const OPS: [Op; 4] = [Op::Unlink, Op::Rename, Op::Chmod, Op::UnlinkInCwd];
 
 impl Op {
     fn kind(self) -> Kind {
         match self {
-            Op::Unlink => Kind::Unlink,
+            Op::Unlink | Op::UnlinkInCwd => Kind::Unlink,
             Op::Rename => Kind::Rename,
             Op::Chmod => Kind::Chmod,
         }
@@ -100,23 +125,54 @@ impl Op {
             Op::Unlink => 'u',
             Op::Rename => 'r',
             Op::Chmod => 'c',
+            Op::UnlinkInCwd => 'w',
+        }
+    }
+
+    /// The second thread's one change: the buffer's last byte, or the working directory.
+    fn flip(self, dir: &Path, buf: &SharedPath) {
+        match self {
+            Op::UnlinkInCwd => chdir(&dir.join("wb")),
+            _ => buf.set_last(b'b'),
         }
     }
 }
 
-/// Iteration `i` of `op` works on `<dir>/<tag><i>-a` and `-b`: names of the same length that
-/// differ in their last byte only.
+/// Iteration `i` of `op` works on two files whose names differ in one byte: `<dir>/<tag><i>-a`
+/// and `-b`, or `<dir>/wa/d<i>` and `<dir>/wb/d<i>`, the same name in two directories.
 fn pair(dir: &Path, op: Op, i: u64) -> (PathBuf, PathBuf) {
+    if op == Op::UnlinkInCwd {
+        let name = format!("d{i:07}");
+        return (dir.join("wa").join(&name), dir.join("wb").join(&name));
+    }
     let stem = format!("{}{i:07}-", op.tag());
     (dir.join(format!("{stem}a")), dir.join(format!("{stem}b")))
 }
 
-/// Sets up iteration `i`: both files exist (mode 0644), the buffer names `a`.
+/// The iteration of a reported path of `op`.
+fn iteration_of(dir: &Path, op: Op, path: &str) -> Option<u64> {
+    let rest = path.strip_prefix(&format!("{}/{}", dir.display(), op.tag()))?;
+    let digits = if op == Op::UnlinkInCwd {
+        rest.strip_prefix("a/d")
+            .or_else(|| rest.strip_prefix("b/d"))?
+    } else {
+        rest
+    };
+    digits.get(..7)?.parse().ok()
+}
+
+/// Sets up iteration `i`: both files exist (mode 0644), the buffer and the working directory
+/// name `a`.
 fn prepare(dir: &Path, op: Op, i: u64, buf: &SharedPath) {
     let (a, b) = pair(dir, op, i);
     mknod(&a);
     mknod(&b);
-    buf.set(&a);
+    if op == Op::UnlinkInCwd {
+        chdir(&dir.join("wa"));
+        buf.set(Path::new(a.file_name().unwrap()));
+    } else {
+        buf.set(&a);
+    }
 }
 
 /// Runs `op` on the path in `buf`.
@@ -124,7 +180,7 @@ fn run(dir: &Path, op: Op, i: u64, buf: &SharedPath) -> i32 {
     // SAFETY: `buf` holds a NUL-terminated path; the others are valid C strings.
     unsafe {
         match op {
-            Op::Unlink => libc::unlink(buf.ptr()),
+            Op::Unlink | Op::UnlinkInCwd => libc::unlink(buf.ptr()),
             Op::Rename => {
                 let to = c(&dir.join(format!("r{i:07}-dst")));
                 libc::rename(buf.ptr(), to.as_ptr())
@@ -138,7 +194,7 @@ fn run(dir: &Path, op: Op, i: u64, buf: &SharedPath) -> i32 {
 fn truth(dir: &Path, op: Op, i: u64) -> PathBuf {
     let (a, b) = pair(dir, op, i);
     let acted = |p: &Path| match op {
-        Op::Unlink | Op::Rename => !p.exists(),
+        Op::Unlink | Op::UnlinkInCwd | Op::Rename => !p.exists(),
         Op::Chmod => std::fs::metadata(p).unwrap().permissions().mode() & 0o777 == 0o600,
     };
     match (acted(&a), acted(&b)) {
@@ -150,17 +206,13 @@ fn truth(dir: &Path, op: Op, i: u64) -> PathBuf {
 
 /// The events of `op` on the pairs of `dir`, by iteration.
 fn events_by_iteration(events: &[Event], dir: &Path, op: Op) -> HashMap<u64, FileInfo> {
-    let prefix = format!("{}/{}", dir.display(), op.tag());
     let mut out = HashMap::new();
     for e in events {
         if e.kind != op.kind() {
             continue;
         }
         let Some(f) = e.file() else { continue };
-        let Some(rest) = f.path.strip_prefix(&prefix) else {
-            continue;
-        };
-        let Some(i) = rest.get(..7).and_then(|n| n.parse::<u64>().ok()) else {
+        let Some(i) = iteration_of(dir, op, &f.path) else {
             continue;
         };
         assert!(
@@ -195,8 +247,9 @@ const MAX_ITERATIONS: u64 = 40_000;
 
 /// A thread runs unlink, rename and chmod on a shared buffer naming file `a` while a second
 /// thread rewrites the buffer to name `b`, once per call, after a delay that sweeps the whole
-/// call. Whenever the event names the file the kernel did not act on, it must say so. A normal
-/// call on the same buffer, with no second thread, is not flagged.
+/// call; and unlink of a relative name while the second thread changes the working directory
+/// from the one holding `a` to the one holding `b`. Whenever the event names the file the
+/// kernel did not act on, it must say so. A normal call, with no second thread, is not flagged.
 ///
 /// One rewrite per call is the attack: the name the kernel copies is the real target and the
 /// name left in memory the decoy. A rewrite undone within the same call can go unseen (the
@@ -207,11 +260,14 @@ fn a_path_rewritten_during_the_syscall_is_flagged() {
     let agent = Agent::start(&[]);
     let tmp = tempfile::tempdir().unwrap();
     let dir = std::fs::canonicalize(tmp.path()).unwrap();
+    std::fs::create_dir(dir.join("wa")).unwrap();
+    std::fs::create_dir(dir.join("wb")).unwrap();
+    let _cwd = Cwd(std::env::current_dir().unwrap());
     let buf = SharedPath::new();
 
     // Unraced: the same buffer and calls, no second thread.
     let mut durations = Vec::new();
-    for op in [Op::Unlink, Op::Rename, Op::Chmod] {
+    for op in OPS {
         for i in 0..50 {
             prepare(&dir, op, i, &buf);
             let t = Instant::now();
@@ -220,7 +276,7 @@ fn a_path_rewritten_during_the_syscall_is_flagged() {
             assert_eq!(r, 0, "{op:?}: {}", std::io::Error::last_os_error());
         }
     }
-    for op in [Op::Unlink, Op::Rename, Op::Chmod] {
+    for op in OPS {
         let events = wait_for_iteration(&agent, &dir, op, 49);
         let by_i = events_by_iteration(&events, &dir, op);
         for i in 0..50 {
@@ -240,7 +296,7 @@ fn a_path_rewritten_during_the_syscall_is_flagged() {
 
     // Raced.
     let mut report = Vec::new();
-    for op in [Op::Unlink, Op::Rename, Op::Chmod] {
+    for op in OPS {
         let go = AtomicU64::new(0);
         let done = AtomicU64::new(0);
         let first = 1_000;
@@ -269,7 +325,7 @@ fn a_path_rewritten_during_the_syscall_is_flagged() {
                     while t.elapsed() < delay {
                         std::hint::spin_loop();
                     }
-                    buf.set_last(b'b');
+                    op.flip(&dir, &buf);
                     done.store(n, Ordering::SeqCst);
                 }
             });
