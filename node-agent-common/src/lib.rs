@@ -212,6 +212,14 @@ pub const IN_UPPER_LAYER: u32 = 1 << 9;
 /// `path` of a file event was resolved by the kernel from the opened file (absolute, symlinks
 /// followed) rather than copied from the syscall argument.
 pub const PATH_RESOLVED: u32 = 1 << 10;
+/// A path argument of a file event (`path` or `new_path`, as copied from the caller's memory)
+/// read differently at syscall entry and at exit: another thread (or a process sharing the
+/// memory) rewrote the buffer while the syscall ran, so the reported path may not be the one
+/// the kernel used. Never set for a path the kernel resolved ([`PATH_RESOLVED`]).
+pub const PATH_CHANGED: u32 = 1 << 11;
+/// A path argument could not be read at syscall entry (its page was not resident, which is how
+/// a caller delays the kernel's own copy), so whether it changed during the syscall is unknown.
+pub const PATH_UNVERIFIED: u32 = 1 << 12;
 
 /// Common prefix of every kernel record. 88 bytes.
 #[repr(C)]
@@ -435,6 +443,8 @@ const _: () = {
     assert!(core::mem::size_of::<ExecRecord>() <= 256);
     assert!(FILENAME_CAP + 2 * PATH_CAP + ARGV_CAP + ENV_CAP <= DATA_MASK + 1);
 };
+
+pub mod sip;
 
 #[cfg(feature = "user")]
 mod pod {

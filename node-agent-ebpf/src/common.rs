@@ -299,6 +299,16 @@ macro_rules! st {
 /// of the program once instead of once per exit (which exceeds the 1M-instruction budget).
 #[inline(always)]
 pub(crate) unsafe fn walk_path(path_ptr: usize, task: usize) -> Walked {
+    let dentry = read_ptr(path_ptr + off!(path_dentry));
+    let vfsmnt = read_ptr(path_ptr + off!(path_mnt));
+    walk_dentry(dentry, vfsmnt, task)
+}
+
+/// [`walk_path`] of the `struct path` { `vfsmnt`, `dentry` }, read by the caller (who may need
+/// the same values for something else: a second read of a `struct path` another thread can
+/// change, such as the cwd, may give another directory).
+#[inline(always)]
+pub(crate) unsafe fn walk_dentry(dentry: usize, vfsmnt: usize, task: usize) -> Walked {
     let mut out = Walked {
         start: PATH_CAP - 1,
         truncated: false,
@@ -309,8 +319,6 @@ pub(crate) unsafe fn walk_path(path_ptr: usize, task: usize) -> Walked {
     let fs = read_ptr(task + off!(task_fs));
     let root_mnt = read_ptr(fs + off!(fs_root) + off!(path_mnt));
     let root_dentry = read_ptr(fs + off!(fs_root) + off!(path_dentry));
-    let dentry = read_ptr(path_ptr + off!(path_dentry));
-    let vfsmnt = read_ptr(path_ptr + off!(path_mnt));
     if dentry == 0 || vfsmnt == 0 {
         return out;
     }

@@ -34,6 +34,7 @@ use node_agent_common::{
 };
 
 use common::{PathBuf, Scratch};
+use file::SumBuf;
 use syscalls::Args;
 
 // ---------------------------------------------------------------------------------------------
@@ -93,6 +94,10 @@ static SCRATCH: Array<Scratch> = Array::with_max_entries(1, 0);
 /// Where `common::walk_path` assembles a path, right to left.
 #[map]
 static PATHBUF: PerCpuArray<PathBuf> = PerCpuArray::with_max_entries(1, 0);
+
+/// Where a path argument is hashed, at syscall entry and again at exit (`file::PathCheck`).
+#[map]
+static PATHSUM: PerCpuArray<SumBuf> = PerCpuArray::with_max_entries(1, 0);
 
 /// Arguments saved at syscall entry for the exit program, keyed by pid_tgid.
 #[map]

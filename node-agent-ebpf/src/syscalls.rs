@@ -44,6 +44,8 @@ pub struct Args {
     pub ptr1: usize,
     pub dfd2: i64,
     pub ptr2: usize,
+    /// What the entry program read of the path arguments, for the exit program to compare.
+    pub check: file::PathCheck,
 }
 
 /// Arguments of syscall `nr` producing `kind`, with nothing read yet.
@@ -60,6 +62,7 @@ pub fn args(nr: i32, kind: Kind, op: Op) -> Args {
         ptr1: 0,
         dfd2: AT_FDCWD,
         ptr2: 0,
+        check: file::PathCheck::NONE,
     }
 }
 

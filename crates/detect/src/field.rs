@@ -161,6 +161,11 @@ fields! {
     FileWrite = "file.write", Bool, File, FileWrite;
     /// GuardDuty's `fileOperation`: Write (open, chmod), Delete, Rename, Link or Symlink.
     FileOperation = "file.operation", Str, File, FileOperation;
+    /// A path argument changed in the caller's memory while the syscall ran: `file.path` or
+    /// `file.new_path` may be a decoy.
+    FilePathChanged = "file.path_changed", Bool, File, FilePathChanged;
+    /// A path argument could not be read at syscall entry: a change would have gone unseen.
+    FilePathUnverified = "file.path_unverified", Bool, File, FilePathUnverified;
     NetFamily = "net.family", Str, Connect, NetFamily;
     NetAddress = "net.address", Ip, Connect, NetAddress;
     NetPort = "net.port", Int, Connect, NetPort;
@@ -411,6 +416,10 @@ impl<'a> Subject<'a> {
                 (Some(_), Some(op)) => Val::Str(op),
                 _ => Val::Missing,
             },
+            Field::FilePathChanged => file.map_or(Val::Missing, |f| Val::Bool(f.path_changed)),
+            Field::FilePathUnverified => {
+                file.map_or(Val::Missing, |f| Val::Bool(f.path_unverified))
+            }
             Field::NetFamily => net.map_or(Val::Missing, |n| {
                 Val::Str(match n.family {
                     Family::Inet => "inet",

@@ -293,9 +293,17 @@ fn the_catalog_loads_stable_rules_unless_asked_for_more() {
     assert!(default.rules().all(|r| r.pack_version == "1.0.0"));
     let all = Catalog::with_maturities(&Maturity::ALL).unwrap();
     assert_eq!(
-        all.len(),
+        all.rules()
+            .filter(|r| r.maturity == Maturity::Stable)
+            .count(),
         default.len(),
-        "every built-in rule is stable today"
+        "the default catalog is every stable built-in rule"
+    );
+    assert!(
+        all.rules()
+            .any(|r| r.id == "defense-evasion-file-path-swapped"
+                && r.maturity == Maturity::Incubating),
+        "an incubating built-in rule loads when asked for"
     );
     assert!(
         Catalog::with_maturities(&[Maturity::Sandbox])

@@ -242,6 +242,15 @@ pub struct FileInfo {
     pub dev: u32,
     #[serde(default, skip_serializing_if = "is_false")]
     pub truncated: bool,
+    /// A path argument read from the caller's memory changed while the syscall ran: another
+    /// thread rewrote it after the kernel copied it, so `path` or `new_path` may be a decoy and
+    /// not the file the kernel acted on.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub path_changed: bool,
+    /// A path argument could not be read at syscall entry, so whether it changed during the
+    /// syscall is unknown.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub path_unverified: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -318,6 +318,10 @@ impl EventBuilder {
     pub fn resolved(self, dev: u32, ino: u64) -> Self {
         self.with_file(|f| (f.resolved, f.dev, f.ino) = (true, dev, ino))
     }
+    /// A path argument changed in the caller's memory during the syscall.
+    pub fn path_changed(self) -> Self {
+        self.with_file(|f| f.path_changed = true)
+    }
     pub fn new_binary(self, new_binary: NewBinary) -> Self {
         self.with_exec(|e| e.new_binary = Some(new_binary))
     }

@@ -100,6 +100,8 @@ fn file(path: &str) -> FileInfo {
         ino: 1_234_567,
         dev: 0x10302,
         truncated: false,
+        path_changed: false,
+        path_unverified: false,
     }
 }
 
@@ -207,6 +209,8 @@ pub fn every_kind() -> Vec<Event> {
     let mut e = bare(Kind::Link, 33, sh.clone(), None);
     e.detail = Detail::File(FileInfo {
         new_path: Some("/tmp/hard".into()),
+        resolved: false,
+        path_unverified: true,
         ..file("/etc/shadow")
     });
     v.push(e);
@@ -221,6 +225,8 @@ pub fn every_kind() -> Vec<Event> {
         flags: 0x200,
         mode: 0,
         mode_octal: String::new(),
+        resolved: false,
+        path_changed: true,
         ..file("/tmp/x")
     });
     v.push(e);

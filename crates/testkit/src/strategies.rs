@@ -210,12 +210,14 @@ pub fn file_s() -> impl Strategy<Value = FileInfo> {
             any::<u64>(),
             any::<u32>(),
             any::<bool>(),
+            any::<bool>(),
+            any::<bool>(),
         ),
     )
         .prop_map(
             |(
                 (path, new_path, flags, mode, how, other),
-                (result, resolved, ino, dev, truncated),
+                (result, resolved, ino, dev, truncated, path_changed, path_unverified),
             )| {
                 FileInfo {
                     path,
@@ -232,6 +234,8 @@ pub fn file_s() -> impl Strategy<Value = FileInfo> {
                     ino,
                     dev,
                     truncated,
+                    path_changed,
+                    path_unverified,
                 }
             },
         )

@@ -1,6 +1,9 @@
 //! File-change records: open, rename, link, symlink, unlink and chmod.
 
-use node_agent_common::{FileRecord, Kind, O_CREAT, PATH_RESOLVED, TRUNC_NEW_PATH, TRUNC_PATH};
+use node_agent_common::{
+    FileRecord, Kind, O_CREAT, PATH_CHANGED, PATH_RESOLVED, PATH_UNVERIFIED, TRUNC_NEW_PATH,
+    TRUNC_PATH,
+};
 use peregrine_event::{Detail, FileInfo, mode_octal};
 
 use super::{DecodeError, RawBody, checked, read, text};
@@ -83,6 +86,8 @@ pub fn detail(kind: Kind, flags: u32, f: RawFile) -> Detail {
         ino: f.ino,
         dev: f.dev,
         truncated: flags & (TRUNC_PATH | TRUNC_NEW_PATH) != 0,
+        path_changed: flags & PATH_CHANGED != 0,
+        path_unverified: flags & PATH_UNVERIFIED != 0,
     })
 }
 
@@ -119,6 +124,26 @@ mod tests {
         };
         assert_eq!(f.path, "target");
         assert_eq!(f.new_path.as_deref(), Some("/tmp/pg-z"));
+    }
+
+    #[test]
+    fn header_flags_say_whether_a_path_was_rewritten_or_unchecked() {
+        let f = RawFile {
+            path: "/tmp/decoy".into(),
+            ..RawFile::default()
+        };
+        for (flags, changed, unverified) in [
+            (0, false, false),
+            (PATH_CHANGED, true, false),
+            (PATH_UNVERIFIED, false, true),
+            (PATH_CHANGED | PATH_UNVERIFIED | TRUNC_PATH, true, true),
+        ] {
+            let Detail::File(d) = detail(Kind::Unlink, flags, f.clone()) else {
+                panic!("not file")
+            };
+            assert_eq!((d.path_changed, d.path_unverified), (changed, unverified));
+            assert!(!d.resolved);
+        }
     }
 
     #[test]

@@ -135,6 +135,8 @@ pub fn build_event(spec: &EventSpec) -> Result<Event, String> {
             "result",
             spec.result.is_some() && !is_file && kind != Kind::Connect,
         ),
+        ("path_changed", spec.path_changed && !is_file),
+        ("path_unverified", spec.path_unverified && !is_file),
         ("family", spec.family.is_some() && kind != Kind::Connect),
         ("address", spec.address.is_some() && kind != Kind::Connect),
         ("port", spec.port.is_some() && kind != Kind::Connect),
@@ -179,6 +181,8 @@ pub fn build_event(spec: &EventSpec) -> Result<Event, String> {
             result: spec
                 .result
                 .unwrap_or(if kind == Kind::Open { 3 } else { 0 }),
+            path_changed: spec.path_changed,
+            path_unverified: spec.path_unverified,
             ..FileInfo::default()
         });
     }

@@ -103,6 +103,12 @@ pub struct EventSpec {
     /// The syscall's result (file kinds and connect): >= 0 success, else -errno.
     #[serde(default)]
     pub result: Option<i64>,
+    /// `file.path_changed`: a path argument was rewritten during the syscall.
+    #[serde(default)]
+    pub path_changed: bool,
+    /// `file.path_unverified`: a path argument could not be read at syscall entry.
+    #[serde(default)]
+    pub path_unverified: bool,
 
     // Connect (`path` for a Unix socket).
     #[serde(default)]
@@ -141,6 +147,8 @@ impl EventSpec {
             flags: None,
             mode: None,
             result: None,
+            path_changed: false,
+            path_unverified: false,
             family: None,
             address: None,
             port: None,

@@ -29,6 +29,8 @@ pub(super) fn encode<'a>(b: &mut Builder<'a>, f: &'a FileInfo) -> Result<pb::Fil
         ino: f.ino,
         dev: f.dev,
         truncated: f.truncated,
+        path_changed: f.path_changed,
+        path_unverified: f.path_unverified,
     })
 }
 
@@ -56,6 +58,8 @@ pub(super) fn decode(f: &pb::FileInfo, t: &Tables<'_>) -> Result<FileInfo, Incon
         ino: f.ino,
         dev: f.dev,
         truncated: f.truncated,
+        path_changed: f.path_changed,
+        path_unverified: f.path_unverified,
     })
 }
 
