@@ -34,6 +34,8 @@ pub const TRACKED_SYSCALLS: &[(&str, bool)] = &[
     ("fchmodat2", false),
     ("fchmod", true),
     ("connect", true),
+    // Absent when the kernel is built without io_uring (CONFIG_IO_URING=n).
+    ("io_uring_setup", false),
     ("open", false),
     ("creat", false),
     ("rename", false),
@@ -113,6 +115,7 @@ impl Default for LoadOptions {
 pub struct Probes {
     ebpf: Ebpf,
     pub status: Vec<ProbeStatus>,
+    compat_folded: PerCpuArray<MapData, u64>,
 }
 
 /// The kernel's loss counters.
@@ -240,6 +243,9 @@ impl Probes {
             true,
             &mut status,
         );
+        // Compat syscalls pass only the raw syscall tracepoints (node-agent-ebpf/src/kernel.rs).
+        attach_raw(&mut ebpf, "compat_sys_enter", "sys_enter", &mut status);
+        attach_raw(&mut ebpf, "compat_sys_exit", "sys_exit", &mut status);
         for (name, required) in TRACKED_SYSCALLS {
             attach_tracepoint(
                 &mut ebpf,
@@ -273,7 +279,28 @@ impl Probes {
             name: "DROPS",
             source,
         })?;
-        Ok((Probes { ebpf, status }, events, DropCounters { map: drops }))
+        let folded = ebpf
+            .take_map("COMPAT_FOLDED")
+            .ok_or(ProbeError::MissingMap("COMPAT_FOLDED"))?;
+        let compat_folded = PerCpuArray::try_from(folded).map_err(|source| ProbeError::Map {
+            name: "COMPAT_FOLDED",
+            source,
+        })?;
+        Ok((
+            Probes {
+                ebpf,
+                status,
+                compat_folded,
+            },
+            events,
+            DropCounters { map: drops },
+        ))
+    }
+
+    /// 32-bit syscalls the kernel folded into an earlier event of the same process image and
+    /// syscall number (each is reported once), over all CPUs since load.
+    pub fn compat_syscalls_folded(&self) -> Result<u64, aya::maps::MapError> {
+        Ok(self.compat_folded.get(&0, 0)?.iter().copied().sum())
     }
 
     pub fn attached(&self) -> usize {
