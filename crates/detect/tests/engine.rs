@@ -292,11 +292,27 @@ fn the_catalog_loads_stable_rules_unless_asked_for_more() {
     assert!(default.rules().all(|r| r.maturity == Maturity::Stable));
     assert!(default.rules().all(|r| r.pack_version == "1.0.0"));
     let all = Catalog::with_maturities(&Maturity::ALL).unwrap();
+    // Every built-in rule is stable today but the defense-evasion ones, which are new.
+    let mut extra: Vec<&str> = all
+        .rules()
+        .filter(|r| r.maturity != Maturity::Stable)
+        .map(|r| r.id)
+        .collect();
+    extra.sort_unstable();
     assert_eq!(
-        all.len(),
-        default.len(),
-        "every built-in rule is stable today"
+        extra,
+        [
+            "compat-syscall-in-container",
+            "int80-syscall-from-64bit-code-in-container",
+            "io-uring-in-container"
+        ]
     );
+    assert!(
+        all.rules()
+            .filter(|r| r.maturity != Maturity::Stable)
+            .all(|r| r.maturity == Maturity::Incubating)
+    );
+    assert_eq!(all.len(), default.len() + extra.len());
     assert!(
         Catalog::with_maturities(&[Maturity::Sandbox])
             .unwrap()
