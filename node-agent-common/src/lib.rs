@@ -432,13 +432,14 @@ pub struct KernelOffsets {
     pub ovl_inode_upperdentry: u32,
     /// 1 when the kernel has overlayfs in its BTF (the two fields above are valid).
     pub has_ovl: u32,
-    /// The `task_struct` word that says whether the current syscall is a 32-bit one:
-    /// `thread_info.status` (`TS_COMPAT`) on x86-64, `thread_info.flags` (`TIF_32BIT`) on arm64.
-    pub task_compat_word: u32,
+    /// x86-64: `task_struct.thread_info.status`, whose `TS_COMPAT` says the current syscall is
+    /// a 32-bit one (0 elsewhere).
+    pub task_compat_status: u32,
     /// `task_struct.self_exec_id`: changes at every exec, so it names a process image.
     pub task_self_exec_id: u32,
-    /// `pt_regs.cs` (x86-64; 0 elsewhere): tells `int 0x80` from 64-bit code.
-    pub pt_regs_cs: u32,
+    /// The caller's mode in its saved registers: `pt_regs.cs` on x86-64 (tells `int 0x80` from
+    /// 64-bit code), `pt_regs.pstate` on arm64 (AArch32 or not).
+    pub pt_regs_mode: u32,
 }
 
 /// Load-time settings for the probes.
@@ -457,6 +458,9 @@ pub struct ProbeConfig {
     /// Records are submitted without waking the reader (a wakeup is an IPI, costly in a VM)
     /// until this many bytes are waiting; the reader also drains on a short timer.
     pub wakeup_bytes: u32,
+    /// 1 when the raw `sys_exit` program is attached, so that a compat syscall's event waits for
+    /// its result; 0 reports it at entry, without one.
+    pub compat_results: u32,
 }
 
 /// Indexes of the per-CPU `DROPS` counters.
@@ -481,7 +485,7 @@ const _: () = {
     assert!(core::mem::size_of::<CgroupRecord>() == 88 + 16);
     assert!(core::mem::size_of::<IoUringRecord>() == 88 + 16);
     assert!(core::mem::size_of::<CompatSyscallRecord>() == 88 + 16);
-    assert!(core::mem::size_of::<ProbeConfig>() == 7 * 4);
+    assert!(core::mem::size_of::<ProbeConfig>() == 8 * 4);
     assert!(core::mem::size_of::<KernelOffsets>() == 53 * 4);
     // The largest fixed part must fit in the 256 bytes reserved for it in the scratch area.
     assert!(core::mem::size_of::<ExecRecord>() <= 256);

@@ -8,12 +8,15 @@
 //!   `syscalls:sys_{enter,exit}_*` tracepoints ignore compat syscalls
 //!   (`trace_get_syscall_nr()` in kernel/trace/trace_syscalls.c returns -1 for them), so a
 //!   32-bit process, or `int 0x80` from a 64-bit one, opens files unseen. Both programs run on
-//!   every syscall of the node: their common path reads one word of the current task and
-//!   returns.
+//!   every syscall of the node: their common path reads one word (x86-64: of the current task;
+//!   arm64: of the saved registers) and returns.
 
 use aya_ebpf::{
     bindings::BPF_NOEXIST,
-    helpers::generated::{bpf_get_current_pid_tgid, bpf_get_current_task, bpf_probe_read_user},
+    helpers::generated::{
+        bpf_get_current_pid_tgid, bpf_get_current_task, bpf_get_current_task_btf,
+        bpf_probe_read_user,
+    },
     macros::raw_tracepoint,
     programs::RawTracePointContext,
 };
@@ -23,7 +26,7 @@ use node_agent_common::{
 
 use crate::{
     COMPAT_FOLDED, COMPAT_PENDING, COMPAT_SEEN,
-    common::{Builder, fill_header, is_self, off, read_ptr, read_u32, read_u64, scratch},
+    common::{Builder, config, fill_header, is_self, off, read_ptr, read_u32, read_u64, scratch},
     syscalls::{Args, Op, args},
 };
 
@@ -76,15 +79,34 @@ pub unsafe fn emit(base: *mut u8, task: usize, args: &Args, ret: i64) {
 
 #[cfg(bpf_target_arch = "x86_64")]
 mod arch {
+    use super::*;
+
     /// `TS_COMPAT` in `thread_info.status`: set by the entry code for the duration of a 32-bit
-    /// syscall, whichever way it was made (arch/x86/include/asm/thread_info.h,
-    /// `syscall_32_enter()` in arch/x86/entry/syscall_32.c). Cleared on the way back to user
-    /// mode, after the `sys_exit` tracepoint.
-    pub const COMPAT_MASK: u32 = 0x0002;
-    /// `__USER_CS`: the 64-bit user code segment. `int 0x80` pushes the caller's real CS; the
-    /// 32-bit `sysenter`/`syscall` entries record `__USER32_CS` (0x23).
-    pub const USER64_CS: u64 = 0x33;
-    /// i386 numbers of the syscalls that do not return to their caller: reported at entry.
+    /// syscall, whichever instruction made it (arch/x86/include/asm/thread_info.h,
+    /// `syscall_32_enter()` in arch/x86/entry/syscall_32.c), and cleared on the way back to
+    /// user mode, after the `sys_exit` tracepoint.
+    const TS_COMPAT: u32 = 0x0002;
+    /// `__USER_CS`, the 64-bit user code segment. `int 0x80` saves the caller's real CS; the
+    /// 32-bit `sysenter` and `syscall` entries save `__USER32_CS` (0x23).
+    const USER64_CS: u64 = 0x33;
+
+    /// The current syscall is a 32-bit one. The whole cost of both programs for every other
+    /// syscall on the node: one helper call and one load. The task comes as a BTF pointer, so
+    /// the load is a plain (fault-safe) instruction the verifier checks against `task_struct`'s
+    /// BTF, not a `bpf_probe_read_kernel` call, which would cost several times more.
+    #[inline(always)]
+    pub unsafe fn compat(_regs: usize) -> bool {
+        let task = bpf_get_current_task_btf() as *const u8;
+        core::ptr::read_volatile(task.add(off!(task_compat_status)).cast::<u32>()) & TS_COMPAT != 0
+    }
+
+    /// The caller was running 64-bit code: `int 0x80`.
+    #[inline(always)]
+    pub unsafe fn from_64bit(regs: usize) -> bool {
+        read_u64(regs + off!(pt_regs_mode)) & 0xffff == USER64_CS
+    }
+
+    /// i386 numbers of the syscalls that do not return to their caller.
     pub const EXIT: u32 = 1;
     pub const EXECVE: u32 = 11;
     pub const EXIT_GROUP: u32 = 252;
@@ -93,25 +115,31 @@ mod arch {
 
 #[cfg(not(bpf_target_arch = "x86_64"))]
 mod arch {
-    /// arm64: `TIF_32BIT` in `thread_info.flags` marks an AArch32 task
-    /// (arch/arm64/include/asm/thread_info.h). An AArch64 task has no way to make a 32-bit
-    /// syscall, so the task's mode is the syscall's.
-    pub const COMPAT_MASK: u32 = 1 << 22;
-    /// No 64-bit caller can make a compat syscall here.
-    pub const USER64_CS: u64 = u64::MAX;
-    /// arm EABI numbers (arch/arm/tools/syscall.tbl).
+    use super::*;
+
+    /// `PSR_MODE32_BIT` in the saved `pstate`: the caller runs in AArch32 state. It is
+    /// architectural (SPSR_EL1.M[4]), unlike `TIF_32BIT`, whose number changed when arm64 moved
+    /// to the generic TIF bits. An AArch64 task cannot make a 32-bit syscall, so the caller's
+    /// state is the syscall's.
+    const PSR_MODE32_BIT: u64 = 0x10;
+
+    /// The current syscall is a 32-bit one: one 8-byte kernel read.
+    #[inline(always)]
+    pub unsafe fn compat(regs: usize) -> bool {
+        read_u64(regs + off!(pt_regs_mode)) & PSR_MODE32_BIT != 0
+    }
+
+    /// No 64-bit code can make a 32-bit syscall here.
+    #[inline(always)]
+    pub unsafe fn from_64bit(_regs: usize) -> bool {
+        false
+    }
+
+    /// arm EABI numbers (arch/arm/tools/syscall.tbl) of the syscalls that do not return.
     pub const EXIT: u32 = 1;
     pub const EXECVE: u32 = 11;
     pub const EXIT_GROUP: u32 = 248;
     pub const EXECVEAT: u32 = 387;
-}
-
-/// The current task is in a 32-bit syscall. The whole cost of both programs for every other
-/// syscall on the node: one helper call and one 4-byte kernel read.
-#[inline(always)]
-unsafe fn in_compat_syscall() -> Option<usize> {
-    let task = bpf_get_current_task() as usize;
-    (read_u32(task + off!(task_compat_word)) & arch::COMPAT_MASK != 0).then_some(task)
 }
 
 /// One process image's use of one 32-bit syscall: the `COMPAT_SEEN` key.
@@ -144,12 +172,11 @@ pub fn compat_sys_enter(ctx: RawTracePointContext) -> i32 {
 }
 
 unsafe fn try_compat_enter(ctx: &RawTracePointContext) -> Result<i32, i32> {
-    let Some(task) = in_compat_syscall() else {
-        return Ok(0);
-    };
-    if is_self() {
+    let regs = ctx.arg::<u64>(0) as usize;
+    if !arch::compat(regs) || is_self() {
         return Ok(0);
     }
+    let task = bpf_get_current_task() as usize;
     let nr = ctx.arg::<u64>(1) as u32;
     let pid_tgid = bpf_get_current_pid_tgid();
     let leader = read_ptr(task + off!(task_group_leader));
@@ -179,16 +206,21 @@ unsafe fn try_compat_enter(ctx: &RawTracePointContext) -> Result<i32, i32> {
         let _ = COMPAT_PENDING.remove(&pid_tgid);
         return Ok(0);
     }
-    let regs = ctx.arg::<u64>(0) as usize;
     let mut compat_flags = 0;
-    if off!(pt_regs_cs) != 0 && read_u64(regs + off!(pt_regs_cs)) & 0xffff == arch::USER64_CS {
+    if arch::from_64bit(regs) {
         compat_flags |= COMPAT_FROM_64BIT;
     }
-    if nr == arch::EXIT || nr == arch::EXIT_GROUP || nr == arch::EXECVE || nr == arch::EXECVEAT {
-        // No sys_exit with TS_COMPAT follows: exit never returns, and an exec of a 64-bit
-        // program clears TS_COMPAT (arch/x86/kernel/process_64.c, set_personality_64bit);
-        // the exec itself is the exec event.
-        emit_compat(task, nr, compat_flags, 0);
+    if config!(compat_results) == 0
+        || nr == arch::EXIT
+        || nr == arch::EXIT_GROUP
+        || nr == arch::EXECVE
+        || nr == arch::EXECVEAT
+    {
+        // No 32-bit sys_exit follows: the exit program is not attached, or exit never
+        // returns, or an exec of a 64-bit program returns as a 64-bit process (x86:
+        // set_personality_64bit() clears TS_COMPAT, arch/x86/kernel/process_64.c; the exec
+        // itself is the exec event).
+        emit_compat(nr, compat_flags, 0);
         return Ok(0);
     }
     let pending = CompatPending { nr, compat_flags };
@@ -205,9 +237,9 @@ pub fn compat_sys_exit(ctx: RawTracePointContext) -> i32 {
 }
 
 unsafe fn try_compat_exit(ctx: &RawTracePointContext) -> Result<i32, i32> {
-    let Some(task) = in_compat_syscall() else {
+    if !arch::compat(ctx.arg::<u64>(0) as usize) {
         return Ok(0);
-    };
+    }
     let key = bpf_get_current_pid_tgid();
     let Some(p) = COMPAT_PENDING.get(&key) else {
         return Ok(0);
@@ -215,15 +247,16 @@ unsafe fn try_compat_exit(ctx: &RawTracePointContext) -> Result<i32, i32> {
     let p = *p;
     let _ = COMPAT_PENDING.remove(&key);
     let ret = ctx.arg::<u64>(1) as i64;
-    emit_compat(task, p.nr, p.compat_flags | COMPAT_RETURNED, ret);
+    emit_compat(p.nr, p.compat_flags | COMPAT_RETURNED, ret);
     Ok(0)
 }
 
 #[inline(always)]
-unsafe fn emit_compat(task: usize, nr: u32, compat_flags: u32, ret: i64) {
+unsafe fn emit_compat(nr: u32, compat_flags: u32, ret: i64) {
     let Some(base) = scratch() else {
         return;
     };
+    let task = bpf_get_current_task() as usize;
     let rec = base.cast::<CompatSyscallRecord>();
     fill_header(&raw mut (*rec).header, Kind::CompatSyscall, task);
     (*rec).result = ret;

@@ -56,6 +56,7 @@ static CONFIG: ProbeConfig = ProbeConfig {
     cgroup_tp_id: 0,
     cgroup_tp_path: 0,
     wakeup_bytes: 0,
+    compat_results: 0,
 };
 
 /// Not used by any program: it anchors every record type in the object's BTF, so the agent's

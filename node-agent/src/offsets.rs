@@ -11,13 +11,12 @@ use node_agent_common::KernelOffsets;
 
 pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
 
-/// The `task_struct` word whose bit says the current syscall is a 32-bit one (the bit itself is
-/// the eBPF side's, node-agent-ebpf/src/kernel.rs). `thread_info` is the task's first member
-/// (`CONFIG_THREAD_INFO_IN_TASK`, always on for x86-64 and arm64).
+/// The saved-register field that holds the caller's mode (node-agent-ebpf/src/kernel.rs reads
+/// it to tell 32-bit callers).
 #[cfg(target_arch = "x86_64")]
-const COMPAT_WORD: &str = "thread_info.status";
+const PT_REGS_MODE: &str = "cs";
 #[cfg(not(target_arch = "x86_64"))]
-const COMPAT_WORD: &str = "thread_info.flags";
+const PT_REGS_MODE: &str = "pstate";
 
 #[derive(Debug, thiserror::Error)]
 pub enum OffsetError {
@@ -221,13 +220,13 @@ impl KernelBtf {
                 0
             },
             has_ovl: u32::from(has_ovl),
-            task_compat_word: o("task_struct", &[COMPAT_WORD])?,
-            task_self_exec_id: o("task_struct", &["self_exec_id"])?,
-            pt_regs_cs: if cfg!(target_arch = "x86_64") {
-                o("pt_regs", &["cs"])?
+            task_compat_status: if cfg!(target_arch = "x86_64") {
+                o("task_struct", &["thread_info.status"])?
             } else {
                 0
             },
+            task_self_exec_id: o("task_struct", &["self_exec_id"])?,
+            pt_regs_mode: o("pt_regs", &[PT_REGS_MODE])?,
         })
     }
 }

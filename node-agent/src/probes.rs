@@ -100,6 +100,10 @@ pub struct ProbeStatus {
 pub struct LoadOptions {
     pub ring_buffer_bytes: u32,
     pub capture_all_opens: bool,
+    /// Attach the raw `sys_exit` program, so that 32-bit syscalls are reported with their
+    /// results; without it they are reported at entry, and every syscall on the node costs
+    /// one raw-tracepoint program instead of two (docs/benchmarks.md).
+    pub compat_syscall_results: bool,
 }
 
 impl Default for LoadOptions {
@@ -107,6 +111,7 @@ impl Default for LoadOptions {
         LoadOptions {
             ring_buffer_bytes: 4 << 20,
             capture_all_opens: false,
+            compat_syscall_results: true,
         }
     }
 }
@@ -189,6 +194,7 @@ impl Probes {
             cgroup_tp_id: cg[2],
             cgroup_tp_path: cg[3],
             wakeup_bytes: wakeup_bytes(opts.ring_buffer_bytes.max(4096).next_power_of_two()),
+            compat_results: u32::from(opts.compat_syscall_results),
         };
         let cpus =
             aya::util::nr_cpus().map_err(|(what, e)| ProbeError::Cpus(format!("{what}: {e}")))?;
@@ -245,7 +251,9 @@ impl Probes {
         );
         // Compat syscalls pass only the raw syscall tracepoints (node-agent-ebpf/src/kernel.rs).
         attach_raw(&mut ebpf, "compat_sys_enter", "sys_enter", &mut status);
-        attach_raw(&mut ebpf, "compat_sys_exit", "sys_exit", &mut status);
+        if opts.compat_syscall_results {
+            attach_raw(&mut ebpf, "compat_sys_exit", "sys_exit", &mut status);
+        }
         for (name, required) in TRACKED_SYSCALLS {
             attach_tracepoint(
                 &mut ebpf,

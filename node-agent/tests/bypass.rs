@@ -228,6 +228,29 @@ fn io_uring_and_32bit_syscalls_on_the_host_are_reported_once_with_their_results(
     }
 }
 
+/// `--compat-syscall-results false` leaves the raw `sys_exit` program out: the same syscalls
+/// are reported, at entry, without their results.
+#[test]
+fn without_the_exit_program_32bit_syscalls_are_reported_at_entry() {
+    let h = helpers();
+    let agent = Agent::start(&["--compat-syscall-results", "false"]);
+    let tmp = tempfile::tempdir().unwrap();
+    let (pid, _) = run(&h.bin64, &tmp.path().join(unique("int80")));
+    wait_exit(&agent, pid, "the 64-bit helper");
+    let compat = compat_events(&agent.events(), pid);
+    assert_eq!(compat.keys().copied().collect::<Vec<_>>(), [OPEN, GETPID]);
+    for e in compat.values() {
+        let c = e.compat_syscall().unwrap();
+        assert_eq!(c.result, None, "{c:?}");
+        assert!(c.from_64bit);
+    }
+    let body = agent.get("/healthz").unwrap();
+    assert!(
+        body.contains("compat_sys_enter") && !body.contains("compat_sys_exit"),
+        "{body}"
+    );
+}
+
 #[test]
 fn io_uring_and_32bit_syscalls_in_a_container_fire_the_rules() {
     let h = helpers();

@@ -197,6 +197,7 @@ fn records_have_the_same_layout_in_the_kernel_and_in_user_space() {
             cgroup_tp_id,
             cgroup_tp_path,
             wakeup_bytes,
+            compat_results,
         }
     );
     let (size, members) = &k["KernelOffsets"];
@@ -210,12 +211,12 @@ fn records_have_the_same_layout_in_the_kernel_and_in_user_space() {
     for (name, offset) in [
         ("has_ovl", std::mem::offset_of!(KernelOffsets, has_ovl)),
         (
-            "task_compat_word",
-            std::mem::offset_of!(KernelOffsets, task_compat_word),
+            "task_compat_status",
+            std::mem::offset_of!(KernelOffsets, task_compat_status),
         ),
         (
-            "pt_regs_cs",
-            std::mem::offset_of!(KernelOffsets, pt_regs_cs),
+            "pt_regs_mode",
+            std::mem::offset_of!(KernelOffsets, pt_regs_mode),
         ),
     ] {
         assert_eq!(
