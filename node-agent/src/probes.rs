@@ -100,10 +100,7 @@ pub struct ProbeStatus {
 pub struct LoadOptions {
     pub ring_buffer_bytes: u32,
     pub capture_all_opens: bool,
-    /// Attach the raw `sys_exit` program, so that 32-bit syscalls are reported with their
-    /// results; without it they are reported at entry, and every syscall on the node costs
-    /// one raw-tracepoint program instead of two (docs/benchmarks.md).
-    pub compat_syscall_results: bool,
+    pub compat_syscalls: CompatSyscalls,
 }
 
 impl Default for LoadOptions {
@@ -111,9 +108,23 @@ impl Default for LoadOptions {
         LoadOptions {
             ring_buffer_bytes: 4 << 20,
             capture_all_opens: false,
-            compat_syscall_results: true,
+            compat_syscalls: CompatSyscalls::Results,
         }
     }
+}
+
+/// How 32-bit syscalls are watched. Their programs sit on the raw `sys_enter` and `sys_exit`
+/// tracepoints, so each costs something on every syscall of the node, 32-bit or not
+/// (docs/benchmarks.md).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum CompatSyscalls {
+    /// Reported with their results: both programs.
+    #[default]
+    Results,
+    /// Reported at entry, without results: the `sys_enter` program only.
+    Entry,
+    /// Not watched: neither program (32-bit syscalls go unseen).
+    Off,
 }
 
 /// Loaded and attached programs. Dropping it detaches every probe.
@@ -194,7 +205,7 @@ impl Probes {
             cgroup_tp_id: cg[2],
             cgroup_tp_path: cg[3],
             wakeup_bytes: wakeup_bytes(opts.ring_buffer_bytes.max(4096).next_power_of_two()),
-            compat_results: u32::from(opts.compat_syscall_results),
+            compat_results: u32::from(opts.compat_syscalls == CompatSyscalls::Results),
         };
         let cpus =
             aya::util::nr_cpus().map_err(|(what, e)| ProbeError::Cpus(format!("{what}: {e}")))?;
@@ -250,8 +261,10 @@ impl Probes {
             &mut status,
         );
         // Compat syscalls pass only the raw syscall tracepoints (node-agent-ebpf/src/kernel.rs).
-        attach_raw(&mut ebpf, "compat_sys_enter", "sys_enter", &mut status);
-        if opts.compat_syscall_results {
+        if opts.compat_syscalls != CompatSyscalls::Off {
+            attach_raw(&mut ebpf, "compat_sys_enter", "sys_enter", &mut status);
+        }
+        if opts.compat_syscalls == CompatSyscalls::Results {
             attach_raw(&mut ebpf, "compat_sys_exit", "sys_exit", &mut status);
         }
         for (name, required) in TRACKED_SYSCALLS {

@@ -228,12 +228,12 @@ fn io_uring_and_32bit_syscalls_on_the_host_are_reported_once_with_their_results(
     }
 }
 
-/// `--compat-syscall-results false` leaves the raw `sys_exit` program out: the same syscalls
-/// are reported, at entry, without their results.
+/// `--compat-syscalls entry` leaves the raw `sys_exit` program out: the same syscalls are
+/// reported, at entry, without their results.
 #[test]
 fn without_the_exit_program_32bit_syscalls_are_reported_at_entry() {
     let h = helpers();
-    let agent = Agent::start(&["--compat-syscall-results", "false"]);
+    let agent = Agent::start(&["--compat-syscalls", "entry"]);
     let tmp = tempfile::tempdir().unwrap();
     let (pid, _) = run(&h.bin64, &tmp.path().join(unique("int80")));
     wait_exit(&agent, pid, "the 64-bit helper");
