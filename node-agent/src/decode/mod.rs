@@ -9,6 +9,7 @@
 
 pub mod cgroup;
 pub mod file;
+#[cfg(any(target_arch = "x86_64", test))]
 mod i386;
 pub mod kernel;
 pub mod net;
