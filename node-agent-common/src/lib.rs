@@ -109,6 +109,14 @@ kinds! {
     Unlink = 0x0204, "unlink", File, Some("file");
     Chmod = 0x0205, "chmod", File, Some("file");
     Connect = 0x0300, "connect", Network, Some("net");
+    /// An `io_uring_setup` attempt. io_uring operations are submitted through shared memory
+    /// and run without passing the syscall tracepoints, so the ring's creation is what can be
+    /// seen.
+    IoUring = 0x0400, "io_uring", Kernel, Some("io_uring");
+    /// A 32-bit (compat) syscall: from a 32-bit process, or `int 0x80` from a 64-bit one. Only
+    /// `raw_syscalls` sees these; the per-syscall tracepoints skip them. Reported once per
+    /// (process image, syscall number).
+    CompatSyscall = 0x0401, "compat_syscall", Kernel, Some("compat_syscall");
     /// Generated in user space from the drop counters; never written by the kernel.
     Loss = 0x0f00, "loss", Internal, Some("loss");
     /// A cgroup v2 directory was created. Consumed by the agent to map cgroup ids to paths
@@ -340,6 +348,41 @@ pub struct CgroupRecord {
     pub _pad: u16,
 }
 
+/// `Kind::IoUring`: an `io_uring_setup(entries, params)` attempt.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct IoUringRecord {
+    pub header: EventHeader,
+    /// Syscall return value: the ring's file descriptor, or -errno.
+    pub result: i64,
+    /// The requested number of submission-queue entries.
+    pub entries: u32,
+    /// `io_uring_params.flags` (`IORING_SETUP_*`), read when the syscall returns; 0 when the
+    /// parameters could not be read.
+    pub flags: u32,
+}
+
+/// [`CompatSyscallRecord::compat_flags`]: `result` holds the syscall's return value. Unset for
+/// syscalls that do not return to the caller (exit, exit_group, execve), which are reported at
+/// entry.
+pub const COMPAT_RETURNED: u32 = 1 << 0;
+/// [`CompatSyscallRecord::compat_flags`]: the caller was running 64-bit code (x86-64: `int
+/// 0x80` from a 64-bit process).
+pub const COMPAT_FROM_64BIT: u32 = 1 << 1;
+
+/// `Kind::CompatSyscall`: the first 32-bit syscall of its number by a process image.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct CompatSyscallRecord {
+    pub header: EventHeader,
+    /// Syscall return value, when `compat_flags` has [`COMPAT_RETURNED`].
+    pub result: i64,
+    /// The 32-bit syscall number (i386 numbering on x86-64, arm EABI on arm64).
+    pub nr: u32,
+    /// `COMPAT_*` bits.
+    pub compat_flags: u32,
+}
+
 /// Struct-member offsets read from the running kernel's BTF at load time, so that one eBPF
 /// object runs on any kernel (rustc has no CO-RE `preserve_access_index`).
 /// Every field is a byte offset from the start of the containing struct.
@@ -397,6 +440,14 @@ pub struct KernelOffsets {
     pub ovl_inode_upperdentry: u32,
     /// 1 when the kernel has overlayfs in its BTF (the two fields above are valid).
     pub has_ovl: u32,
+    /// x86-64: `task_struct.thread_info.status`, whose `TS_COMPAT` says the current syscall is
+    /// a 32-bit one (0 elsewhere).
+    pub task_compat_status: u32,
+    /// `task_struct.self_exec_id`: changes at every exec, so it names a process image.
+    pub task_self_exec_id: u32,
+    /// The caller's mode in its saved registers: `pt_regs.cs` on x86-64 (tells `int 0x80` from
+    /// 64-bit code), `pt_regs.pstate` on arm64 (AArch32 or not).
+    pub pt_regs_mode: u32,
 }
 
 /// Load-time settings for the probes.
@@ -415,6 +466,9 @@ pub struct ProbeConfig {
     /// Records are submitted without waking the reader (a wakeup is an IPI, costly in a VM)
     /// until this many bytes are waiting; the reader also drains on a short timer.
     pub wakeup_bytes: u32,
+    /// 1 when the raw `sys_exit` program is attached, so that a compat syscall's event waits for
+    /// its result; 0 reports it at entry, without one.
+    pub compat_results: u32,
 }
 
 /// Indexes of the per-CPU `DROPS` counters.
@@ -437,8 +491,10 @@ const _: () = {
     assert!(core::mem::size_of::<FileRecord>() == 88 + 40);
     assert!(core::mem::size_of::<ConnectRecord>() == 88 + 32);
     assert!(core::mem::size_of::<CgroupRecord>() == 88 + 16);
-    assert!(core::mem::size_of::<ProbeConfig>() == 7 * 4);
-    assert!(core::mem::size_of::<KernelOffsets>() == 50 * 4);
+    assert!(core::mem::size_of::<IoUringRecord>() == 88 + 16);
+    assert!(core::mem::size_of::<CompatSyscallRecord>() == 88 + 16);
+    assert!(core::mem::size_of::<ProbeConfig>() == 8 * 4);
+    assert!(core::mem::size_of::<KernelOffsets>() == 53 * 4);
     // The largest fixed part must fit in the 256 bytes reserved for it in the scratch area.
     assert!(core::mem::size_of::<ExecRecord>() <= 256);
     assert!(FILENAME_CAP + 2 * PATH_CAP + ARGV_CAP + ENV_CAP <= DATA_MASK + 1);

@@ -8,8 +8,9 @@
 //! the `EVENTS` ring buffer with their real length; a failed copy is counted in `DROPS`.
 //!
 //! One module per family of event kinds holds its programs and the code that fills its records:
-//! [`process`] (exec, fork, exit), [`file`], [`net`] and [`cgroup`]. File and network kinds come
-//! from one pair of syscall programs in [`syscalls`]; [`common`] has what every family shares
+//! [`process`] (exec, fork, exit), [`file`], [`net`], [`kernel`] (io_uring, compat syscalls) and
+//! [`cgroup`]. File, network and io_uring kinds come from one pair of syscall programs in
+//! [`syscalls`]; [`common`] has what every family shares
 //! (kernel reads, the scratch area, the header, path resolution). This file keeps the load-time
 //! configuration and the maps.
 #![no_std]
@@ -20,6 +21,7 @@ mod common;
 
 mod cgroup;
 mod file;
+mod kernel;
 mod net;
 mod process;
 mod syscalls;
@@ -29,12 +31,13 @@ use aya_ebpf::{
     maps::{Array, LruHashMap, PerCpuArray, RingBuf},
 };
 use node_agent_common::{
-    CgroupRecord, ConnectRecord, DROP_SLOTS, EventHeader, ExecRecord, ExitRecord, FileRecord,
-    ForkRecord, KernelOffsets, ProbeConfig,
+    CgroupRecord, CompatSyscallRecord, ConnectRecord, DROP_SLOTS, EventHeader, ExecRecord,
+    ExitRecord, FileRecord, ForkRecord, IoUringRecord, KernelOffsets, ProbeConfig,
 };
 
 use common::{PathBuf, Scratch};
 use file::SumBuf;
+use kernel::{CompatKey, CompatPending};
 use syscalls::Args;
 
 // ---------------------------------------------------------------------------------------------
@@ -54,6 +57,7 @@ static CONFIG: ProbeConfig = ProbeConfig {
     cgroup_tp_id: 0,
     cgroup_tp_path: 0,
     wakeup_bytes: 0,
+    compat_results: 0,
 };
 
 /// Not used by any program: it anchors every record type in the object's BTF, so the agent's
@@ -68,6 +72,8 @@ pub struct RecordLayouts {
     file: FileRecord,
     connect: ConnectRecord,
     cgroup: CgroupRecord,
+    io_uring: IoUringRecord,
+    compat_syscall: CompatSyscallRecord,
 }
 
 #[unsafe(no_mangle)]
@@ -102,6 +108,20 @@ static PATHSUM: PerCpuArray<SumBuf> = PerCpuArray::with_max_entries(1, 0);
 /// Arguments saved at syscall entry for the exit program, keyed by pid_tgid.
 #[map]
 static PENDING: LruHashMap<u64, Args> = LruHashMap::with_max_entries(16384, 0);
+
+/// The 32-bit syscalls each process image has made, with how many repeats were folded into
+/// the one event (`bpftool map dump name COMPAT_SEEN`). Least recently used keys go first.
+#[map]
+static COMPAT_SEEN: LruHashMap<CompatKey, u64> = LruHashMap::with_max_entries(16384, 0);
+
+/// A first 32-bit syscall waiting for its result, keyed by pid_tgid.
+#[map]
+static COMPAT_PENDING: LruHashMap<u64, CompatPending> = LruHashMap::with_max_entries(4096, 0);
+
+/// Per-CPU count of 32-bit syscalls folded into an earlier event (exported as
+/// `peregrine_compat_syscalls_folded_total`).
+#[map]
+static COMPAT_FOLDED: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 
 #[cfg(not(test))]
 #[panic_handler]

@@ -5,6 +5,8 @@
 //! (number, raw args) into [`Args`]. Numbers are per architecture
 //! (arch/x86/entry/syscalls/syscall_64.tbl, include/uapi/asm-generic/unistd.h for arm64); arm64
 //! has only the `*at` forms.
+//!
+//! `io_uring_setup` takes the same path, from the kernel family's table ([`kernel::syscall`]).
 
 use aya_ebpf::{
     EbpfContext,
@@ -17,7 +19,7 @@ use node_agent_common::{Kind, KindFamily};
 use crate::{
     PENDING,
     common::{is_self, scratch},
-    file, net,
+    file, kernel, net,
 };
 
 /// How the exit program must treat the saved arguments; the values other than [`OP_PATHS`]
@@ -95,7 +97,10 @@ unsafe fn try_sys_enter(ctx: &TracePointContext) -> Result<u32, u32> {
         40,
         (ctx.as_ptr() as *const u8).add(16).cast(),
     );
-    let Some(mut args) = file::syscall(nr, &raw).or_else(|| net::syscall(nr, &raw)) else {
+    let Some(mut args) = file::syscall(nr, &raw)
+        .or_else(|| net::syscall(nr, &raw))
+        .or_else(|| kernel::syscall(nr, &raw))
+    else {
         return Ok(0);
     };
     let keep = match family(args.kind) {
@@ -131,6 +136,7 @@ unsafe fn try_sys_exit(ctx: &TracePointContext) -> Result<u32, u32> {
     match family(args.kind) {
         Some(KindFamily::Network) => net::emit(base, task, &args, ret),
         Some(KindFamily::File) => file::emit(base, task, &args, ret),
+        Some(KindFamily::Kernel) => kernel::emit(base, task, &args, ret),
         _ => {}
     }
     Ok(0)

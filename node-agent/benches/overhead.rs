@@ -6,7 +6,9 @@
 //! 1. exec storm and open storm: operations/s without the agent and with it, alternating for
 //!    five rounds in one run; the slowdown compares the medians;
 //! 2. the highest open rate delivered into user space with zero drops, in capture-all mode;
-//! 3. the agent's RSS (current and peak) and CPU during each load.
+//! 3. the agent's RSS (current and peak) and CPU during each load;
+//! 4. `compat`: what the 32-bit syscall programs (raw `sys_enter`/`sys_exit`, run for every
+//!    syscall on the node) cost, with each `--compat-syscalls` setting in turn.
 //!
 //! Figures and their interpretation go in docs/benchmarks.md.
 
@@ -21,6 +23,7 @@ use std::{
 const EXECS: usize = 3000;
 const OPENS: usize = 300_000;
 const ROUNDS: usize = 5;
+const SYSCALLS: usize = 1_000_000;
 
 fn main() {
     // SAFETY: geteuid has no preconditions.
@@ -62,6 +65,69 @@ fn main() {
     if run("lossless") {
         lossless(tmp.path());
     }
+    if run("compat") {
+        let settings: &[(&str, &[&str])] = &[
+            ("--compat-syscalls off", &["--compat-syscalls", "off"]),
+            ("--compat-syscalls entry", &["--compat-syscalls", "entry"]),
+            (
+                "--compat-syscalls results",
+                &["--compat-syscalls", "results"],
+            ),
+        ];
+        compare(
+            "exec storm (fork+exec+wait of /bin/true)",
+            EXECS,
+            settings,
+            exec_storm,
+        );
+        compare(
+            "syscall storm (1-byte reads of /dev/zero)",
+            SYSCALLS,
+            settings,
+            syscall_storm,
+        );
+    }
+}
+
+/// Runs `work` without the agent and then with it under each of `settings` (a fresh agent
+/// each time), for [`ROUNDS`] rounds, and compares the medians: the differences between
+/// settings are the cost of what they switch.
+fn compare(name: &str, n: usize, settings: &[(&str, &[&str])], work: impl Fn(usize) -> Duration) {
+    let rate = |d: Duration| n as f64 / d.as_secs_f64();
+    work(n / 10); // warm caches
+    let mut base = Vec::new();
+    let mut with = vec![Vec::new(); settings.len()];
+    for _ in 0..ROUNDS {
+        base.push(rate(work(n)));
+        for (i, (_, args)) in settings.iter().enumerate() {
+            let agent = Agent::start(args);
+            work(n / 10);
+            with[i].push(rate(work(n)));
+            drop(agent);
+        }
+    }
+    let b = median(&mut base);
+    println!("\n## {name}, n = {n}, {ROUNDS} rounds");
+    println!("without agent:                   {b:>10.0} ops/s median");
+    for ((label, _), runs) in settings.iter().zip(&mut with) {
+        let w = median(runs);
+        println!(
+            "{label:<32} {w:>10.0} ops/s median  slowdown {:>5.1} %  {:>6.0} ns/op more",
+            (b - w) / b * 100.0,
+            (1e9 / w - 1e9 / b)
+        );
+    }
+}
+
+/// One-byte reads: about the cheapest syscall there is, so what runs on every syscall shows.
+fn syscall_storm(n: usize) -> Duration {
+    let mut f = std::fs::File::open("/dev/zero").unwrap();
+    let mut b = [0u8; 1];
+    let t = Instant::now();
+    for _ in 0..n {
+        f.read_exact(&mut b).unwrap();
+    }
+    t.elapsed()
 }
 
 /// Runs `work` without the agent and with it, alternating for [`ROUNDS`] rounds (a fresh agent

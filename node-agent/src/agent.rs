@@ -171,6 +171,10 @@ pub async fn run<S: EventSink>(
             }
             _ = housekeeping.tick() => {
                 metrics.queue_depth.set(rx.len() as i64);
+                if let Ok(n) = probes.compat_syscalls_folded() {
+                    let seen = metrics.compat_syscalls_folded.get();
+                    metrics.compat_syscalls_folded.inc_by(n.saturating_sub(seen));
+                }
                 enricher.procs.sweep();
                 update_cache_gauges(&enricher, &metrics);
                 health.set_container_lookup_failures(enricher.containers.lookups_failed());

@@ -10,7 +10,7 @@ use node_agent::{
     enrich::EnrichConfig,
     health::Health,
     metrics::Metrics,
-    probes::LoadOptions,
+    probes::{CompatSyscalls, LoadOptions},
     proctable::procfs,
     ship::{ShipConfig, ShippingSink},
     spool,
@@ -158,6 +158,10 @@ struct Common {
     /// Capture read-only opens too (benchmarks and debugging; very noisy).
     #[arg(long)]
     capture_all_opens: bool,
+    /// How 32-bit syscalls are watched: with their results, at entry only (half the cost on
+    /// every syscall of the node), or not at all.
+    #[arg(long, value_enum, default_value_t = CompatSyscalls::Results)]
+    compat_syscalls: CompatSyscalls,
     /// Events buffered between the ring-buffer reader and enrichment.
     #[arg(long, default_value_t = 16384)]
     queue_capacity: usize,
@@ -238,6 +242,7 @@ impl Common {
             load: LoadOptions {
                 ring_buffer_bytes: self.ring_buffer_bytes,
                 capture_all_opens: self.capture_all_opens,
+                compat_syscalls: self.compat_syscalls,
             },
             enrich: EnrichConfig {
                 process_table_size: self.process_table_size,

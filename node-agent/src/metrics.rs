@@ -78,6 +78,8 @@ pub struct Metrics {
     pub cache_max_bytes: Family<CacheLabel, Gauge>,
     pub cache_evictions: Family<EvictionLabel, Counter>,
     pub queue_depth: Gauge,
+    /// 32-bit syscalls folded in the kernel into an earlier `compat_syscall` event.
+    pub compat_syscalls_folded: Counter,
     // Shipping (`run`).
     pub messages_sent: Counter,
     pub events_shipped: Counter,
@@ -131,6 +133,11 @@ impl Metrics {
             "queue_depth",
             "Events waiting between the ring-buffer reader and enrichment",
             self.queue_depth.clone(),
+        );
+        r.register(
+            "compat_syscalls_folded",
+            "32-bit syscalls not reported because their process image had already made one of the same number",
+            self.compat_syscalls_folded.clone(),
         );
         r.register(
             "messages_sent",

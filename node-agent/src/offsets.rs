@@ -11,6 +11,13 @@ use node_agent_common::KernelOffsets;
 
 pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
 
+/// The saved-register field that holds the caller's mode (node-agent-ebpf/src/kernel.rs reads
+/// it to tell 32-bit callers).
+#[cfg(target_arch = "x86_64")]
+const PT_REGS_MODE: &str = "cs";
+#[cfg(not(target_arch = "x86_64"))]
+const PT_REGS_MODE: &str = "pstate";
+
 #[derive(Debug, thiserror::Error)]
 pub enum OffsetError {
     #[error(
@@ -213,6 +220,13 @@ impl KernelBtf {
                 0
             },
             has_ovl: u32::from(has_ovl),
+            task_compat_status: if cfg!(target_arch = "x86_64") {
+                o("task_struct", &["thread_info.status"])?
+            } else {
+                0
+            },
+            task_self_exec_id: o("task_struct", &["self_exec_id"])?,
+            pt_regs_mode: o("pt_regs", &[PT_REGS_MODE])?,
         })
     }
 }

@@ -37,6 +37,8 @@ pub const TRACKED_SYSCALLS: &[(&str, bool)] = &[
     ("fchmodat2", false),
     ("fchmod", true),
     ("connect", true),
+    // Absent when the kernel is built without io_uring (CONFIG_IO_URING=n).
+    ("io_uring_setup", false),
     ("open", false),
     ("creat", false),
     ("rename", false),
@@ -105,6 +107,7 @@ pub struct ProbeStatus {
 pub struct LoadOptions {
     pub ring_buffer_bytes: u32,
     pub capture_all_opens: bool,
+    pub compat_syscalls: CompatSyscalls,
 }
 
 impl Default for LoadOptions {
@@ -112,8 +115,23 @@ impl Default for LoadOptions {
         LoadOptions {
             ring_buffer_bytes: 4 << 20,
             capture_all_opens: false,
+            compat_syscalls: CompatSyscalls::Results,
         }
     }
+}
+
+/// How 32-bit syscalls are watched. Their programs sit on the raw `sys_enter` and `sys_exit`
+/// tracepoints, so each costs something on every syscall of the node, 32-bit or not
+/// (docs/benchmarks.md).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum CompatSyscalls {
+    /// Reported with their results: both programs.
+    #[default]
+    Results,
+    /// Reported at entry, without results: the `sys_enter` program only.
+    Entry,
+    /// Not watched: neither program (32-bit syscalls go unseen).
+    Off,
 }
 
 /// Loaded and attached programs. Dropping it detaches every probe.
@@ -125,6 +143,7 @@ pub struct Probes {
     pub status: Vec<ProbeStatus>,
     /// What the re-check looks for, one entry per attached probe.
     watch: Vec<Watched>,
+    compat_folded: PerCpuArray<MapData, u64>,
 }
 
 /// How an attached probe is recognised in the kernel's lists.
@@ -307,6 +326,7 @@ impl Probes {
             cgroup_tp_id: cg[2],
             cgroup_tp_path: cg[3],
             wakeup_bytes: wakeup_bytes(opts.ring_buffer_bytes.max(4096).next_power_of_two()),
+            compat_results: u32::from(opts.compat_syscalls == CompatSyscalls::Results),
         };
         let cpus =
             aya::util::nr_cpus().map_err(|(what, e)| ProbeError::Cpus(format!("{what}: {e}")))?;
@@ -361,6 +381,13 @@ impl Probes {
             true,
             &mut out,
         );
+        // Compat syscalls pass only the raw syscall tracepoints (node-agent-ebpf/src/kernel.rs).
+        if opts.compat_syscalls != CompatSyscalls::Off {
+            attach_raw(&mut ebpf, "compat_sys_enter", "sys_enter", &mut out);
+        }
+        if opts.compat_syscalls == CompatSyscalls::Results {
+            attach_raw(&mut ebpf, "compat_sys_exit", "sys_exit", &mut out);
+        }
         for (name, required) in TRACKED_SYSCALLS {
             attach_tracepoint(
                 &mut ebpf,
@@ -394,6 +421,13 @@ impl Probes {
             name: "DROPS",
             source,
         })?;
+        let folded = ebpf
+            .take_map("COMPAT_FOLDED")
+            .ok_or(ProbeError::MissingMap("COMPAT_FOLDED"))?;
+        let compat_folded = PerCpuArray::try_from(folded).map_err(|source| ProbeError::Map {
+            name: "COMPAT_FOLDED",
+            source,
+        })?;
         let Attached {
             status,
             links,
@@ -405,6 +439,7 @@ impl Probes {
                 ebpf,
                 status,
                 watch,
+                compat_folded,
             },
             events,
             DropCounters { map: drops },
@@ -414,6 +449,12 @@ impl Probes {
     /// What [`LinkWatch`] looks for: each attached probe's link (or program).
     pub fn watch_list(&self) -> Vec<Watched> {
         self.watch.clone()
+    }
+
+    /// 32-bit syscalls the kernel folded into an earlier event of the same process image and
+    /// syscall number (each is reported once), over all CPUs since load.
+    pub fn compat_syscalls_folded(&self) -> Result<u64, aya::maps::MapError> {
+        Ok(self.compat_folded.get(&0, 0)?.iter().copied().sum())
     }
 
     pub fn attached(&self) -> usize {

@@ -136,6 +136,8 @@ fn our_loaded_programs() -> Vec<String> {
         "sys_enter_track",
         "sys_exit_tracke",
         "cgroup_mkdir",
+        "compat_sys_ente",
+        "compat_sys_exit",
     ];
     aya::programs::loaded_programs()
         .filter_map(Result::ok)
@@ -150,7 +152,7 @@ fn sigterm_detaches_probes_and_flushes_what_was_captured() {
     // sched_process_exec and sched_process_exit share the truncated name.
     assert_eq!(
         our_loaded_programs().len(),
-        5,
+        7,
         "the running agent's programs are visible"
     );
     let marker = exec_marker("last");

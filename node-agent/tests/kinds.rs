@@ -17,8 +17,9 @@ use node_agent::{
     enrich::{EnrichConfig, Enricher},
 };
 use node_agent_common::{
-    AF_INET, CgroupRecord, ConnectRecord, EventHeader, ExecRecord, ExitRecord, FileRecord,
-    ForkRecord, Kind, O_CREAT, O_WRONLY, PATH_RESOLVED,
+    AF_INET, COMPAT_FROM_64BIT, COMPAT_RETURNED, CgroupRecord, CompatSyscallRecord, ConnectRecord,
+    EventHeader, ExecRecord, ExitRecord, FileRecord, ForkRecord, IoUringRecord, Kind, O_CREAT,
+    O_WRONLY, PATH_RESOLVED,
 };
 use peregrine_detect::{Engine, RuleSet};
 use peregrine_event::{Event, LossInfo, Timestamp};
@@ -133,6 +134,26 @@ fn sample(kind: Kind) -> Sample {
                 _pad: 0,
             };
             emitted(record(&rec, &[]), "net.port", "8443")
+        }
+        Kind::IoUring => {
+            let rec = IoUringRecord {
+                header: header(kind, 0),
+                result: 5,
+                entries: 64,
+                // IORING_SETUP_SQPOLL
+                flags: 2,
+            };
+            emitted(record(&rec, &[]), "io_uring.flags", "2")
+        }
+        Kind::CompatSyscall => {
+            let rec = CompatSyscallRecord {
+                header: header(kind, 0),
+                result: 3,
+                // i386 open
+                nr: 5,
+                compat_flags: COMPAT_RETURNED | COMPAT_FROM_64BIT,
+            };
+            emitted(record(&rec, &[]), "compat_syscall.nr", "5")
         }
         Kind::Loss => Sample::Generated,
         Kind::CgroupMkdir | Kind::CgroupRmdir => {

@@ -8,8 +8,8 @@ use std::collections::HashMap;
 
 use btf_rs::{Btf, Type};
 use node_agent_common::{
-    CgroupRecord, ConnectRecord, EventHeader, ExecRecord, ExitRecord, FileRecord, ForkRecord,
-    KernelOffsets, ProbeConfig,
+    CgroupRecord, CompatSyscallRecord, ConnectRecord, EventHeader, ExecRecord, ExitRecord,
+    FileRecord, ForkRecord, IoUringRecord, KernelOffsets, ProbeConfig,
 };
 use object::{Object, ObjectSection};
 
@@ -32,6 +32,8 @@ fn kernel_side_layouts() -> HashMap<String, (usize, HashMap<String, u32>)> {
         "FileRecord",
         "ConnectRecord",
         "CgroupRecord",
+        "IoUringRecord",
+        "CompatSyscallRecord",
         "KernelOffsets",
         "ProbeConfig",
     ] {
@@ -169,6 +171,24 @@ fn records_have_the_same_layout_in_the_kernel_and_in_user_space() {
     );
     same_layout!(
         k,
+        IoUringRecord {
+            header,
+            result,
+            entries,
+            flags
+        }
+    );
+    same_layout!(
+        k,
+        CompatSyscallRecord {
+            header,
+            result,
+            nr,
+            compat_flags
+        }
+    );
+    same_layout!(
+        k,
         ProbeConfig {
             self_tgid,
             capture_all_opens,
@@ -177,6 +197,7 @@ fn records_have_the_same_layout_in_the_kernel_and_in_user_space() {
             cgroup_tp_id,
             cgroup_tp_path,
             wakeup_bytes,
+            compat_results,
         }
     );
     let (size, members) = &k["KernelOffsets"];
@@ -187,8 +208,20 @@ fn records_have_the_same_layout_in_the_kernel_and_in_user_space() {
         "KernelOffsets is all u32 fields"
     );
     assert_eq!(members["task_real_parent"], 0);
-    assert_eq!(
-        members["has_ovl"] as usize,
-        std::mem::offset_of!(KernelOffsets, has_ovl)
-    );
+    for (name, offset) in [
+        ("has_ovl", std::mem::offset_of!(KernelOffsets, has_ovl)),
+        (
+            "task_compat_status",
+            std::mem::offset_of!(KernelOffsets, task_compat_status),
+        ),
+        (
+            "pt_regs_mode",
+            std::mem::offset_of!(KernelOffsets, pt_regs_mode),
+        ),
+    ] {
+        assert_eq!(
+            members[name] as usize, offset,
+            "offset of KernelOffsets.{name}"
+        );
+    }
 }

@@ -468,17 +468,15 @@ fn a_failed_open_whose_path_was_rewritten_is_flagged() {
     assert!(f.path_changed, "the decoy is reported unflagged: {f:?}");
 }
 
-/// The standalone agent with the incubating rules reports the same open as a finding whose
+/// The standalone agent with its default rules reports the same open as a finding whose
 /// description warns that the path it names may be the decoy.
 #[test]
-fn the_rewrite_is_a_finding_with_the_incubating_rules() {
+fn the_rewrite_is_a_finding_by_default() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = std::fs::canonicalize(tmp.path()).unwrap();
     let findings = dir.join("findings.jsonl");
     let args: Vec<String> = vec![
         "standalone".into(),
-        "--maturity".into(),
-        "stable,incubating".into(),
         "--output".into(),
         findings.to_string_lossy().into_owned(),
     ];

@@ -24,6 +24,10 @@ impl Catalog {
             include_str!("../rules/container-escape.yaml"),
         ),
         (
+            "builtin/defense-evasion.yaml",
+            include_str!("../rules/defense-evasion.yaml"),
+        ),
+        (
             "builtin/execution.yaml",
             include_str!("../rules/execution.yaml"),
         ),

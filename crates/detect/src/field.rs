@@ -52,6 +52,8 @@ pub(crate) enum Scope {
     /// rename, link, symlink: the kinds with a second path
     FileNew,
     Connect,
+    IoUring,
+    CompatSyscall,
 }
 
 impl Scope {
@@ -64,6 +66,8 @@ impl Scope {
             Scope::File => kind.family() == KindFamily::File,
             Scope::FileNew => matches!(kind, Kind::Rename | Kind::Link | Kind::Symlink),
             Scope::Connect => kind == Kind::Connect,
+            Scope::IoUring => kind == Kind::IoUring,
+            Scope::CompatSyscall => kind == Kind::CompatSyscall,
         }
     }
 }
@@ -171,6 +175,14 @@ fields! {
     NetPort = "net.port", Int, Connect, NetPort;
     NetPath = "net.path", Str, Connect, NetPath;
     NetResult = "net.result", Int, Connect, NetResult;
+    IoUringEntries = "io_uring.entries", Int, IoUring, IoUringEntries;
+    IoUringFlags = "io_uring.flags", Int, IoUring, IoUringFlags;
+    IoUringResult = "io_uring.result", Int, IoUring, IoUringResult;
+    CompatSyscallNr = "compat_syscall.nr", Int, CompatSyscall, CompatSyscallNr;
+    CompatSyscallName = "compat_syscall.name", Str, CompatSyscall, CompatSyscallName;
+    /// Missing for a syscall that does not return (exit, exit_group, execve).
+    CompatSyscallResult = "compat_syscall.result", Int, CompatSyscall, CompatSyscallResult;
+    CompatSyscallFrom64bit = "compat_syscall.from_64bit", Bool, CompatSyscall, CompatSyscallFrom64bit;
 }
 
 impl Field {
@@ -433,6 +445,24 @@ impl<'a> Subject<'a> {
                 .map_or(Val::Missing, |v| Val::Int(v.into())),
             Field::NetPath => net.map_or(Val::Missing, |n| opt(&n.path)),
             Field::NetResult => net.map_or(Val::Missing, |n| Val::Int(n.result)),
+            Field::IoUringEntries => ev
+                .io_uring()
+                .map_or(Val::Missing, |u| Val::Int(u.entries.into())),
+            Field::IoUringFlags => ev
+                .io_uring()
+                .map_or(Val::Missing, |u| Val::Int(u.flags.into())),
+            Field::IoUringResult => ev.io_uring().map_or(Val::Missing, |u| Val::Int(u.result)),
+            Field::CompatSyscallNr => ev
+                .compat_syscall()
+                .map_or(Val::Missing, |c| Val::Int(c.nr.into())),
+            Field::CompatSyscallName => ev.compat_syscall().map_or(Val::Missing, |c| opt(&c.name)),
+            Field::CompatSyscallResult => ev
+                .compat_syscall()
+                .and_then(|c| c.result)
+                .map_or(Val::Missing, Val::Int),
+            Field::CompatSyscallFrom64bit => ev
+                .compat_syscall()
+                .map_or(Val::Missing, |c| Val::Bool(c.from_64bit)),
         }
     }
 }

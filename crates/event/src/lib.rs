@@ -53,6 +53,8 @@ pub enum Detail {
     Exit(ExitInfo),
     File(FileInfo),
     Net(NetInfo),
+    IoUring(IoUringInfo),
+    CompatSyscall(CompatSyscallInfo),
     Loss(LossInfo),
 }
 
@@ -65,6 +67,8 @@ impl Detail {
             Detail::Exit(_) => "exit",
             Detail::File(_) => "file",
             Detail::Net(_) => "net",
+            Detail::IoUring(_) => "io_uring",
+            Detail::CompatSyscall(_) => "compat_syscall",
             Detail::Loss(_) => "loss",
         }
     }
@@ -84,6 +88,8 @@ impl Detail {
                 path: None,
                 result: 0,
             }),
+            "io_uring" => Detail::IoUring(IoUringInfo::default()),
+            "compat_syscall" => Detail::CompatSyscall(CompatSyscallInfo::default()),
             "loss" => Detail::Loss(LossInfo::default()),
             _ => return None,
         })
@@ -275,6 +281,34 @@ pub struct NetInfo {
     pub result: i64,
 }
 
+/// An `io_uring_setup` attempt (`io_uring`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IoUringInfo {
+    /// The requested number of submission-queue entries.
+    pub entries: u32,
+    /// `io_uring_params.flags` (`IORING_SETUP_*`; 0x2 is `IORING_SETUP_SQPOLL`).
+    pub flags: u32,
+    /// The ring's file descriptor, or -errno.
+    pub result: i64,
+}
+
+/// A 32-bit syscall (`compat_syscall`), reported the first time a process image makes it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CompatSyscallInfo {
+    /// The 32-bit syscall number (i386 numbering on x86-64, arm EABI on arm64).
+    pub nr: u32,
+    /// Its name, when the agent knows the number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The result: >= 0 success, else -errno; absent for a syscall that does not return to
+    /// its caller (exit, exit_group, execve).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<i64>,
+    /// The caller was running 64-bit code: `int 0x80` from a 64-bit process (x86-64).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub from_64bit: bool,
+}
+
 /// Events the agent could not deliver, reported as an event of their own.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LossInfo {
@@ -335,6 +369,8 @@ detail_accessors! {
     exit, exit_mut, Exit, ExitInfo;
     file, file_mut, File, FileInfo;
     net, net_mut, Net, NetInfo;
+    io_uring, io_uring_mut, IoUring, IoUringInfo;
+    compat_syscall, compat_syscall_mut, CompatSyscall, CompatSyscallInfo;
     loss, loss_mut, Loss, LossInfo;
 }
 

@@ -302,11 +302,13 @@ impl EventBuilder {
         self
     }
 
-    /// The syscall's result, for a file or network event.
+    /// The syscall's result, for a file, network, io_uring or compat-syscall event.
     pub fn result(self, result: i64) -> Self {
         self.with_detail_mut(|d| match d {
             Detail::File(f) => f.result = result,
             Detail::Net(n) => n.result = result,
+            Detail::IoUring(u) => u.result = result,
+            Detail::CompatSyscall(c) => c.result = Some(result),
             _ => {}
         })
     }

@@ -5,8 +5,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 use peregrine_event::{
-    Ancestor, Container, Detail, Event, ExecInfo, ExitInfo, Family, FileInfo, ForkInfo, Kind,
-    LossInfo, MetadataState, NetInfo, NewBinary, NewBinaryEvidence, Process, Timestamp, mode_octal,
+    Ancestor, CompatSyscallInfo, Container, Detail, Event, ExecInfo, ExitInfo, Family, FileInfo,
+    ForkInfo, IoUringInfo, Kind, LossInfo, MetadataState, NetInfo, NewBinary, NewBinaryEvidence,
+    Process, Timestamp, mode_octal,
 };
 use peregrine_wire::AgentIdentity;
 use uuid::Uuid;
@@ -309,6 +310,46 @@ pub fn every_kind() -> Vec<Event> {
         });
         v.push(e);
     }
+
+    let mut e = bare(Kind::IoUring, 50, sh.clone(), Some(pod()));
+    e.detail = Detail::IoUring(IoUringInfo {
+        entries: 4096,
+        flags: 0x2,
+        result: 5,
+    });
+    v.push(e);
+    let mut e = bare(Kind::IoUring, 51, sh.clone(), None);
+    e.detail = Detail::IoUring(IoUringInfo {
+        entries: u32::MAX,
+        flags: u32::MAX,
+        result: -1,
+    });
+    v.push(e);
+    let mut e = bare(Kind::CompatSyscall, 52, sh.clone(), Some(pod()));
+    e.tid = threaded;
+    e.detail = Detail::CompatSyscall(CompatSyscallInfo {
+        nr: 5,
+        name: Some("open".into()),
+        result: Some(3),
+        from_64bit: true,
+    });
+    v.push(e);
+    let mut e = bare(Kind::CompatSyscall, 53, sh.clone(), None);
+    e.detail = Detail::CompatSyscall(CompatSyscallInfo {
+        nr: u32::MAX,
+        name: None,
+        result: None,
+        from_64bit: false,
+    });
+    v.push(e);
+    let mut e = bare(Kind::CompatSyscall, 54, sh.clone(), None);
+    e.detail = Detail::CompatSyscall(CompatSyscallInfo {
+        nr: 252,
+        name: Some(String::new()),
+        result: Some(i64::MIN),
+        from_64bit: false,
+    });
+    v.push(e);
 
     let mut e = bare(Kind::Loss, 60, host.clone(), None);
     e.detail = Detail::Loss(LossInfo {

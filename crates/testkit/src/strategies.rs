@@ -6,8 +6,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 use peregrine_event::{
-    Ancestor, Container, Detail, Event, ExecInfo, ExitInfo, Family, FileInfo, ForkInfo, Kind,
-    LossInfo, MetadataState, NetInfo, NewBinary, NewBinaryEvidence, Process, Timestamp, mode_octal,
+    Ancestor, CompatSyscallInfo, Container, Detail, Event, ExecInfo, ExitInfo, Family, FileInfo,
+    ForkInfo, IoUringInfo, Kind, LossInfo, MetadataState, NetInfo, NewBinary, NewBinaryEvidence,
+    Process, Timestamp, mode_octal,
 };
 use proptest::prelude::*;
 use uuid::Uuid;
@@ -263,6 +264,29 @@ pub fn net_s() -> impl Strategy<Value = NetInfo> {
         })
 }
 
+pub fn io_uring_s() -> impl Strategy<Value = IoUringInfo> {
+    (any::<u32>(), any::<u32>(), any::<i64>()).prop_map(|(entries, flags, result)| IoUringInfo {
+        entries,
+        flags,
+        result,
+    })
+}
+
+pub fn compat_syscall_s() -> impl Strategy<Value = CompatSyscallInfo> {
+    (
+        any::<u32>(),
+        opt_text(),
+        prop::option::of(any::<i64>()),
+        any::<bool>(),
+    )
+        .prop_map(|(nr, name, result, from_64bit)| CompatSyscallInfo {
+            nr,
+            name,
+            result,
+            from_64bit,
+        })
+}
+
 pub fn loss_s() -> impl Strategy<Value = LossInfo> {
     any::<[u64; 5]>().prop_map(|[a, b, c, d, tick]| LossInfo {
         kernel_ringbuf_full: a,
@@ -291,6 +315,8 @@ pub fn kind_detail_s() -> impl Strategy<Value = (Kind, Detail)> {
         2 => exit.prop_map(Detail::Exit),
         3 => file_s().prop_map(Detail::File),
         3 => net_s().prop_map(Detail::Net),
+        1 => io_uring_s().prop_map(Detail::IoUring),
+        1 => compat_syscall_s().prop_map(Detail::CompatSyscall),
         1 => loss_s().prop_map(Detail::Loss),
     ];
     (detail, any::<prop::sample::Index>()).prop_map(|(detail, i)| {

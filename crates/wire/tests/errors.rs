@@ -368,7 +368,7 @@ fn indices_out_of_range() {
 
 #[test]
 fn invalid_kinds_and_enums() {
-    for kind in [0, 0x0103, 0x0400, 0x0f03, u32::MAX, i32::MAX as u32] {
+    for kind in [0, 0x0103, 0x0402, 0x0f03, u32::MAX, i32::MAX as u32] {
         let mut env = minimal_batch();
         batch_of(&mut env).kinds[0] = kind;
         assert_eq!(inconsistency(&env), Inconsistency::InvalidKind(kind));
@@ -697,4 +697,70 @@ fn a_detail_must_be_present_and_fit_its_kind() {
             detail: "file"
         }
     );
+}
+
+/// What a decoder built before a kind existed does with that kind's events. The kind number
+/// comes first: an unknown one is `InvalidKind` (the message goes to the DLQ, to be redriven
+/// once the detector is upgraded), whatever its detail. And should the number be known but its
+/// detail a `oneof` member the decoder lacks, proto3 skips the unknown field and the event has
+/// no detail: `MissingDetail`, never a guess.
+#[test]
+fn a_decoder_older_than_a_kind_rejects_its_events_without_misreading_them() {
+    // How this decoder reads the newest kinds: they round-trip.
+    let mut env = minimal_batch();
+    let b = batch_of(&mut env);
+    b.kinds[0] = Kind::CompatSyscall as u32;
+    b.details[0].detail = Some(D::CompatSyscall(pb::CompatSyscallInfo {
+        nr: 5,
+        name: Some(3),
+        result: Some(3),
+        from_64bit: true,
+    }));
+    assert!(decode(&seal(&env)).is_ok());
+
+    // A kind from the future (the next kernel-family number), carrying a detail in a oneof
+    // member this decoder does not know (field 15).
+    let future_kind = 0x0402;
+    assert!(Kind::from_u32(future_kind).is_none());
+    let unknown_detail: &[u8] = &[0x7a, 0x02, 0x08, 0x01]; // field 15: {field 1: 1}
+    let raw = batch_with_raw_detail(future_kind, unknown_detail);
+    assert!(
+        matches!(
+            decode(&seal_bytes(&raw)),
+            Err(WireError::Inconsistent(Inconsistency::InvalidKind(k))) if k == future_kind
+        ),
+        "{:?}",
+        decode(&seal_bytes(&raw))
+    );
+
+    // A known kind whose detail is a oneof member this decoder does not know.
+    let raw = batch_with_raw_detail(Kind::IoUring as u32, unknown_detail);
+    assert!(
+        matches!(
+            decode(&seal_bytes(&raw)),
+            Err(WireError::Inconsistent(Inconsistency::MissingDetail))
+        ),
+        "{:?}",
+        decode(&seal_bytes(&raw))
+    );
+}
+
+/// The minimal batch with one event of `kind` whose `EventDetails` is `detail`'s raw bytes.
+fn batch_with_raw_detail(kind: u32, detail: &[u8]) -> Vec<u8> {
+    let mut env = minimal_batch();
+    let b = batch_of(&mut env);
+    b.kinds[0] = kind;
+    b.details.clear();
+    let mut batch = b.encode_to_vec();
+    // EventBatch.details (field 11, length-delimited).
+    batch.push(0x5a);
+    prost::encoding::encode_varint(detail.len() as u64, &mut batch);
+    batch.extend_from_slice(detail);
+    env.body = None;
+    let mut raw = env.encode_to_vec();
+    // Envelope.batch (field 2, length-delimited).
+    raw.push(0x12);
+    prost::encoding::encode_varint(batch.len() as u64, &mut raw);
+    raw.extend_from_slice(&batch);
+    raw
 }

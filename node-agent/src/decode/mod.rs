@@ -4,11 +4,14 @@
 //! checked against the record: a mismatch is a typed error, never a panic or an out-of-bounds
 //! read. This module has the shared readers and the dispatch on the kind's family; each family
 //! has its own module with its records' decoding and their conversion to
-//! [`peregrine_event::Detail`]: [`process`] (exec, fork, exit), [`file`], [`net`] and
-//! [`cgroup`] (internal: consumed by the agent, never emitted).
+//! [`peregrine_event::Detail`]: [`process`] (exec, fork, exit), [`file`], [`net`], [`kernel`]
+//! (io_uring, compat syscalls) and [`cgroup`] (internal: consumed by the agent, never emitted).
 
 pub mod cgroup;
 pub mod file;
+#[cfg(any(target_arch = "x86_64", test))]
+mod i386;
+pub mod kernel;
 pub mod net;
 pub mod process;
 
@@ -73,9 +76,8 @@ pub fn decode(rec: &[u8]) -> Result<RawEvent, DecodeError> {
         KindFamily::Process => process::decode(kind, rec)?,
         KindFamily::File => file::decode(kind, rec)?,
         KindFamily::Network => net::decode(kind, rec)?,
+        KindFamily::Kernel => kernel::decode(kind, rec)?,
         KindFamily::Internal => cgroup::decode(kind, rec)?,
-        // No kernel-family kind is captured yet.
-        KindFamily::Kernel => return Err(DecodeError::UnknownKind(header.kind)),
     };
     Ok(RawEvent { header, body })
 }

@@ -3,13 +3,14 @@
 //! The defaults: uid and euid 1000, `/usr/local/bin/app` (argv `[app]`) in `/srv`, started a
 //! minute before the event by `/bin/sh` under containerd-shim, in container `web` (image
 //! `public.ecr.aws/nginx/nginx:1.27`) of pod `default/web-1`. Opens succeed with fd 3 and mode
-//! 0644, other file kinds and connects with 0.
+//! 0644, other file kinds and connects with 0. An io_uring asks for 8 entries and gets fd 4; a
+//! compat syscall is i386 `open` (5), made by a 32-bit process, returning fd 3.
 
 use std::sync::Arc;
 
 use peregrine_event::{
-    Ancestor, Container, Detail, Event, ExecInfo, Family, FileInfo, Kind, KindFamily,
-    MetadataState, NetInfo, NewBinary, NewBinaryEvidence, Process, Timestamp,
+    Ancestor, CompatSyscallInfo, Container, Detail, Event, ExecInfo, Family, FileInfo, IoUringInfo,
+    Kind, KindFamily, MetadataState, NetInfo, NewBinary, NewBinaryEvidence, Process, Timestamp,
 };
 
 use crate::cases::schema::EventSpec;
@@ -129,11 +130,26 @@ pub fn build_event(spec: &EventSpec) -> Result<Event, String> {
             spec.path.is_some() && !is_file && kind != Kind::Connect,
         ),
         ("new_path", spec.new_path.is_some() && !is_file),
-        ("flags", spec.flags.is_some() && !is_file),
+        (
+            "flags",
+            spec.flags.is_some() && !is_file && kind != Kind::IoUring,
+        ),
         ("mode", spec.mode.is_some() && !is_file),
         (
             "result",
-            spec.result.is_some() && !is_file && kind != Kind::Connect,
+            spec.result.is_some()
+                && !is_file
+                && !matches!(kind, Kind::Connect | Kind::IoUring | Kind::CompatSyscall),
+        ),
+        ("entries", spec.entries.is_some() && kind != Kind::IoUring),
+        ("nr", spec.nr.is_some() && kind != Kind::CompatSyscall),
+        (
+            "syscall",
+            spec.syscall.is_some() && kind != Kind::CompatSyscall,
+        ),
+        (
+            "from_64bit",
+            spec.from_64bit.is_some() && kind != Kind::CompatSyscall,
         ),
         ("path_changed", spec.path_changed && !is_file),
         ("path_unverified", spec.path_unverified && !is_file),
@@ -224,6 +240,25 @@ pub fn build_event(spec: &EventSpec) -> Result<Event, String> {
                 port: spec.port,
                 path: spec.path.clone(),
                 result: spec.result.unwrap_or(0),
+            });
+        }
+        Kind::IoUring => {
+            detail = Detail::IoUring(IoUringInfo {
+                entries: spec.entries.unwrap_or(8),
+                flags: spec.flags.map_or(0, |f| f.0),
+                result: spec.result.unwrap_or(4),
+            });
+        }
+        Kind::CompatSyscall => {
+            let nr = spec.nr.unwrap_or(5);
+            detail = Detail::CompatSyscall(CompatSyscallInfo {
+                nr,
+                name: spec
+                    .syscall
+                    .clone()
+                    .or_else(|| (nr == 5).then(|| "open".to_owned())),
+                result: Some(spec.result.unwrap_or(3)),
+                from_64bit: spec.from_64bit.unwrap_or(false),
             });
         }
         _ => {}

@@ -96,11 +96,13 @@ pub struct EventSpec {
     pub path: Option<String>,
     #[serde(default)]
     pub new_path: Option<String>,
+    /// Open/rename/unlinkat flags, or io_uring's `IORING_SETUP_*` flags (an integer).
     #[serde(default)]
     pub flags: Option<Flags>,
     #[serde(default)]
     pub mode: Option<Mode>,
-    /// The syscall's result (file kinds and connect): >= 0 success, else -errno.
+    /// The syscall's result (file kinds, connect, io_uring, compat_syscall): >= 0 success, else
+    /// -errno.
     #[serde(default)]
     pub result: Option<i64>,
     /// `file.path_changed`: a path argument was rewritten during the syscall.
@@ -124,6 +126,22 @@ pub struct EventSpec {
     pub filename: Option<String>,
     #[serde(default)]
     pub new_binary: Option<NewBinarySpec>,
+
+    // io_uring.
+    /// Requested submission-queue entries (default 8).
+    #[serde(default)]
+    pub entries: Option<u32>,
+
+    // compat_syscall.
+    /// The 32-bit syscall number (default 5, i386 `open`).
+    #[serde(default)]
+    pub nr: Option<u32>,
+    /// Its name (default: `open` for the default number, else none).
+    #[serde(default)]
+    pub syscall: Option<String>,
+    /// `int 0x80` from 64-bit code.
+    #[serde(default)]
+    pub from_64bit: Option<bool>,
 }
 
 impl EventSpec {
@@ -154,6 +172,10 @@ impl EventSpec {
             port: None,
             filename: None,
             new_binary: None,
+            entries: None,
+            nr: None,
+            syscall: None,
+            from_64bit: None,
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Event details ([`Detail`]) ↔ their protobuf form ([`pb::EventDetails`]), one module per
-//! family of kinds: [`process`] (exec, fork, exit), [`file`], [`net`] and [`internal`] (loss).
+//! family of kinds: [`process`] (exec, fork, exit), [`file`], [`net`], [`kernel`] (io_uring,
+//! compat syscalls) and [`internal`] (loss).
 //!
 //! Each family module has, for each of its payloads, the four conversions the codec needs:
 //! encode (interning strings and ancestors in the batch tables), decode (resolving them),
@@ -9,6 +10,7 @@
 
 mod file;
 mod internal;
+mod kernel;
 mod net;
 mod process;
 
@@ -46,6 +48,8 @@ pub(crate) fn encode<'a>(
         Detail::Exit(x) => D::Exit(process::encode_exit(x)),
         Detail::File(f) => D::File(file::encode(b, f)?),
         Detail::Net(n) => D::Net(net::encode(b, n)?),
+        Detail::IoUring(u) => D::IoUring(kernel::encode_io_uring(u)),
+        Detail::CompatSyscall(c) => D::CompatSyscall(kernel::encode_compat(b, c)?),
         Detail::Loss(l) => D::Loss(internal::encode_loss(l)),
     };
     Ok(pb::EventDetails {
@@ -62,6 +66,8 @@ pub(crate) fn decode(e: &pb::EventDetails, t: &Tables<'_>) -> Result<Detail, Inc
         Some(D::Exit(x)) => Detail::Exit(process::decode_exit(x)),
         Some(D::File(f)) => Detail::File(file::decode(f, t)?),
         Some(D::Net(n)) => Detail::Net(net::decode(n, t)?),
+        Some(D::IoUring(u)) => Detail::IoUring(kernel::decode_io_uring(u)),
+        Some(D::CompatSyscall(c)) => Detail::CompatSyscall(kernel::decode_compat(c, t)?),
         Some(D::Loss(l)) => Detail::Loss(internal::decode_loss(l)),
     })
 }
@@ -73,7 +79,8 @@ pub(crate) fn cost(e: &pb::EventDetails, t: &CostTables<'_>) -> Result<u64, Inco
         Some(D::Exec(x)) => process::cost_exec(x, t),
         Some(D::File(f)) => file::cost(f, t),
         Some(D::Net(n)) => net::cost(n, t),
-        Some(D::Fork(_) | D::Exit(_) | D::Loss(_)) | None => Ok(0),
+        Some(D::CompatSyscall(c)) => kernel::cost_compat(c, t),
+        Some(D::Fork(_) | D::Exit(_) | D::Loss(_) | D::IoUring(_)) | None => Ok(0),
     }
 }
 
@@ -83,7 +90,8 @@ pub(crate) fn for_each_string<'a>(detail: &'a Detail, f: &mut impl FnMut(&'a str
         Detail::Exec(x) => process::exec_strings(x, f),
         Detail::File(file) => file::strings(file, f),
         Detail::Net(n) => net::strings(n, f),
-        Detail::Fork(_) | Detail::Exit(_) | Detail::Loss(_) => {}
+        Detail::CompatSyscall(c) => kernel::compat_strings(c, f),
+        Detail::Fork(_) | Detail::Exit(_) | Detail::Loss(_) | Detail::IoUring(_) => {}
     }
 }
 
@@ -91,6 +99,12 @@ pub(crate) fn for_each_string<'a>(detail: &'a Detail, f: &mut impl FnMut(&'a str
 pub(crate) fn ancestors(detail: &Detail) -> usize {
     match detail {
         Detail::Exec(x) => process::exec_ancestors(x),
-        Detail::Fork(_) | Detail::Exit(_) | Detail::File(_) | Detail::Net(_) | Detail::Loss(_) => 0,
+        Detail::Fork(_)
+        | Detail::Exit(_)
+        | Detail::File(_)
+        | Detail::Net(_)
+        | Detail::IoUring(_)
+        | Detail::CompatSyscall(_)
+        | Detail::Loss(_) => 0,
     }
 }
