@@ -99,7 +99,11 @@ pub struct OrgSettings {
 impl OrgSettings {
     /// The row a first sweep writes when the table has none (from the template's
     /// `DefaultAutoEnable` and `DefaultAgentManagement`).
-    pub fn initial(auto_enable: AutoEnable, default_management: Management, now: Timestamp) -> Self {
+    pub fn initial(
+        auto_enable: AutoEnable,
+        default_management: Management,
+        now: Timestamp,
+    ) -> Self {
         OrgSettings {
             auto_enable,
             auto_enable_since: now,
@@ -154,11 +158,9 @@ impl OrgSettings {
                     )
                 }
             }
-            (AutoEnable::None, None) => (
-                new_row(Monitoring::Disabled),
-                Reason::AutoEnableNone,
-                true,
-            ),
+            (AutoEnable::None, None) => {
+                (new_row(Monitoring::Disabled), Reason::AutoEnableNone, true)
+            }
         };
         Decision {
             monitoring: settings.monitoring,
@@ -261,11 +263,19 @@ mod tests {
         ];
         for (auto, joined, monitoring, reason) in cases {
             let d = org(auto).decide(&account(joined), Option::None, t(4));
-            assert_eq!((d.monitoring, d.reason), (monitoring, reason), "{auto} {joined}");
+            assert_eq!(
+                (d.monitoring, d.reason),
+                (monitoring, reason),
+                "{auto} {joined}"
+            );
             let w = d.write.expect("a first sighting writes the row");
             assert_eq!(w.monitoring, monitoring);
             assert_eq!(w.origin, Origin::AutoEnable);
-            assert_eq!(w.management, Management::Manual, "the organization's default");
+            assert_eq!(
+                w.management,
+                Management::Manual,
+                "the organization's default"
+            );
             assert_eq!(w.updated_at, t(4));
             assert_eq!(d.cluster_scope, ClusterScope::All);
         }
@@ -274,7 +284,9 @@ mod tests {
             ..account(0)
         };
         assert_eq!(
-            org(New).decide(&unknown_join, Option::None, t(4)).monitoring,
+            org(New)
+                .decide(&unknown_join, Option::None, t(4))
+                .monitoring,
             Disabled
         );
     }
@@ -288,7 +300,11 @@ mod tests {
             assert_eq!((d.monitoring, d.reason), (Disabled, Reason::AccountSetting));
             assert_eq!(d.write, Option::None);
             assert_eq!(d.management, Management::Auto);
-            assert_eq!(d.cluster_scope, ClusterScope::IncludedOnly, "the row's scope");
+            assert_eq!(
+                d.cluster_scope,
+                ClusterScope::IncludedOnly,
+                "the row's scope"
+            );
         }
         let d = org(AutoEnable::All).decide(&account(3), Some(&off), t(4));
         assert_eq!((d.monitoring, d.reason), (Enabled, Reason::AutoEnableAll));
@@ -316,7 +332,10 @@ mod tests {
         assert!(err.to_string().contains("NEW ALL NONE"), "{err}");
         let json = serde_json::to_string(&row(Monitoring::Enabled, Origin::AutoEnable)).unwrap();
         assert!(json.contains("\"monitoring\":\"ENABLED\""), "{json}");
-        assert!(json.contains("\"clusterScope\":\"INCLUDED_ONLY\""), "{json}");
+        assert!(
+            json.contains("\"clusterScope\":\"INCLUDED_ONLY\""),
+            "{json}"
+        );
         let back: AccountSettings = serde_json::from_str(&json).unwrap();
         assert_eq!(back, row(Monitoring::Enabled, Origin::AutoEnable));
     }

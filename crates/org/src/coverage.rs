@@ -369,7 +369,10 @@ mod tests {
         let dropped = Issue::new(IssueKind::EventsDropped, "x");
         let missing = Issue::new(IssueKind::AgentNotReporting, "y");
         assert_eq!(status_of(&[]), CoverageStatus::Healthy);
-        assert_eq!(status_of(std::slice::from_ref(&dropped)), CoverageStatus::Degraded);
+        assert_eq!(
+            status_of(std::slice::from_ref(&dropped)),
+            CoverageStatus::Degraded
+        );
         let ranked = rank(vec![dropped.clone(), missing.clone(), dropped.clone()]);
         assert_eq!(ranked, vec![missing, dropped]);
         assert_eq!(status_of(&ranked), CoverageStatus::Unhealthy);

@@ -27,7 +27,10 @@ pub fn bounded(s: &str, max: usize) -> String {
 /// C0 and C1 controls, DEL, the line and paragraph separators and the bidi controls.
 fn is_unsafe(c: char) -> bool {
     c.is_control()
-        || matches!(c, '\u{2028}' | '\u{2029}' | '\u{200E}' | '\u{200F}' | '\u{061C}')
+        || matches!(
+            c,
+            '\u{2028}' | '\u{2029}' | '\u{200E}' | '\u{200F}' | '\u{061C}'
+        )
         || ('\u{202A}'..='\u{202E}').contains(&c)
         || ('\u{2066}'..='\u{2069}').contains(&c)
 }
@@ -53,7 +56,10 @@ mod tests {
     #[test]
     fn strings_are_bounded_and_defused() {
         assert_eq!(bounded("0.1.0", 64), "0.1.0");
-        assert_eq!(bounded("a\nb\u{1b}[31m\u{202e}c", 64), "a\u{FFFD}b\u{FFFD}[31m\u{FFFD}c");
+        assert_eq!(
+            bounded("a\nb\u{1b}[31m\u{202e}c", 64),
+            "a\u{FFFD}b\u{FFFD}[31m\u{FFFD}c"
+        );
         let long = bounded(&"é".repeat(100), 10);
         assert!(long.len() <= 10, "{long}");
         assert!(long.ends_with('…'), "{long}");
