@@ -12,7 +12,7 @@ use aws_config::SdkConfig;
 use aws_sdk_ec2::types::Filter;
 use aws_sdk_sts::config::{Credentials, Region, SharedCredentialsProvider};
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use peregrine_aws::Failure;
 use peregrine_event::Timestamp;
 use peregrine_org::config::MemberAccount;
@@ -232,12 +232,15 @@ pub async fn region_inventory(
         let page = page.map_err(|e| CallFailure::from_sdk("ListClusters", &e))?;
         names.extend(page.clusters().iter().cloned());
     }
-    let described: Vec<Result<ClusterInventory, CallFailure>> =
-        futures_util::stream::iter(names.iter())
-            .map(|name| describe(&eks, account, region, name))
-            .buffer_unordered(CLUSTER_CONCURRENCY)
-            .collect()
-            .await;
+    // Built first, then streamed: see the same pattern in sweep.rs.
+    let futures: Vec<_> = names
+        .iter()
+        .map(|name| describe(&eks, account, region, name).boxed())
+        .collect();
+    let described: Vec<Result<ClusterInventory, CallFailure>> = futures_util::stream::iter(futures)
+        .buffer_unordered(CLUSTER_CONCURRENCY)
+        .collect()
+        .await;
     let mut clusters = Vec::with_capacity(described.len());
     for c in described {
         match c {

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
 use aws_config::SdkConfig;
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use peregrine_event::Timestamp;
 use peregrine_finding::eventbridge::PutEventsEntry;
 use peregrine_lambda::InvocationError;
@@ -417,17 +417,23 @@ impl<M: AgentManager> CoverageDeps<M> {
                 swept_names.insert(cluster.name.clone());
                 jobs.push((cluster, selection.managed));
             }
+            // The futures are built first and streamed as a vector: a stream holding the
+            // closure over borrowed jobs is not `Send` for every lifetime (rust-lang/rust#102211).
+            let futures: Vec<_> = jobs
+                .into_iter()
+                .map(|(cluster, managed)| {
+                    let (cfg, inventory) = (&cfg, &inventory);
+                    async move {
+                        let r = self
+                            .sweep_cluster(cfg, cluster, inventory, managed, thresholds, now)
+                            .await;
+                        (cluster.name.clone(), r)
+                    }
+                    .boxed()
+                })
+                .collect();
             let outcomes: Vec<(String, Result<ClusterResult, StoreError>)> =
-                futures_util::stream::iter(jobs)
-                    .map(|(cluster, managed)| {
-                        let (cfg, inventory) = (&cfg, &inventory);
-                        async move {
-                            let r = self
-                                .sweep_cluster(cfg, cluster, inventory, managed, thresholds, now)
-                                .await;
-                            (cluster.name.clone(), r)
-                        }
-                    })
+                futures_util::stream::iter(futures)
                     .buffer_unordered(CLUSTER_CONCURRENCY)
                     .collect()
                     .await;
@@ -563,6 +569,7 @@ impl<M: AgentManager> CoverageDeps<M> {
                     self.sweep_account(account, decision, previous, thresholds, now, deadline)
                         .await
                 }
+                .boxed()
             })
             .buffer_unordered(self.config.account_concurrency)
             .collect()
