@@ -19,7 +19,10 @@ use peregrine_finding::Finding;
 use crate::model::{
     ChunkOutcome, ChunkWrite, Outbox, PUBLISH_PENDING, StoredFinding, day, iso, parse_iso,
 };
-use crate::traits::{Cursor, DuePage, FindingStore, HeartbeatRecord, HeartbeatStore, StoreError};
+use crate::traits::{
+    Coverage, Cursor, DuePage, FindingStore, HeartbeatReader, HeartbeatRecord, HeartbeatStore,
+    StoreError,
+};
 
 /// The outbox index (template.yaml, FindingsTable): sparse, keyed by `publishState` and sorted
 /// by `publishDueAt`.
@@ -51,13 +54,13 @@ pub mod attr {
     pub const EXPIRES_AT: &str = "expiresAt";
 }
 
-type Item = HashMap<String, AttributeValue>;
+pub(crate) type Item = HashMap<String, AttributeValue>;
 
-fn s(v: impl Into<String>) -> AttributeValue {
+pub(crate) fn s(v: impl Into<String>) -> AttributeValue {
     AttributeValue::S(v.into())
 }
 
-fn n(v: impl ToString) -> AttributeValue {
+pub(crate) fn n(v: impl ToString) -> AttributeValue {
     AttributeValue::N(v.to_string())
 }
 
@@ -108,13 +111,13 @@ pub fn finding_item(f: &StoredFinding) -> Result<Item, serde_json::Error> {
     Ok(item)
 }
 
-fn get_s<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
+pub(crate) fn get_s<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
     item.get(name)
         .and_then(|v| v.as_s().ok())
         .map(String::as_str)
 }
 
-fn get_u64(item: &Item, name: &str) -> Option<u64> {
+pub(crate) fn get_u64(item: &Item, name: &str) -> Option<u64> {
     item.get(name)
         .and_then(|v| v.as_n().ok())
         .and_then(|v| v.parse().ok())
@@ -157,7 +160,7 @@ pub fn stored_finding(item: &Item) -> Result<StoredFinding, StoreError> {
     })
 }
 
-fn aws_error<E, R>(operation: &'static str, e: &SdkError<E, R>) -> StoreError
+pub(crate) fn aws_error<E, R>(operation: &'static str, e: &SdkError<E, R>) -> StoreError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
     R: Debug,
@@ -169,7 +172,7 @@ where
     }
 }
 
-fn build_error(operation: &'static str, e: impl std::fmt::Display) -> StoreError {
+pub(crate) fn build_error(operation: &'static str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Aws {
         operation,
         failure: Failure::Invalid,
@@ -468,6 +471,81 @@ pub fn heartbeat_item(r: &HeartbeatRecord) -> Item {
     }
     item.insert(attr::EXPIRES_AT.to_owned(), n(r.expires_at));
     item
+}
+
+/// Reads a HeartbeatsTable item back. Lenient: an attribute an older detector did not write
+/// reads as empty or zero (`coverage` as `HEALTHY`, `blindingReasons` as `[]`).
+pub fn heartbeat_from_item(item: &Item) -> Result<HeartbeatRecord, StoreError> {
+    let text = |k: &str| get_s(item, k).unwrap_or_default().to_owned();
+    let num = |k: &str| get_u64(item, k).unwrap_or_default();
+    let (cluster_name, node_name) = (text("clusterName"), text("nodeName"));
+    if cluster_name.is_empty() || node_name.is_empty() {
+        return Err(StoreError::Corrupt {
+            key: format!("{cluster_name}/{node_name}"),
+            reason: "a heartbeat row without clusterName or nodeName".into(),
+        });
+    }
+    Ok(HeartbeatRecord {
+        cluster_name,
+        node_name,
+        agent_id: text("agentId"),
+        agent_version: text("agentVersion"),
+        kernel_release: text("kernelRelease"),
+        last_seen: text("lastSeen"),
+        received_at: text("receivedAt"),
+        probes_json: get_s(item, "probes").unwrap_or("[]").to_owned(),
+        probes_attached: num("probesAttached"),
+        probes_failed: num("probesFailed"),
+        kernel_ringbuf_full: num("kernelRingbufFull"),
+        kernel_no_scratch: num("kernelNoScratch"),
+        user_queue_full: num("userQueueFull"),
+        spool_dropped: num("spoolDropped"),
+        spool_messages: num("spoolMessages"),
+        spool_bytes: num("spoolBytes"),
+        events_sent: num("eventsSent"),
+        uptime_seconds: num("uptimeSeconds"),
+        next_sequence: num("nextSequence"),
+        coverage: match get_s(item, "coverage") {
+            Some("DEGRADED") => Coverage::Degraded,
+            _ => Coverage::Healthy,
+        },
+        blinding_json: get_s(item, "blindingReasons").unwrap_or("[]").to_owned(),
+        expires_at: item
+            .get(attr::EXPIRES_AT)
+            .and_then(|v| v.as_n().ok())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_default(),
+    })
+}
+
+impl HeartbeatReader for DynamoHeartbeatStore {
+    async fn cluster_heartbeats(&self, cluster: &str) -> Result<Vec<HeartbeatRecord>, StoreError> {
+        let mut out = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("#c = :c")
+                .expression_attribute_names("#c", "clusterName")
+                .expression_attribute_values(":c", s(cluster))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| aws_error("Query", &e))?;
+            for item in page.items() {
+                match heartbeat_from_item(item) {
+                    Ok(r) => out.push(r),
+                    Err(e) => tracing::warn!(error = %e, "unreadable heartbeat row skipped"),
+                }
+            }
+            match page.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => return Ok(out),
+            }
+        }
+    }
 }
 
 impl HeartbeatStore for DynamoHeartbeatStore {

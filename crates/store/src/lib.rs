@@ -1,5 +1,5 @@
-//! Where findings and heartbeats are kept and published, for every function (the detector, the
-//! publisher, and the coverage sweeper and API to come).
+//! Where findings, heartbeats and the organization's coverage are kept and published, for every
+//! function (the detector, the publisher, the coverage sweeper, and the API to come).
 //!
 //! Adapters sit behind small traits ([`FindingStore`], [`FindingBus`], [`HeartbeatStore`]) with
 //! DynamoDB and EventBridge implementations ([`DynamoFindingStore`], [`DynamoHeartbeatStore`],
@@ -7,28 +7,36 @@
 //! ([`StoredFinding`], its [`Outbox`] state, the chunk writes) is independent of DynamoDB's
 //! attribute encoding, and [`send_and_mark`] is the outbox protocol: publish, then record the
 //! publish. See `docs/pipeline.md`.
+//!
+//! The organization's tables ([`ConfigStore`], [`CoverageStore`]) keep `peregrine-org`'s
+//! values; see `docs/coverage.md`.
 
 mod dynamo;
 mod eventbridge;
 pub mod memory;
 mod model;
+mod org;
 mod outbox;
 mod traits;
 
 pub use crate::dynamo::{
-    DynamoFindingStore, DynamoHeartbeatStore, PUBLISH_INDEX, attr, finding_item, heartbeat_item,
-    stored_finding,
+    DynamoFindingStore, DynamoHeartbeatStore, PUBLISH_INDEX, attr, finding_item,
+    heartbeat_from_item, heartbeat_item, stored_finding,
 };
 pub use crate::eventbridge::EventBridgeBus;
 pub use crate::model::{
     ChunkOutcome, ChunkWrite, FindingWrite, Outbox, PUBLISH_PENDING, PublishingFrequency,
     StoredFinding, UnknownFrequency, add, day, epoch_seconds, iso, parse_iso,
 };
+pub use crate::org::{
+    ConfigStore, CoverageStore, DynamoConfigStore, DynamoCoverageStore, KIND_INDEX, OrgConfig,
+    StoredCluster, account_settings_from_item, account_settings_item, org_from_item, org_item,
+};
 pub use crate::outbox::{
     MAX_CALL_BYTES, MAX_ENTRIES_PER_CALL, PublishCounts, PublishItem, call_ranges, entry_bytes,
     send_and_mark,
 };
 pub use crate::traits::{
-    BusError, Coverage, Cursor, DuePage, EntryResult, FindingBus, FindingStore, HeartbeatRecord,
-    HeartbeatStore, StoreError,
+    BusError, Coverage, Cursor, DuePage, EntryResult, FindingBus, FindingStore, HeartbeatReader,
+    HeartbeatRecord, HeartbeatStore, StoreError,
 };

@@ -11,8 +11,8 @@ use peregrine_finding::eventbridge::PutEventsEntry;
 
 use crate::model::{ChunkOutcome, ChunkWrite, StoredFinding, iso};
 use crate::traits::{
-    BusError, Cursor, DuePage, EntryResult, FindingBus, FindingStore, HeartbeatRecord,
-    HeartbeatStore, StoreError,
+    BusError, Cursor, DuePage, EntryResult, FindingBus, FindingStore, HeartbeatReader,
+    HeartbeatRecord, HeartbeatStore, StoreError,
 };
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -281,5 +281,15 @@ impl HeartbeatStore for MemoryHeartbeats {
         }
         rows.insert(key, record.clone());
         Ok(true)
+    }
+}
+
+impl HeartbeatReader for MemoryHeartbeats {
+    async fn cluster_heartbeats(&self, cluster: &str) -> Result<Vec<HeartbeatRecord>, StoreError> {
+        Ok(lock(&self.rows)
+            .iter()
+            .filter(|((c, _), _)| c == cluster)
+            .map(|(_, r)| r.clone())
+            .collect())
     }
 }

@@ -197,3 +197,12 @@ pub trait HeartbeatStore: Send + Sync {
         record: &HeartbeatRecord,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }
+
+/// HeartbeatsTable, read (the coverage sweeper).
+pub trait HeartbeatReader: Send + Sync {
+    /// Every row of a cluster (the table's partition `clusterName`), whatever its age.
+    fn cluster_heartbeats(
+        &self,
+        cluster: &str,
+    ) -> impl Future<Output = Result<Vec<HeartbeatRecord>, StoreError>> + Send;
+}

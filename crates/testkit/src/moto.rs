@@ -1,6 +1,9 @@
 //! A local AWS for tests, demos and the local stack: moto in server mode on 127.0.0.1.
 //! (`scripts/setup` installs it into the repository's `.venv`.) Product code never knows it
 //! is talking to moto: it gets the same standard configuration a real deployment gets.
+//!
+//! moto runs through `moto/launcher.py`, which fills what moto lacks before the server starts
+//! (AssumeRole's trust check; see the file).
 
 use std::{
     net::TcpStream,
@@ -13,6 +16,8 @@ use std::{
 pub enum MotoError {
     #[error("moto_server not found in {venv} or on PATH: run scripts/setup")]
     NotInstalled { venv: String },
+    #[error("no python beside {0} to run the moto launcher")]
+    NoPython(String),
     #[error("starting moto_server: {0}")]
     Spawn(std::io::Error),
     #[error("moto_server did not answer on 127.0.0.1:{port} within {waited:?}")]
@@ -63,7 +68,16 @@ impl Moto {
     }
 
     fn spawn(&mut self) -> Result<(), MotoError> {
-        let child = Command::new(&self.exe)
+        // The python of moto_server's environment runs the launcher.
+        let python = self
+            .exe
+            .parent()
+            .map(|d| d.join("python3"))
+            .filter(|p| p.exists())
+            .ok_or_else(|| MotoError::NoPython(self.exe.display().to_string()))?;
+        let launcher = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("moto/launcher.py");
+        let child = Command::new(python)
+            .arg(launcher)
             .args(["-H", "127.0.0.1", "-p", &self.port.to_string()])
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -20,6 +20,8 @@ use serde_json::Value;
 pub const DETECTOR_BINARY: &str = peregrine_detector::BINARY;
 /// The binary of the publisher, which runs on a schedule.
 pub const PUBLISHER_BINARY: &str = peregrine_publisher::BINARY;
+/// The binary of the coverage sweeper, which runs on a schedule.
+pub const COVERAGE_BINARY: &str = peregrine_coverage::BINARY;
 
 /// What invokes a function: the runner does the trigger's job, since nothing else does locally
 /// (moto neither maps event sources nor fires schedules, and serves no function URLs or APIs).
@@ -81,6 +83,17 @@ pub const FUNCTIONS: &[LocalFunction] = &[
             let deps = peregrine_publisher::AwsPublisherDeps::from_sdk(sdk, config);
             Ok(Handler::new(deps, |d, event| async move {
                 peregrine_publisher::handle_schedule(&d, event).await
+            }))
+        },
+    },
+    LocalFunction {
+        binary: COVERAGE_BINARY,
+        trigger: Trigger::Schedule,
+        start: |sdk, env| {
+            let config = peregrine_coverage::Config::from_lookup(env)?;
+            let deps = peregrine_coverage::CoverageDeps::from_sdk(sdk, config);
+            Ok(Handler::new(deps, |d, event| async move {
+                peregrine_coverage::handle_schedule(&d, event).await
             }))
         },
     },

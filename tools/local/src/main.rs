@@ -47,9 +47,12 @@ enum Command {
         /// queue's visibility timeout).
         #[arg(long)]
         retry_after_seconds: Option<u64>,
-        /// How often the scheduled functions run (default: the template's schedule, else 60).
+        /// How often the publisher runs (default: the template's schedule, else 60).
         #[arg(long)]
         publish_interval_seconds: Option<u64>,
+        /// How often the coverage sweeper runs (default: the template's CoverageSweepRate).
+        #[arg(long)]
+        sweep_interval_seconds: Option<u64>,
         /// Most messages per invocation of an SQS-triggered function (default: the template's
         /// BatchSize).
         #[arg(long)]
@@ -64,6 +67,9 @@ enum Command {
     },
     /// Provision or check, print the environment and exit.
     Env,
+    /// Run one coverage sweep (as its schedule would) and print its summary as JSON; the
+    /// coverage itself is in the CoverageTable the environment names.
+    Sweep,
     /// Send a sample batch (a compromised pod among ordinary node activity) and a heartbeat.
     SendSample {
         /// Default: the detector's queue from the template.
@@ -117,9 +123,17 @@ async fn main() -> anyhow::Result<()> {
         Command::Env => {
             print!("{}", exports(&stack));
         }
+        Command::Sweep => {
+            let runner = Runner::from_stack(&sdk, &stack, RunnerOptions::from_stack(&stack))?;
+            match runner.sweep_once().await? {
+                Some(summary) => println!("{}", serde_json::to_string_pretty(&summary)?),
+                None => bail!("the sweep timed out"),
+            }
+        }
         Command::Serve {
             retry_after_seconds,
             publish_interval_seconds,
+            sweep_interval_seconds,
             batch_size,
             exports_file,
             http_port,
@@ -138,6 +152,9 @@ async fn main() -> anyhow::Result<()> {
             }
             if let Some(s) = publish_interval_seconds {
                 runner_options.publish_interval = Duration::from_secs(s.max(1));
+            }
+            if let Some(s) = sweep_interval_seconds {
+                runner_options.sweep_interval = Duration::from_secs(s.max(1));
             }
             if let Some(n) = batch_size {
                 runner_options.batch_size = n.max(1);

@@ -8,8 +8,8 @@
 //!   leaves `batchItemFailures` (and everything, if the handler fails or times out) to come back
 //!   after the queue's visibility timeout. `retry_after` shortens that wait locally by setting
 //!   the failed messages' visibility, which real Lambda does not do.
-//! - **Schedule.** Sends the scheduled event every `publish_interval` (moto never fires
-//!   schedules).
+//! - **Schedule.** Sends the scheduled event every `publish_interval` to the publisher and
+//!   every `sweep_interval` to the coverage sweeper (moto never fires schedules).
 //! - **HTTP.** Each endpoint of an HTTP-triggered function (its function URL, its HTTP API
 //!   routes) gets a listener on `127.0.0.1` (`http_port`, 0 for any free port; see
 //!   [`Runner::http_endpoints`]). Each request is read (at most 6 MB), authenticated when the
@@ -38,12 +38,15 @@ use http::{Request, StatusCode};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use lambda_runtime::{Context, Diagnostic, LambdaEvent};
+use peregrine_coverage::SweepSummary;
 use peregrine_event::Timestamp;
 use peregrine_provision::{ApiKind, HttpAuth};
 use peregrine_publisher::PublishSummary;
 use serde_json::Value;
 
-use crate::functions::{FUNCTIONS, Handler, LocalFunction, PUBLISHER_BINARY, StartError, Trigger};
+use crate::functions::{
+    COVERAGE_BINARY, FUNCTIONS, Handler, LocalFunction, PUBLISHER_BINARY, StartError, Trigger,
+};
 use crate::http::{
     EventContext, HttpKind, HttpRequest, HttpResponse, IamCaller, MAX_PAYLOAD_BYTES,
 };
@@ -120,8 +123,10 @@ pub struct RunnerOptions {
     /// When set, failed messages become visible again after this long instead of the queue's
     /// visibility timeout.
     pub retry_after: Option<Duration>,
-    /// How often the scheduled functions run (the template's schedule).
+    /// How often the publisher runs (the template's schedule).
     pub publish_interval: Duration,
+    /// How often the coverage sweeper runs (the template's `CoverageSweepRate`).
+    pub sweep_interval: Duration,
     /// The port of the first HTTP endpoint on 127.0.0.1; the next ones take the ports after
     /// it, in table order. 0: any free port for each.
     pub http_port: u16,
@@ -146,9 +151,14 @@ impl RunnerOptions {
             batching_window: source.map(|s| s.batching_window).unwrap_or_default(),
             wait_time: Duration::from_secs(20),
             retry_after: None,
-            publish_interval: first(Trigger::Schedule)
+            publish_interval: find(stack, PUBLISHER_BINARY)
+                .ok()
                 .and_then(|f| f.schedule)
                 .unwrap_or(Duration::from_secs(60)),
+            sweep_interval: find(stack, COVERAGE_BINARY)
+                .ok()
+                .and_then(|f| f.schedule)
+                .unwrap_or(Duration::from_secs(300)),
             http_port: 0,
         }
     }
@@ -703,6 +713,23 @@ impl Runner {
         }
     }
 
+    /// One coverage sweep, as the schedule would start it: the sweep's summary, or `None`
+    /// when it timed out.
+    pub async fn sweep_once(&self) -> Result<Option<SweepSummary>, RunnerError> {
+        match self.fire_once(COVERAGE_BINARY).await? {
+            None => Ok(None),
+            Some(response) => {
+                serde_json::from_value(response.clone())
+                    .map(Some)
+                    .map_err(|source| RunnerError::Response {
+                        function: COVERAGE_BINARY.into(),
+                        response: response.to_string(),
+                        source,
+                    })
+            }
+        }
+    }
+
     /// Runs every function on its trigger until `shutdown` completes. A batch being processed
     /// is finished (and settled) before returning; only a receive still waiting is abandoned.
     pub async fn run(&self, shutdown: impl Future<Output = ()>) {
@@ -751,7 +778,12 @@ impl Runner {
     }
 
     async fn schedule_loop(&self, f: &Running, mut stop: tokio::sync::watch::Receiver<bool>) {
-        let mut tick = tokio::time::interval(self.options.publish_interval);
+        let period = if f.binary == COVERAGE_BINARY {
+            self.options.sweep_interval
+        } else {
+            self.options.publish_interval
+        };
+        let mut tick = tokio::time::interval(period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {

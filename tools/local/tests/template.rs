@@ -69,7 +69,7 @@ async fn provisioned_resources_match_the_template() {
 
     // Tables: name, keys, attribute definitions, every GSI, billing, TTL.
     let tables = resources_of(&raw, "AWS::DynamoDB::Table");
-    assert_eq!(tables.len(), 3);
+    assert_eq!(tables.len(), 5);
     for id in &tables {
         let props = &raw["Resources"][id.as_str()]["Properties"];
         let name = format!("{prefix}-{id}");
@@ -326,6 +326,34 @@ async fn provisioned_resources_match_the_template() {
             .map(|d| d.as_secs()),
         Some(60)
     );
+
+    // The coverage sweeper: its schedule, its tables and the heartbeats it reads.
+    let sweeper = &local.stack.functions["CoverageFunction"];
+    assert_eq!(sweeper.binary.as_deref(), Some("peregrine-coverage"));
+    assert_eq!(sweeper.schedule.map(|d| d.as_secs()), Some(300));
+    assert!(sweeper.timeout.as_secs() < 300, "runs never overlap");
+    let env = local.stack.function_env("CoverageFunction").unwrap();
+    for (k, table) in [
+        ("CONFIG_TABLE", "ConfigTable"),
+        ("COVERAGE_TABLE", "CoverageTable"),
+        ("HEARTBEATS_TABLE", "HeartbeatsTable"),
+    ] {
+        assert_eq!(env.get(k), Some(&format!("{prefix}-{table}")), "{k}");
+    }
+    assert_eq!(env.get("EVENT_BUS_NAME"), Some(&bus));
+    assert_eq!(
+        env.get("MEMBER_ROLE_NAME").map(String::as_str),
+        Some("PeregrineCoverageRole")
+    );
+    assert_eq!(
+        env.get("HEARTBEAT_STALE_AFTER_SECONDS").map(String::as_str),
+        Some("180")
+    );
+    peregrine_local::function_config::<peregrine_coverage::Config>(
+        &local.stack,
+        "peregrine-coverage",
+    )
+    .expect("the template's environment is a valid sweeper configuration");
 
     // The exported environment names the template's outputs.
     let exports: std::collections::BTreeMap<String, String> =
