@@ -552,29 +552,34 @@ fn node_item(n: &NodeCoverage) -> Result<Item, StoreError> {
     Ok(item)
 }
 
+/// The rows of `items` that `parse` reads; an unreadable one is logged and skipped, so one bad
+/// row never hides the rest.
+fn readable<T>(
+    items: &[Item],
+    parse: impl Fn(&Item) -> Result<T, StoreError>,
+    what: &str,
+) -> Vec<T> {
+    items
+        .iter()
+        .filter_map(|item| match parse(item) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                tracing::warn!(error = %e, row = what, "unreadable row skipped");
+                None
+            }
+        })
+        .collect()
+}
+
 impl CoverageStore for DynamoCoverageStore {
     async fn clusters(&self) -> Result<Vec<StoredCluster>, StoreError> {
         let items = self.query_kind("CLUSTER").await?;
-        let mut out = Vec::with_capacity(items.len());
-        for item in &items {
-            match stored_cluster(item) {
-                Ok(c) => out.push(c),
-                Err(e) => tracing::warn!(error = %e, "unreadable cluster row skipped"),
-            }
-        }
-        Ok(out)
+        Ok(readable(&items, stored_cluster, "cluster"))
     }
 
     async fn accounts(&self) -> Result<Vec<AccountCoverage>, StoreError> {
         let items = self.query_kind("ACCOUNT").await?;
-        let mut out = Vec::with_capacity(items.len());
-        for item in &items {
-            match from_json(item) {
-                Ok(a) => out.push(a),
-                Err(e) => tracing::warn!(error = %e, "unreadable account row skipped"),
-            }
-        }
-        Ok(out)
+        Ok(readable(&items, from_json, "account"))
     }
 
     async fn nodes(
@@ -584,14 +589,7 @@ impl CoverageStore for DynamoCoverageStore {
         cluster: &str,
     ) -> Result<Vec<NodeCoverage>, StoreError> {
         let items = self.query_pk(&nodes_pk(account, region, cluster)).await?;
-        let mut out = Vec::with_capacity(items.len());
-        for item in &items {
-            match from_json(item) {
-                Ok(n) => out.push(n),
-                Err(e) => tracing::warn!(error = %e, "unreadable node row skipped"),
-            }
-        }
-        Ok(out)
+        Ok(readable(&items, from_json, "node"))
     }
 
     async fn write_nodes(
