@@ -27,7 +27,8 @@ const MEMBER: &str = "111111111111";
 /// The member role's inline policies with `AgentManagement` as given, resources widened to
 /// `*` and conditions dropped (moto evaluates neither).
 fn member_role_policies(agent_management: &str) -> Vec<(String, Value)> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../infra/member-account-role.yaml");
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../infra/member-account-role.yaml");
     let t = Template::load(&path).unwrap();
     let ctx = StackContext {
         stack_name: "peregrine-coverage-role".into(),
@@ -120,7 +121,10 @@ async fn member_account(agent_management: &str) -> (Env, common::Cluster, SdkCon
         moto,
     };
     let cluster = env.covered_cluster("prod").await;
-    assert_eq!(cluster.inventory.account_id, MEMBER, "the cluster is the member account's");
+    assert_eq!(
+        cluster.inventory.account_id, MEMBER,
+        "the cluster is the member account's"
+    );
     let member = assume(
         &admin,
         &format!("arn:aws:iam::{MEMBER}:role/PeregrineCoverageRole"),
@@ -164,7 +168,10 @@ async fn without_agent_management_the_role_gets_a_typed_access_denied() {
             assert_eq!(*step, Step::VpcEndpoint);
             assert_eq!(*operation, "DescribeVpcs");
             assert_eq!(*failure, peregrine_aws::Failure::Denied);
-            assert!(code.as_deref().unwrap_or_default().contains("AccessDenied"), "{code:?}");
+            assert!(
+                code.as_deref().unwrap_or_default().contains("AccessDenied"),
+                "{code:?}"
+            );
         }
         other => panic!("expected an AWS AccessDenied, got {other:?}"),
     }

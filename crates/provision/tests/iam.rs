@@ -201,7 +201,8 @@ fn agent_management_changes_only_what_peregrine_tagged_or_its_own_access() {
         .iter()
         .find(|(n, _)| n == "agent-management")
         .expect("enabled: the agent-management policy");
-    let own_entry = "arn:aws:eks:*:111122223333:access-entry/*/role/111122223333/PeregrineCoverageRole/*";
+    let own_entry =
+        "arn:aws:eks:*:111122223333:access-entry/*/role/111122223333/PeregrineCoverageRole/*";
     for s in doc["Statement"].as_array().unwrap() {
         let sid = s["Sid"].as_str().unwrap();
         let actions = list(&s["Action"]);
