@@ -150,3 +150,118 @@ fn the_member_role_trusts_only_the_sweeper_role_with_external_id_inside_the_orga
         "arn:aws:iam::444455556666:role/sec-peregrine-sweeper"
     );
 }
+
+/// The member role's inline policies, resolved, by name.
+fn member_role_policies(agent_management: &str) -> Vec<(String, Value)> {
+    let t = infra("member-account-role.yaml");
+    let ctx = context();
+    let params: BTreeMap<String, String> = [
+        ("DeployingAccountId", "444455556666"),
+        ("OrganizationId", "o-a1b2c3d4e5"),
+        ("ExternalId", "peregrine-7f3e9c"),
+        ("AgentManagement", agent_management),
+    ]
+    .iter()
+    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+    .collect();
+    let r = Resolver::new(&t, &ctx, &params);
+    let props = t.properties("PeregrineCoverageRole").unwrap();
+    let policies = r.resolve(&props["Policies"], "Policies").unwrap().unwrap();
+    policies
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["PolicyName"].as_str().unwrap().to_owned(),
+                p["PolicyDocument"].clone(),
+            )
+        })
+        .collect()
+}
+
+fn list(v: &Value) -> Vec<String> {
+    match v {
+        Value::String(s) => vec![s.clone()],
+        Value::Array(a) => a.iter().map(|x| x.as_str().unwrap().to_owned()).collect(),
+        _ => Vec::new(),
+    }
+}
+
+#[test]
+fn agent_management_changes_only_what_peregrine_tagged_or_its_own_access() {
+    let names: Vec<String> = member_role_policies("disabled")
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    assert_eq!(names, ["coverage-read-only"], "disabled: inventory only");
+
+    let policies = member_role_policies("enabled");
+    let (_, doc) = policies
+        .iter()
+        .find(|(n, _)| n == "agent-management")
+        .expect("enabled: the agent-management policy");
+    let own_entry =
+        "arn:aws:eks:*:111122223333:access-entry/*/role/111122223333/PeregrineCoverageRole/*";
+    for s in doc["Statement"].as_array().unwrap() {
+        let sid = s["Sid"].as_str().unwrap();
+        let actions = list(&s["Action"]);
+        let resources = list(&s["Resource"]);
+        let cond = &s["Condition"];
+        let writes: Vec<&String> = actions
+            .iter()
+            .filter(|a| {
+                let verb = a.split(':').nth(1).unwrap();
+                !(verb.starts_with("Describe") || verb.starts_with("List"))
+            })
+            .collect();
+        if writes.is_empty() {
+            continue;
+        }
+        assert!(
+            !resources.iter().any(|r| r == "*"),
+            "{sid}: a write on every resource"
+        );
+        // Every write is conditioned on Peregrine's tag, its own principal or policy, or
+        // names only the VPC and subnets that creating an endpoint needs.
+        let vpc_and_subnets = resources
+            .iter()
+            .all(|r| r.ends_with(":vpc/*") || r.ends_with(":subnet/*"));
+        assert!(
+            cond.is_object() || vpc_and_subnets,
+            "{sid}: {writes:?} without a condition"
+        );
+        if actions.iter().any(|a| a.ends_with("AssociateAccessPolicy")) {
+            assert_eq!(resources, [own_entry], "{sid}");
+            let policy = cond["ArnEquals"]["eks:policyArn"].as_str().unwrap();
+            match policy {
+                "arn:aws:eks::aws:cluster-access-policy/AmazonEKSAdminPolicy" => {
+                    assert_eq!(cond["StringEquals"]["eks:accessScope"], "namespace");
+                    assert_eq!(
+                        cond["ForAllValues:StringEquals"]["eks:namespaces"],
+                        "peregrine"
+                    );
+                }
+                "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy" => {}
+                other => panic!("{sid}: associates {other}"),
+            }
+        }
+        if actions.iter().any(|a| a == "iam:PassRole") {
+            assert_eq!(
+                resources,
+                ["arn:aws:iam::111122223333:role/peregrine-agent-*"],
+                "{sid}"
+            );
+            assert_eq!(
+                cond["StringEquals"]["iam:PassedToService"],
+                "pods.eks.amazonaws.com"
+            );
+        }
+        if actions.iter().any(|a| a == "eks:CreateAccessEntry") {
+            assert_eq!(
+                cond["ArnEquals"]["eks:principalArn"],
+                "arn:aws:iam::111122223333:role/PeregrineCoverageRole"
+            );
+        }
+    }
+}

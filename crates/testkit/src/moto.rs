@@ -2,8 +2,9 @@
 //! (`scripts/setup` installs it into the repository's `.venv`.) Product code never knows it
 //! is talking to moto: it gets the same standard configuration a real deployment gets.
 //!
-//! moto runs through `moto/launcher.py`, which fills what moto lacks before the server starts
-//! (AssumeRole's trust check; see the file).
+//! moto is started through `crates/testkit/moto/peregrine_moto.py`, which registers the EKS
+//! operations moto 5.2.5 lacks (access entries, Pod Identity associations, add-ons) before
+//! starting moto's own server; see that file for what they do and do not emulate.
 
 use std::{
     net::TcpStream,
@@ -16,12 +17,12 @@ use std::{
 pub enum MotoError {
     #[error("moto_server not found in {venv} or on PATH: run scripts/setup")]
     NotInstalled { venv: String },
-    #[error("no python beside {0} to run the moto launcher")]
-    NoPython(String),
     #[error("starting moto_server: {0}")]
     Spawn(std::io::Error),
     #[error("moto_server did not answer on 127.0.0.1:{port} within {waited:?}")]
     NotReady { port: u16, waited: Duration },
+    #[error("moto's {path} answered {answer}")]
+    Api { path: String, answer: String },
 }
 
 /// The account moto answers as, unless told otherwise.
@@ -31,7 +32,13 @@ pub const REGION: &str = "us-east-1";
 pub struct Moto {
     child: Option<Child>,
     pub port: u16,
-    exe: PathBuf,
+    /// The Python interpreter that has moto installed.
+    python: PathBuf,
+}
+
+/// The launcher that adds the EKS operations moto lacks.
+pub fn launcher() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("moto/peregrine_moto.py")
 }
 
 /// The repository's `.venv` first (this crate is `crates/testkit`), then `PATH`.
@@ -50,6 +57,19 @@ fn find_server() -> Result<PathBuf, MotoError> {
         })
 }
 
+/// The interpreter beside `moto_server` (the venv's), so the launcher imports the same moto.
+fn find_python() -> Result<PathBuf, MotoError> {
+    let server = find_server()?;
+    let dir = server.parent().map(PathBuf::from).unwrap_or_default();
+    ["python", "python3"]
+        .iter()
+        .map(|n| dir.join(n))
+        .find(|p| p.exists())
+        .ok_or(MotoError::NotInstalled {
+            venv: dir.display().to_string(),
+        })
+}
+
 fn free_port() -> Result<u16, MotoError> {
     let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(MotoError::Spawn)?;
     l.local_addr().map(|a| a.port()).map_err(MotoError::Spawn)
@@ -61,23 +81,15 @@ impl Moto {
         let mut m = Moto {
             child: None,
             port: free_port()?,
-            exe: find_server()?,
+            python: find_python()?,
         };
         m.spawn()?;
         Ok(m)
     }
 
     fn spawn(&mut self) -> Result<(), MotoError> {
-        // The python of moto_server's environment runs the launcher.
-        let python = self
-            .exe
-            .parent()
-            .map(|d| d.join("python3"))
-            .filter(|p| p.exists())
-            .ok_or_else(|| MotoError::NoPython(self.exe.display().to_string()))?;
-        let launcher = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("moto/launcher.py");
-        let child = Command::new(python)
-            .arg(launcher)
+        let child = Command::new(&self.python)
+            .arg(launcher())
             .args(["-H", "127.0.0.1", "-p", &self.port.to_string()])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -117,6 +129,36 @@ impl Moto {
     pub fn restart(&mut self) -> Result<(), MotoError> {
         self.stop();
         self.spawn()
+    }
+
+    /// From now on moto authenticates and authorizes every request against its IAM (users,
+    /// roles and their policies; moto checks actions, not resources or conditions): calls with
+    /// credentials moto never issued fail. Set everything up before calling this.
+    pub fn enforce_iam(&self) -> Result<(), MotoError> {
+        self.post("/moto-api/reset-auth", "0")
+    }
+
+    /// A bodied POST to moto's own API, answered 200.
+    fn post(&self, path: &str, body: &str) -> Result<(), MotoError> {
+        use std::io::{Read, Write};
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).map_err(MotoError::Spawn)?;
+        write!(
+            s,
+            "POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            self.port,
+            body.len()
+        )
+        .map_err(MotoError::Spawn)?;
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).map_err(MotoError::Spawn)?;
+        if answer.starts_with("HTTP/1.1 200") || answer.starts_with("HTTP/1.0 200") {
+            Ok(())
+        } else {
+            Err(MotoError::Api {
+                path: path.into(),
+                answer: answer.lines().next().unwrap_or_default().into(),
+            })
+        }
     }
 
     pub fn is_running(&self) -> bool {

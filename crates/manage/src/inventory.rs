@@ -1,0 +1,146 @@
+//! What the sweeper learned about a cluster from DescribeCluster: everything management needs,
+//! so that it makes no DescribeCluster call of its own.
+
+use crate::error::ManageError;
+use crate::validate;
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClusterInventory {
+    pub name: String,
+    /// `arn:<partition>:eks:<region>:<account>:cluster/<name>`.
+    pub arn: String,
+    pub account_id: String,
+    pub region: String,
+    /// `resourcesVpcConfig.vpcId`.
+    pub vpc_id: String,
+    /// `resourcesVpcConfig.subnetIds`: the endpoint gets one of them per Availability Zone.
+    pub subnet_ids: Vec<String>,
+    /// `resourcesVpcConfig.clusterSecurityGroupId`: the endpoint's security group takes HTTPS
+    /// from it. Without one the VPC's CIDR blocks are used.
+    pub cluster_security_group_id: Option<String>,
+    /// `endpoint`: the API server's `https://` URL.
+    pub endpoint: Option<String>,
+    /// `certificateAuthority.data`: the base64 PEM of the API server's CA.
+    pub certificate_authority: Option<String>,
+    pub platform_version: Option<String>,
+    /// `accessConfig.authenticationMode`: `API`, `API_AND_CONFIG_MAP` or `CONFIG_MAP`.
+    pub authentication_mode: Option<String>,
+    /// `identity.oidc.issuer` (IRSA needs it).
+    pub oidc_issuer: Option<String>,
+    /// `computeConfig.enabled`: EKS Auto Mode, which has Pod Identity built in.
+    pub auto_mode: bool,
+}
+
+impl ClusterInventory {
+    /// From DescribeCluster's `cluster`; the account and region come from its ARN.
+    pub fn from_eks(c: &aws_sdk_eks::types::Cluster) -> Result<ClusterInventory, ManageError> {
+        let arn = c
+            .arn()
+            .ok_or_else(|| ManageError::Inventory("DescribeCluster gave no arn".into()))?;
+        let (_, region, account_id) = parse_arn(arn)?;
+        let vpc = c.resources_vpc_config();
+        let inv = ClusterInventory {
+            name: c.name().unwrap_or_default().to_owned(),
+            arn: arn.to_owned(),
+            account_id: account_id.to_owned(),
+            region: region.to_owned(),
+            vpc_id: vpc.and_then(|v| v.vpc_id()).unwrap_or_default().to_owned(),
+            subnet_ids: vpc.map(|v| v.subnet_ids().to_vec()).unwrap_or_default(),
+            cluster_security_group_id: vpc
+                .and_then(|v| v.cluster_security_group_id())
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned),
+            endpoint: c.endpoint().map(str::to_owned),
+            certificate_authority: c
+                .certificate_authority()
+                .and_then(|a| a.data())
+                .map(str::to_owned),
+            platform_version: c.platform_version().map(str::to_owned),
+            authentication_mode: c
+                .access_config()
+                .and_then(|a| a.authentication_mode())
+                .map(|m| m.as_str().to_owned()),
+            oidc_issuer: c
+                .identity()
+                .and_then(|i| i.oidc())
+                .and_then(|o| o.issuer())
+                .map(str::to_owned),
+            auto_mode: c
+                .compute_config()
+                .and_then(|cc| cc.enabled())
+                .unwrap_or(false),
+        };
+        inv.validate()?;
+        Ok(inv)
+    }
+
+    /// The ARN's partition (`aws`, `aws-cn`, `aws-us-gov`).
+    pub fn partition(&self) -> &str {
+        parse_arn(&self.arn).map(|(p, _, _)| p).unwrap_or("aws")
+    }
+
+    /// Checks every field that ends up in a tag, a path or a manifest.
+    pub fn validate(&self) -> Result<(), ManageError> {
+        let bad = |what: &str, v: &str| {
+            Err(ManageError::Inventory(format!(
+                "{what} {:?} is not valid",
+                validate::bounded(v, 128)
+            )))
+        };
+        if !validate::cluster_name(&self.name) {
+            return bad("cluster name", &self.name);
+        }
+        let (_, region, account) = parse_arn(&self.arn)?;
+        if region != self.region || account != self.account_id {
+            return bad("cluster ARN (region or account differ)", &self.arn);
+        }
+        if !self.arn.ends_with(&format!(":cluster/{}", self.name)) {
+            return bad("cluster ARN (name differs)", &self.arn);
+        }
+        if !validate::ec2_id(&self.vpc_id, "vpc") {
+            return bad("VPC id", &self.vpc_id);
+        }
+        if self.subnet_ids.is_empty() {
+            return bad("subnet list", "");
+        }
+        if let Some(s) = self
+            .subnet_ids
+            .iter()
+            .find(|s| !validate::ec2_id(s, "subnet"))
+        {
+            return bad("subnet id", s);
+        }
+        if let Some(sg) = &self.cluster_security_group_id
+            && !validate::ec2_id(sg, "sg")
+        {
+            return bad("cluster security group id", sg);
+        }
+        Ok(())
+    }
+}
+
+/// `arn:<partition>:eks:<region>:<account>:cluster/<name>` → (partition, region, account).
+fn parse_arn(arn: &str) -> Result<(&str, &str, &str), ManageError> {
+    let mut parts = arn.splitn(6, ':');
+    match (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) {
+        (Some("arn"), Some(p), Some("eks"), Some(r), Some(a), Some(res))
+            if validate::partition(p)
+                && validate::region(r)
+                && validate::account_id(a)
+                && res.starts_with("cluster/") =>
+        {
+            Ok((p, r, a))
+        }
+        _ => Err(ManageError::Inventory(format!(
+            "cluster ARN {:?} is not arn:<partition>:eks:<region>:<account>:cluster/<name>",
+            validate::bounded(arn, 256)
+        ))),
+    }
+}
