@@ -707,3 +707,62 @@ pub async fn remove(
     }
     Ok(())
 }
+
+/// The clusters of `region` that Peregrine's SQS endpoints still carry a share for
+/// (`peregrine:cluster/<name>` tags) but that are not in `existing`: deleted clusters, whose
+/// share nobody would otherwise remove. Each comes back as the inventory [`remove`] needs (its
+/// name and ARN from the tag, the VPC and subnets from the endpoint); a tag whose value is not
+/// that cluster's ARN in this account and region is reported, never acted on.
+pub async fn departed(
+    ec2: &Client,
+    account_id: &str,
+    region: &str,
+    existing: &BTreeSet<String>,
+    report: &mut ManageReport,
+) -> Result<Vec<ClusterInventory>, ManageError> {
+    let pages = ec2
+        .describe_vpc_endpoints()
+        .filters(filter("service-name", &service_name(region)))
+        .filters(filter(&format!("tag:{MANAGED_BY_KEY}"), MANAGED_BY_VALUE))
+        .into_paginator()
+        .send()
+        .try_collect()
+        .await
+        .map_err(err("DescribeVpcEndpoints"))?;
+    let mut gone = Vec::new();
+    for e in pages
+        .into_iter()
+        .flat_map(|p| p.vpc_endpoints.unwrap_or_default())
+        .filter(|e| live(e) && ours(e.tags()))
+    {
+        for t in e.tags() {
+            let (Some(key), Some(arn)) = (t.key(), t.value()) else {
+                continue;
+            };
+            let Some(name) = key.strip_prefix(CLUSTER_TAG_PREFIX) else {
+                continue;
+            };
+            if existing.contains(name) {
+                continue;
+            }
+            let inv = ClusterInventory {
+                name: name.to_owned(),
+                arn: arn.to_owned(),
+                account_id: account_id.to_owned(),
+                region: region.to_owned(),
+                vpc_id: e.vpc_id().unwrap_or_default().to_owned(),
+                subnet_ids: e.subnet_ids().to_vec(),
+                ..ClusterInventory::default()
+            };
+            match inv.validate() {
+                Ok(()) => gone.push(inv),
+                Err(why) => report.left_alone(
+                    Resource::ClusterTag,
+                    &format!("{} {key}", e.vpc_endpoint_id().unwrap_or_default()),
+                    &format!("names no cluster of this account and region: {why}"),
+                ),
+            }
+        }
+    }
+    Ok(gone)
+}

@@ -31,6 +31,35 @@ pub struct ClusterInventory {
     pub auto_mode: bool,
 }
 
+impl TryFrom<&peregrine_org::inventory::ClusterInventory> for ClusterInventory {
+    type Error = ManageError;
+
+    /// From the sweeper's inventory (`functions/coverage`'s discovery, which read
+    /// DescribeCluster), validated.
+    fn try_from(c: &peregrine_org::inventory::ClusterInventory) -> Result<Self, ManageError> {
+        let inv = ClusterInventory {
+            name: c.name.clone(),
+            arn: c.arn.clone(),
+            account_id: c.account_id.clone(),
+            region: c.region.clone(),
+            vpc_id: c.vpc_id.clone().unwrap_or_default(),
+            subnet_ids: c.subnet_ids.clone(),
+            cluster_security_group_id: c
+                .cluster_security_group_id
+                .clone()
+                .filter(|s| !s.is_empty()),
+            endpoint: c.endpoint.clone(),
+            certificate_authority: c.certificate_authority.clone(),
+            platform_version: c.platform_version.clone(),
+            authentication_mode: c.authentication_mode.clone(),
+            oidc_issuer: c.oidc_issuer.clone(),
+            auto_mode: c.auto_mode,
+        };
+        inv.validate()?;
+        Ok(inv)
+    }
+}
+
 impl ClusterInventory {
     /// From DescribeCluster's `cluster`; the account and region come from its ARN.
     pub fn from_eks(c: &aws_sdk_eks::types::Cluster) -> Result<ClusterInventory, ManageError> {

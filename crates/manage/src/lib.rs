@@ -116,6 +116,36 @@ pub async fn unmanage_cluster(
     Ok(report)
 }
 
+/// Releases the VPC endpoint shares of the clusters of one account and region that no longer
+/// exist: clusters deleted while managed, whose `peregrine:cluster/<name>` tag would otherwise
+/// keep the endpoint (and so its VPC) alive for good. `existing` holds the names of the
+/// region's clusters as the sweep just listed them. The endpoint and its security group go
+/// with the VPC's last cluster, as in [`unmanage_cluster`]; nothing else of a deleted cluster
+/// is left to remove.
+pub async fn release_departed(
+    member: &aws_config::SdkConfig,
+    account_id: &str,
+    region: &str,
+    existing: &std::collections::BTreeSet<String>,
+) -> Result<ManageReport, ManageError> {
+    let ec2 = aws_sdk_ec2::Client::from_conf(
+        aws_sdk_ec2::config::Builder::from(member)
+            .region(aws_config::Region::new(region.to_owned()))
+            .build(),
+    );
+    let mut report = ManageReport::new("");
+    for cluster in endpoint::departed(&ec2, account_id, region, existing, &mut report).await? {
+        report.left_alone(
+            Resource::Cluster,
+            &cluster.arn,
+            "the cluster no longer exists: releasing its share of the VPC endpoint",
+        );
+        endpoint::remove(&ec2, &cluster, &mut report).await?;
+    }
+    report.finish();
+    Ok(report)
+}
+
 /// The clients of one call, in the cluster's region.
 struct Clients {
     ec2: aws_sdk_ec2::Client,

@@ -88,14 +88,25 @@ pub fn role_name(s: &str) -> bool {
     (1..=64).contains(&s.len()) && all(s, |c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c))
 }
 
-/// An SQS queue URL: `https://` and a host and path of letters, digits, `.-_/:`.
+/// An SQS queue URL: `https://` and a host and path of letters, digits, `.-_/:`. Plain
+/// `http://` only to a loopback host (a local AWS stand-in such as moto's): agents never send
+/// signed requests unencrypted across a network.
 pub fn queue_url(s: &str) -> bool {
+    let rest = match (s.strip_prefix("https://"), s.strip_prefix("http://")) {
+        (Some(rest), _) => rest,
+        (None, Some(rest))
+            if ["127.0.0.1:", "127.0.0.1/", "localhost:", "localhost/"]
+                .iter()
+                .any(|h| rest.starts_with(h)) =>
+        {
+            rest
+        }
+        _ => return false,
+    };
     s.len() <= 1024
-        && s.strip_prefix("https://").is_some_and(|rest| {
-            !rest.is_empty()
-                && !rest.starts_with('/')
-                && all(rest, |c| c.is_ascii_alphanumeric() || ".-_/:".contains(c))
-        })
+        && !rest.is_empty()
+        && !rest.starts_with('/')
+        && all(rest, |c| c.is_ascii_alphanumeric() || ".-_/:".contains(c))
 }
 
 /// An SQS queue ARN; gives its region.
@@ -185,6 +196,9 @@ mod tests {
             "https://sqs.eu-west-1.amazonaws.com/111122223333/peregrine-EventsQueue-1"
         ));
         assert!(!queue_url("http://sqs.eu-west-1.amazonaws.com/1/q"));
+        assert!(queue_url("http://127.0.0.1:5000/123456789012/q"));
+        assert!(!queue_url("http://127.0.0.1.evil.example/q"));
+        assert!(!queue_url("http://localhost.evil.example:80/q"));
         assert!(!queue_url("https://sqs/q ${X}"));
         assert_eq!(
             queue_arn_region("arn:aws:sqs:eu-west-1:111122223333:peregrine-EventsQueue"),

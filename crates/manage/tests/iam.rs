@@ -22,17 +22,15 @@ use peregrine_provision::template::{Resolver, StackContext, Template};
 use peregrine_testkit::moto::Moto;
 use serde_json::{Value, json};
 
-const MEMBER: &str = "111111111111";
-
 /// The member role's inline policies with `AgentManagement` as given, resources widened to
 /// `*` and conditions dropped (moto evaluates neither).
-fn member_role_policies(agent_management: &str) -> Vec<(String, Value)> {
+fn member_role_policies(agent_management: &str, account_id: &str) -> Vec<(String, Value)> {
     let path =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../infra/member-account-role.yaml");
     let t = Template::load(&path).unwrap();
     let ctx = StackContext {
         stack_name: "peregrine-coverage-role".into(),
-        account_id: MEMBER.into(),
+        account_id: account_id.into(),
         region: "us-east-1".into(),
         partition: "aws".into(),
     };
@@ -92,9 +90,29 @@ async fn assume(base: &SdkConfig, role_arn: &str) -> SdkConfig {
 async fn member_account(agent_management: &str) -> (Env, common::Cluster, SdkConfig) {
     let moto = Moto::start().expect("moto starts (scripts/setup installs it)");
     let admin = moto.sdk_config().await;
+    // A member account made through Organizations, which gives it OrganizationAccountAccessRole
+    // (the launcher refuses roles that do not exist).
+    let orgs = aws_sdk_organizations::Client::new(&admin);
+    orgs.create_organization()
+        .feature_set(aws_sdk_organizations::types::OrganizationFeatureSet::All)
+        .send()
+        .await
+        .unwrap();
+    let member_id = orgs
+        .create_account()
+        .account_name("member")
+        .email("member@example.com")
+        .send()
+        .await
+        .unwrap()
+        .create_account_status()
+        .unwrap()
+        .account_id()
+        .unwrap()
+        .to_owned();
     let member_admin = assume(
         &admin,
-        &format!("arn:aws:iam::{MEMBER}:role/OrganizationAccountAccessRole"),
+        &format!("arn:aws:iam::{member_id}:role/OrganizationAccountAccessRole"),
     )
     .await;
     let iam = aws_sdk_iam::Client::new(&member_admin);
@@ -106,7 +124,7 @@ async fn member_account(agent_management: &str) -> (Env, common::Cluster, SdkCon
         .send()
         .await
         .unwrap();
-    for (name, doc) in member_role_policies(agent_management) {
+    for (name, doc) in member_role_policies(agent_management, &member_id) {
         iam.put_role_policy()
             .role_name("PeregrineCoverageRole")
             .policy_name(name)
@@ -122,12 +140,12 @@ async fn member_account(agent_management: &str) -> (Env, common::Cluster, SdkCon
     };
     let cluster = env.covered_cluster("prod").await;
     assert_eq!(
-        cluster.inventory.account_id, MEMBER,
+        cluster.inventory.account_id, member_id,
         "the cluster is the member account's"
     );
     let member = assume(
         &admin,
-        &format!("arn:aws:iam::{MEMBER}:role/PeregrineCoverageRole"),
+        &format!("arn:aws:iam::{member_id}:role/PeregrineCoverageRole"),
     )
     .await;
     (env, cluster, member)

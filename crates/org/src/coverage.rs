@@ -57,8 +57,34 @@ names! {
         VpcEndpointMissing = "VPC endpoint missing",
         /// Agents older than the minimum version.
         AgentOutOfDate = "Agent out of date",
-        /// The agent manager could not do its job in the cluster.
+        /// The agent manager could not do its job in the cluster (any failure without a
+        /// kind of its own below).
         ManagementFailed = "Agent management failed",
+        /// Automatic management (`crates/manage`): the SQS endpoint could not be made (a
+        /// VPC's DNS attributes off, a shared VPC), as in GuardDuty.
+        VpcEndpointCreationFailed = "VPC Endpoint Creation Failed",
+        /// The endpoint of a VPC whose last covered cluster left could not be removed yet.
+        VpcEndpointDeletionFailed = "VPC Endpoint Deletion Failed",
+        /// The agent's service account has another principal's Pod Identity association, or
+        /// IRSA without an OIDC issuer.
+        AgentIdentityConflict = "Agent Identity Conflict",
+        AgentIdentityCreationFailed = "Agent Identity Creation Failed",
+        /// Pod Identity needs the `eks-pod-identity-agent` add-on (or EKS Auto Mode).
+        PodIdentityAgentMissing = "Pod Identity Agent Missing",
+        /// The cluster takes no access entries (authentication mode `CONFIG_MAP`).
+        KubernetesAccessNotGranted = "Kubernetes Access Not Granted",
+        KubernetesAccessCreationFailed = "Kubernetes Access Creation Failed",
+        /// A new access entry has not reached the API server yet; the next sweep carries on.
+        ProvisioningInProgress = "Agent provisioning in progress",
+        /// The DaemonSet's objects could not be applied (the API server unreachable, an
+        /// object in the way that Peregrine did not create).
+        AgentCreationFailed = "Agent Creation Failed",
+        /// The member role lacks a permission management needs (its `AgentManagement`
+        /// parameter off, or an SCP).
+        ManagementPermissionNotGranted = "Agent management permission not granted",
+        /// AUTO management asked for, but the sweeper is not configured for it (the
+        /// template's `AgentImage`), or its configuration is invalid.
+        ManagementMisconfigured = "Agent management misconfigured",
         /// Probes that failed to attach, or were found detached (degraded).
         ProbesFailed = "Probes failed to attach",
         /// Events lost since the last sweep, or sustained drops (degraded).

@@ -35,6 +35,9 @@ pub struct ClusterInventory {
     pub security_group_ids: Vec<String>,
     pub cluster_security_group_id: Option<String>,
     pub tags: BTreeMap<String, String>,
+    /// `computeConfig.enabled`: EKS Auto Mode (Pod Identity built in).
+    #[serde(default)]
+    pub auto_mode: bool,
     pub nodegroups: Vec<NodegroupInventory>,
     /// The running (and pending) EC2 instances tagged as this cluster's.
     pub nodes: Vec<NodeInventory>,

@@ -15,7 +15,9 @@ Starts `moto.server.main()` after registering, on moto's own EKS routes and resp
   cluster created without one gets API_AND_CONFIG_MAP. Like EKS, CreateCluster also fills
   `resourcesVpcConfig.vpcId` (from the first subnet) and creates the cluster security group
   (`eks-cluster-sg-<name>-<id>`, tagged `aws:eks:cluster-name`) as
-  `resourcesVpcConfig.clusterSecurityGroupId`.
+  `resourcesVpcConfig.clusterSecurityGroupId`. A cluster created with the tags
+  `peregrine-moto:endpoint` / `peregrine-moto:ca` gets them as its API endpoint and CA (moto's
+  own endpoint is a made-up URL): tests point clusters at a stand-in API server that way.
 
 And one change to moto's IAM enforcement (`Moto::enforce_iam`): moto re-computes each
 request's SigV4 signature from what it parsed, and gets it wrong for valid SDK requests (form
@@ -142,6 +144,14 @@ def create_cluster(self):
             vpc_config["vpcId"] = vpc_id
             vpc_config["clusterSecurityGroupId"] = group.id
             cluster.resources_vpc_config = vpc_config
+    # Where the cluster's Kubernetes API is: moto makes up an https URL on amazonaws.com that
+    # nothing answers. A test that has its own API server (or wants a refused connection)
+    # names it with these tags, which only this launcher reads.
+    tags = self._get_param("tags") or {}
+    if "peregrine-moto:endpoint" in tags:
+        cluster.endpoint = tags["peregrine-moto:endpoint"]
+    if "peregrine-moto:ca" in tags:
+        cluster.certificate_authority = {"data": tags["peregrine-moto:ca"]}
     cluster.access_config = {
         "authenticationMode": access.get("authenticationMode", "API_AND_CONFIG_MAP"),
         "bootstrapClusterCreatorAdminPermissions": access.get(

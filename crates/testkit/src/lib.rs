@@ -19,6 +19,8 @@
 
 pub mod builders;
 pub mod coverage;
+#[cfg(feature = "kube")]
+pub mod kube;
 pub mod lambda;
 #[cfg(feature = "moto")]
 pub mod moto;

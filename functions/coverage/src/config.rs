@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use peregrine_lambda::env::{self, EnvError, FromEnv};
+use peregrine_manage::{AgentIdentity, ManageConfig};
 use peregrine_org::UnknownValue;
 use peregrine_org::config::{AutoEnable, Management};
 
@@ -44,11 +45,54 @@ pub struct Config {
     /// The organization's row written at the first sweep, when the config table has none.
     pub default_auto_enable: AutoEnable,
     pub default_management: Management,
+    /// Automatic agent management's settings, or why there are none (the agent image is not
+    /// set, a value is unknown): the sweep still runs, and AUTO clusters report the reason.
+    pub manage: Result<ManageConfig, String>,
 }
 
 /// Three heartbeat periods of the agent's default 60 s.
 pub const DEFAULT_STALE_AFTER: Duration = Duration::from_secs(180);
 pub const DEFAULT_ROLE_NAME: &str = "PeregrineCoverageRole";
+/// The agent role each cluster gets unless `AGENT_ROLE_ARN` says otherwise: one per cluster,
+/// deployed with `infra/agent-role.yaml`.
+pub const DEFAULT_AGENT_ROLE_ARN: &str =
+    "arn:{partition}:iam::{account}:role/peregrine-agent-{cluster}";
+
+/// Automatic agent management's settings (the template's `AgentImage`, `AgentIdentity`,
+/// `AgentRoleArnTemplate`, `MonitoringNamespace`, and the events queue).
+fn manage_config(
+    get: &impl Fn(&str) -> Option<String>,
+    member_role_name: &str,
+) -> Result<ManageConfig, String> {
+    let image = env::optional(get, "AGENT_IMAGE").ok_or_else(|| {
+        "AUTO agent management needs the agent image: set the template's AgentImage \
+         (repository:tag@sha256:<digest>)"
+            .to_owned()
+    })?;
+    let need = |name: &str| env::optional(get, name).ok_or_else(|| format!("{name} is not set"));
+    let role_arn =
+        env::optional(get, "AGENT_ROLE_ARN").unwrap_or_else(|| DEFAULT_AGENT_ROLE_ARN.to_owned());
+    let identity = match env::optional(get, "AGENT_IDENTITY").as_deref() {
+        None | Some("POD_IDENTITY") => AgentIdentity::PodIdentity { role_arn },
+        Some("IRSA") => AgentIdentity::Irsa { role_arn },
+        Some(other) => {
+            return Err(format!(
+                "AGENT_IDENTITY {:?}: expected POD_IDENTITY or IRSA",
+                peregrine_org::text::bounded(other, 64)
+            ));
+        }
+    };
+    let mut cfg = ManageConfig::new(
+        need("QUEUE_URL")?,
+        need("QUEUE_ARN")?,
+        image,
+        env::optional(get, "MONITORING_NAMESPACE").unwrap_or_else(|| "monitoring".to_owned()),
+        identity,
+    );
+    cfg.manager_role_name = member_role_name.to_owned();
+    cfg.validate().map_err(|e| e.to_string())?;
+    Ok(cfg)
+}
 
 fn list(v: Option<String>) -> Vec<String> {
     v.unwrap_or_default()
@@ -77,13 +121,15 @@ impl FromEnv for Config {
                 .filter(|n| (1..=64).contains(n))
                 .ok_or(ConfigError::Concurrency(v))?,
         };
+        let member_role_name =
+            env::optional(&get, "MEMBER_ROLE_NAME").unwrap_or_else(|| DEFAULT_ROLE_NAME.to_owned());
         Ok(Config {
+            manage: manage_config(&get, &member_role_name),
             config_table: env::required(&get, "CONFIG_TABLE")?,
             coverage_table: env::required(&get, "COVERAGE_TABLE")?,
             heartbeats_table: env::required(&get, "HEARTBEATS_TABLE")?,
             event_bus_name: env::required(&get, "EVENT_BUS_NAME")?,
-            member_role_name: env::optional(&get, "MEMBER_ROLE_NAME")
-                .unwrap_or_else(|| DEFAULT_ROLE_NAME.to_owned()),
+            member_role_name,
             external_id: env::optional(&get, "EXTERNAL_ID"),
             regions: list(env::optional(&get, "COVERAGE_REGIONS")),
             stale_after: env::seconds(&get, "HEARTBEAT_STALE_AFTER_SECONDS", DEFAULT_STALE_AFTER)?,
@@ -131,6 +177,11 @@ mod tests {
         assert_eq!(c.external_id, None);
         assert_eq!(c.account_concurrency, 16);
         assert_eq!(c.default_auto_enable, AutoEnable::All);
+        assert!(
+            c.manage.as_ref().unwrap_err().contains("AgentImage"),
+            "{:?}",
+            c.manage
+        );
         let c = Config::from_lookup(lookup(&[
             ("COVERAGE_REGIONS", "eu-west-1, us-east-1,"),
             ("EXTERNAL_ID", "secret"),
@@ -145,6 +196,53 @@ mod tests {
             semver::Version::parse("0.2.0").ok()
         );
         assert_eq!(c.default_auto_enable, AutoEnable::New);
+    }
+
+    #[test]
+    fn agent_management_settings() {
+        const IMAGE: &str = "registry.example/peregrine/agent:0.1.0@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+        let c = Config::from_lookup(lookup(&[
+            ("AGENT_IMAGE", IMAGE),
+            (
+                "QUEUE_URL",
+                "https://sqs.eu-west-1.amazonaws.com/111122223333/events",
+            ),
+            ("QUEUE_ARN", "arn:aws:sqs:eu-west-1:111122223333:events"),
+            ("MEMBER_ROLE_NAME", "OrgCoverage"),
+        ]))
+        .unwrap();
+        let m = c.manage.unwrap();
+        assert_eq!(m.agent_image, IMAGE);
+        assert_eq!(m.manager_role_name, "OrgCoverage");
+        assert_eq!(
+            m.agent_identity,
+            AgentIdentity::PodIdentity {
+                role_arn: DEFAULT_AGENT_ROLE_ARN.into()
+            }
+        );
+        // An unknown identity, or an image not pinned by digest, is the reason AUTO clusters
+        // show; the sweeper itself still starts.
+        let c = Config::from_lookup(lookup(&[
+            ("AGENT_IMAGE", IMAGE),
+            (
+                "QUEUE_URL",
+                "https://sqs.eu-west-1.amazonaws.com/111122223333/events",
+            ),
+            ("QUEUE_ARN", "arn:aws:sqs:eu-west-1:111122223333:events"),
+            ("AGENT_IDENTITY", "KEYS"),
+        ]))
+        .unwrap();
+        assert!(c.manage.unwrap_err().contains("KEYS"));
+        let c = Config::from_lookup(lookup(&[
+            ("AGENT_IMAGE", "registry.example/peregrine/agent:latest"),
+            (
+                "QUEUE_URL",
+                "https://sqs.eu-west-1.amazonaws.com/111122223333/events",
+            ),
+            ("QUEUE_ARN", "arn:aws:sqs:eu-west-1:111122223333:events"),
+        ]))
+        .unwrap();
+        assert!(c.manage.unwrap_err().contains("digest"));
     }
 
     #[test]

@@ -328,6 +328,10 @@ async fn describe(
             .tags()
             .map(|t| t.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
             .unwrap_or_default(),
+        auto_mode: c
+            .compute_config()
+            .and_then(|cc| cc.enabled())
+            .unwrap_or(false),
         nodegroups: Vec::new(),
         nodes: Vec::new(),
     };

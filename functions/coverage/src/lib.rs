@@ -14,8 +14,9 @@
 //!    `PeregrineCoverageRole` (with the external id), and in each configured region lists the
 //!    EKS clusters, their node groups and their EC2 worker nodes ([`discover`]); for each
 //!    cluster the `peregrine:managed` tag and the scope decide whether it is swept and managed;
-//!    a managed cluster goes to the agent manager first ([`manage`], the seam for automatic
-//!    agent management); each cluster is assessed against HeartbeatsTable ([`assess`]);
+//!    a managed cluster goes to the agent manager first ([`manage`]: automatic agent
+//!    management, `crates/manage`), and the endpoint shares of deleted clusters are released;
+//!    each cluster is assessed against HeartbeatsTable ([`assess`]);
 //! 4. writes the node rows and the cluster row, and publishes one "Peregrine Coverage Status
 //!    Change" event on the findings bus when a cluster's status differs from the one last
 //!    published;
@@ -40,7 +41,7 @@ use lambda_runtime::LambdaEvent;
 use peregrine_event::Timestamp;
 
 pub use crate::config::{Config, ConfigError, DEFAULT_ROLE_NAME, DEFAULT_STALE_AFTER};
-pub use crate::manage::{AgentManager, ManagementOutcome, NoAgentManagement};
+pub use crate::manage::{AgentManager, AutoManagement, ManagementOutcome, NoAgentManagement};
 pub use crate::sweep::{CoverageDeps, SweepError, SweepSummary};
 
 /// The Lambda binary (`BuildProperties.Binary` in template.yaml).

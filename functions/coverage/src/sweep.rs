@@ -28,13 +28,13 @@ use crate::config::Config;
 use crate::discover::{
     CallFailure, MemberRole, RegionInventory, in_region, list_accounts, partition, region_inventory,
 };
-use crate::manage::{AgentManager, NoAgentManagement};
+use crate::manage::{AgentManager, AutoManagement, ManagementOutcome};
 
 /// Clusters of one account and region assessed at the same time.
 const CLUSTER_CONCURRENCY: usize = 4;
 
 /// The sweeper's clients, tables and settings, built once per cold start.
-pub struct CoverageDeps<M = NoAgentManagement> {
+pub struct CoverageDeps<M = AutoManagement> {
     pub config: Config,
     /// The sweeper's own configuration: its credentials assume the member roles.
     pub sdk: SdkConfig,
@@ -50,7 +50,8 @@ pub struct CoverageDeps<M = NoAgentManagement> {
     pub manager: M,
 }
 
-impl CoverageDeps<NoAgentManagement> {
+impl CoverageDeps<AutoManagement> {
+    /// The deps of the Lambda: automatic agent management with the configuration's settings.
     pub fn from_sdk(sdk: &SdkConfig, config: Config) -> Self {
         let own_region = sdk
             .region()
@@ -78,7 +79,7 @@ impl CoverageDeps<NoAgentManagement> {
                 external_id: config.external_id.clone(),
                 partition: partition(&own_region).to_owned(),
             },
-            manager: NoAgentManagement::default(),
+            manager: AutoManagement::new(config.manage.clone()),
             sdk: sdk.clone(),
             config,
         }
@@ -137,6 +138,9 @@ pub struct SweepSummary {
     pub clusters_removed: usize,
     /// Clusters handed to the agent manager.
     pub clusters_managed: usize,
+    /// Clusters (and regions releasing deleted clusters) where the agent manager changed
+    /// something: zero when everything was already in place.
+    pub management_changes: usize,
     /// Status-change events published.
     pub events_published: usize,
     /// Status changes whose event could not be published (retried at the next sweep).
@@ -152,6 +156,8 @@ struct ClusterResult {
     published: bool,
     publish_failed: bool,
     managed: bool,
+    /// The agent manager changed something.
+    management_changed: bool,
 }
 
 /// One account swept.
@@ -165,6 +171,8 @@ struct AccountResult {
     failed_regions: BTreeSet<String>,
     excluded: u64,
     removed: usize,
+    /// Regions where releasing deleted clusters changed something.
+    releases_changed: usize,
 }
 
 fn hint_for_role(role: &MemberRole, account: &str) -> String {
@@ -228,15 +236,52 @@ impl<M: AgentManager> CoverageDeps<M> {
         }
     }
 
-    async fn sweep_cluster(
+    /// The agent manager on the managed clusters of one account and region. Clusters of one
+    /// VPC share its SQS endpoint: they are managed one after the other; VPCs in parallel.
+    async fn manage_region(
         &self,
         member: &SdkConfig,
+        jobs: &[(&ClusterInventory, bool)],
+    ) -> BTreeMap<String, ManagementOutcome> {
+        let mut by_vpc: BTreeMap<&str, Vec<&ClusterInventory>> = BTreeMap::new();
+        for (cluster, _) in jobs.iter().filter(|(_, managed)| *managed) {
+            // A cluster without a VPC id is a group of its own (management reports it).
+            let key = cluster.vpc_id.as_deref().unwrap_or(cluster.name.as_str());
+            by_vpc.entry(key).or_default().push(cluster);
+        }
+        let futures: Vec<_> = by_vpc
+            .into_values()
+            .map(|clusters| {
+                async move {
+                    let mut done = Vec::with_capacity(clusters.len());
+                    for cluster in clusters {
+                        let outcome = self.manager.manage(member, cluster).await;
+                        done.push((cluster.name.clone(), outcome));
+                    }
+                    done
+                }
+                .boxed()
+            })
+            .collect();
+        futures_util::stream::iter(futures)
+            .buffer_unordered(CLUSTER_CONCURRENCY)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+
+    async fn sweep_cluster(
+        &self,
         cluster: &ClusterInventory,
         inventory: &RegionInventory,
-        managed: bool,
+        management: Option<ManagementOutcome>,
         thresholds: &Thresholds,
         now: Timestamp,
     ) -> Result<ClusterResult, StoreError> {
+        let managed = management.is_some();
+        let management_changed = management.as_ref().is_some_and(|m| m.changed);
         let mut extra = Vec::new();
         if !self.config.allowed_source_vpce.is_empty()
             && let Some(issue) =
@@ -244,10 +289,7 @@ impl<M: AgentManager> CoverageDeps<M> {
         {
             extra.push(issue);
         }
-        if managed {
-            let outcome = self.manager.manage(member, cluster).await;
-            extra.extend(outcome.issues);
-        }
+        extra.extend(management.map(|m| m.issues).unwrap_or_default());
         let heartbeats = self.heartbeats.cluster_heartbeats(&cluster.name).await?;
         let previous = self
             .coverage
@@ -289,6 +331,7 @@ impl<M: AgentManager> CoverageDeps<M> {
             published,
             publish_failed,
             managed,
+            management_changed,
         })
     }
 
@@ -361,6 +404,7 @@ impl<M: AgentManager> CoverageDeps<M> {
             failed_regions: BTreeSet::new(),
             excluded: 0,
             removed: 0,
+            releases_changed: 0,
         };
         let id = result.account.id.clone();
         if deadline.is_some_and(|d| Instant::now() >= d) {
@@ -417,15 +461,33 @@ impl<M: AgentManager> CoverageDeps<M> {
                 swept_names.insert(cluster.name.clone());
                 jobs.push((cluster, selection.managed));
             }
+            let mut management = self.manage_region(&cfg, &jobs).await;
+            // Every cluster of the region, swept or not, counts as existing: only deleted
+            // clusters give their endpoint share back.
+            let existing: BTreeSet<String> =
+                inventory.clusters.iter().map(|c| c.name.clone()).collect();
+            let released = self
+                .manager
+                .release_departed(&cfg, &id, region, &existing)
+                .await;
+            result.releases_changed += usize::from(released.changed);
+            result.issues.extend(
+                released
+                    .issues
+                    .into_iter()
+                    .map(|i| Issue::new(i.kind, format!("{region}: {}", i.detail))),
+            );
             // The futures are built first and streamed as a vector: a stream holding the
             // closure over borrowed jobs is not `Send` for every lifetime (rust-lang/rust#102211).
             let futures: Vec<_> = jobs
                 .into_iter()
                 .map(|(cluster, managed)| {
-                    let (cfg, inventory) = (&cfg, &inventory);
+                    let inventory = &inventory;
+                    let outcome =
+                        managed.then(|| management.remove(&cluster.name).unwrap_or_default());
                     async move {
                         let r = self
-                            .sweep_cluster(cfg, cluster, inventory, managed, thresholds, now)
+                            .sweep_cluster(cluster, inventory, outcome, thresholds, now)
                             .await;
                         (cluster.name.clone(), r)
                     }
@@ -584,6 +646,7 @@ impl<M: AgentManager> CoverageDeps<M> {
                 stats.compatible_nodes += c.coverage.compatible_nodes;
                 summary.clusters_swept += 1;
                 summary.clusters_managed += usize::from(c.managed);
+                summary.management_changes += usize::from(c.management_changed);
                 summary.events_published += usize::from(c.published);
                 summary.events_failed += usize::from(c.publish_failed);
             }
@@ -604,6 +667,7 @@ impl<M: AgentManager> CoverageDeps<M> {
                 }
             }
             summary.clusters_removed += r.removed;
+            summary.management_changes += r.releases_changed;
             if r.state == SweepState::NotSwept {
                 summary.complete = false;
             }

@@ -13,7 +13,7 @@ use common::*;
 use peregrine_coverage::{AgentManager, ManagementOutcome};
 use peregrine_event::Timestamp;
 use peregrine_org::config::{ClusterScope, Monitoring};
-use peregrine_org::coverage::{CoverageStatus, IssueKind, SweepState};
+use peregrine_org::coverage::{CoverageStatus, IssueKind, ManagementType, SweepState};
 use peregrine_org::inventory::ClusterInventory;
 use peregrine_store::{ConfigStore, CoverageStore, DynamoConfigStore, DynamoCoverageStore};
 
@@ -318,4 +318,178 @@ async fn auto_enable_new_monitors_only_accounts_that_join_later() {
     let stored = config.load().await.unwrap();
     assert_eq!(stored.accounts[&new].monitoring, Monitoring::Enabled);
     assert_eq!(stored.accounts[&old[0]].monitoring, Monitoring::Disabled);
+}
+
+const AGENT_IMAGE: &str = "registry.example/peregrine/agent:0.1.0@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+/// The SQS endpoints of `vpc` that are not deleted, as (id, tag keys).
+async fn endpoints(ec2: &aws_sdk_ec2::Client, vpc: &str) -> Vec<(String, Vec<String>)> {
+    ec2.describe_vpc_endpoints()
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("vpc-id")
+                .values(vpc)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .vpc_endpoints()
+        .iter()
+        .filter(|e| {
+            !e.state()
+                .is_some_and(|s| s.as_str().eq_ignore_ascii_case("deleted"))
+        })
+        .map(|e| {
+            (
+                e.vpc_endpoint_id().unwrap().to_owned(),
+                e.tags()
+                    .iter()
+                    .filter_map(|t| t.key().map(str::to_owned))
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn auto_management_sets_a_cluster_up_once_and_releases_its_endpoint_when_it_is_deleted() {
+    let api = peregrine_testkit::kube::ApiServer::start().await;
+    let org = org(&[
+        ("DefaultAgentManagement", "AUTO"),
+        ("AgentImage", AGENT_IMAGE),
+    ])
+    .await;
+    let account = org.accounts(1, "auto").await.remove(0);
+    org.member_role(&account, EXTERNAL_ID).await;
+    let (vpc, node) = org.managed_cluster(&account, "prod", &api).await;
+    org.heartbeat("prod", &node, Duration::from_secs(20)).await;
+    let inside = org.inside(&account).await;
+    let ec2 = aws_sdk_ec2::Client::new(&inside);
+    let eks = aws_sdk_eks::Client::new(&inside);
+    let deps = org.deps();
+    let (_config, coverage) = stores(&org);
+
+    let first = deps.sweep(clock(), None).await.unwrap();
+    assert_eq!(first.clusters_managed, 1, "{first:?}");
+    let rows = coverage.clusters().await.unwrap();
+    assert_eq!(
+        first.management_changes, 1,
+        "{first:?} {:?}",
+        rows[0].coverage.issue
+    );
+    let row = coverage.clusters().await.unwrap().remove(0).coverage;
+    assert_eq!(row.management_type, ManagementType::AutoManaged);
+    assert_eq!(
+        row.coverage_status,
+        CoverageStatus::Healthy,
+        "{:?}",
+        row.issue
+    );
+    // The SQS endpoint, tagged as Peregrine's and as serving prod.
+    let made = endpoints(&ec2, &vpc).await;
+    assert_eq!(made.len(), 1, "{made:?}");
+    assert!(
+        made[0].1.contains(&"peregrine:managed-by".to_owned()),
+        "{made:?}"
+    );
+    assert!(
+        made[0].1.contains(&"peregrine:cluster/prod".to_owned()),
+        "{made:?}"
+    );
+    // The agent's Pod Identity association and the sweeper's access entry.
+    let associations = eks
+        .list_pod_identity_associations()
+        .cluster_name("prod")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(associations.associations().len(), 1);
+    assert_eq!(
+        associations.associations()[0].service_account(),
+        Some("peregrine-agent")
+    );
+    let entries = eks
+        .list_access_entries()
+        .cluster_name("prod")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        entries.access_entries(),
+        [format!("arn:aws:iam::{account}:role/PeregrineCoverageRole")]
+    );
+    // The DaemonSet, server-side applied by Peregrine's field manager with the image.
+    let ds = api
+        .object("/apis/apps/v1/namespaces/peregrine/daemonsets/peregrine-agent")
+        .expect("the DaemonSet was applied");
+    assert_eq!(
+        ds.pointer("/spec/template/spec/containers/0/image")
+            .and_then(|v| v.as_str()),
+        Some(AGENT_IMAGE)
+    );
+    let applies: Vec<_> = api
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "PATCH")
+        .collect();
+    assert!(
+        applies
+            .iter()
+            .all(|r| r.query.contains("fieldManager=peregrine")
+                && r.content_type.as_deref() == Some("application/apply-patch+yaml")),
+        "{applies:?}"
+    );
+    let version = ds.pointer("/metadata/resourceVersion").cloned();
+
+    // Nothing to do the second time: same endpoint, same objects.
+    let second = deps.sweep(clock(), None).await.unwrap();
+    assert_eq!(second.clusters_managed, 1);
+    assert_eq!(second.management_changes, 0, "{second:?}");
+    assert_eq!(endpoints(&ec2, &vpc).await, made);
+    let ds = api
+        .object("/apis/apps/v1/namespaces/peregrine/daemonsets/peregrine-agent")
+        .unwrap();
+    assert_eq!(ds.pointer("/metadata/resourceVersion").cloned(), version);
+
+    // The cluster is deleted: the next sweep gives its endpoint share back, and, as prod was
+    // the VPC's last covered cluster, the endpoint goes (it would keep the VPC alive).
+    eks.delete_addon()
+        .cluster_name("prod")
+        .addon_name("eks-pod-identity-agent")
+        .send()
+        .await
+        .unwrap();
+    eks.delete_cluster().name("prod").send().await.unwrap();
+    let third = deps.sweep(clock(), None).await.unwrap();
+    assert_eq!(third.clusters_swept, 0, "{third:?}");
+    assert_eq!(third.clusters_removed, 1, "{third:?}");
+    assert_eq!(third.management_changes, 1, "{third:?}");
+    assert_eq!(endpoints(&ec2, &vpc).await, Vec::new());
+    let fourth = deps.sweep(clock(), None).await.unwrap();
+    assert_eq!(fourth.management_changes, 0, "{fourth:?}");
+}
+
+#[tokio::test]
+async fn auto_clusters_say_so_when_no_agent_image_is_configured() {
+    let api = peregrine_testkit::kube::ApiServer::start().await;
+    let org = org(&[("DefaultAgentManagement", "AUTO")]).await;
+    let account = org.accounts(1, "auto").await.remove(0);
+    org.member_role(&account, EXTERNAL_ID).await;
+    let (vpc, node) = org.managed_cluster(&account, "prod", &api).await;
+    org.heartbeat("prod", &node, Duration::from_secs(20)).await;
+    let deps = org.deps();
+    let (_config, coverage) = stores(&org);
+    let first = deps.sweep(clock(), None).await.unwrap();
+    assert_eq!(first.clusters_managed, 1, "{first:?}");
+    let row = coverage.clusters().await.unwrap().remove(0).coverage;
+    assert_eq!(row.coverage_status, CoverageStatus::Unhealthy);
+    let issue = row.issue.unwrap();
+    assert!(
+        issue.starts_with("Agent management misconfigured:") && issue.contains("AgentImage"),
+        "{issue}"
+    );
+    let ec2 = aws_sdk_ec2::Client::new(&org.inside(&account).await);
+    assert_eq!(endpoints(&ec2, &vpc).await, Vec::new());
+    assert!(api.requests().is_empty());
 }

@@ -9,7 +9,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use aws_config::SdkConfig;
-use aws_sdk_ec2::types::{InstanceType, ResourceType, Tag, TagSpecification};
+use aws_sdk_ec2::types::{
+    AttributeBooleanValue, InstanceType, ResourceType, Tag, TagSpecification,
+};
 use aws_sdk_eks::types::VpcConfigRequest;
 use aws_sdk_sqs::types::QueueAttributeName;
 use aws_sdk_sts::config::{Credentials, SharedCredentialsProvider};
@@ -201,19 +203,7 @@ impl Org {
             return Vec::new();
         }
         let ec2 = aws_sdk_ec2::Client::new(cfg);
-        let image = ec2
-            .describe_images()
-            .owners("amazon")
-            .send()
-            .await
-            .unwrap()
-            .images()
-            .iter()
-            // A Linux image: Windows nodes run no agent and are not counted.
-            .find(|i| i.platform().is_none())
-            .and_then(|i| i.image_id())
-            .unwrap()
-            .to_owned();
+        let image = self.linux_image(&ec2).await;
         let out = ec2
             .run_instances()
             .image_id(image)
@@ -242,6 +232,115 @@ impl Org {
             .collect();
         names.sort();
         names
+    }
+
+    /// A cluster in its own VPC (DNS attributes on, subnets in two Availability Zones) in
+    /// `account`, whose Kubernetes API is `api` (the stand-in), with the Pod Identity agent
+    /// add-on and one running worker node without a node group; its VPC id and the node's
+    /// private DNS name.
+    pub async fn managed_cluster(
+        &self,
+        account: &str,
+        name: &str,
+        api: &peregrine_testkit::kube::ApiServer,
+    ) -> (String, String) {
+        let cfg = self.inside(account).await;
+        let ec2 = aws_sdk_ec2::Client::new(&cfg);
+        let vpc = ec2
+            .create_vpc()
+            .cidr_block("10.7.0.0/16")
+            .send()
+            .await
+            .unwrap()
+            .vpc()
+            .unwrap()
+            .vpc_id()
+            .unwrap()
+            .to_owned();
+        for attribute in [true, false] {
+            let on = AttributeBooleanValue::builder().value(true).build();
+            let m = ec2.modify_vpc_attribute().vpc_id(&vpc);
+            let m = if attribute {
+                m.enable_dns_support(on)
+            } else {
+                m.enable_dns_hostnames(on)
+            };
+            m.send().await.unwrap();
+        }
+        let mut subnets = Vec::new();
+        for (cidr, az) in [("10.7.1.0/24", "us-east-1a"), ("10.7.2.0/24", "us-east-1b")] {
+            subnets.push(
+                ec2.create_subnet()
+                    .vpc_id(&vpc)
+                    .cidr_block(cidr)
+                    .availability_zone(az)
+                    .send()
+                    .await
+                    .unwrap()
+                    .subnet()
+                    .unwrap()
+                    .subnet_id()
+                    .unwrap()
+                    .to_owned(),
+            );
+        }
+        let eks = aws_sdk_eks::Client::new(&cfg);
+        eks.create_cluster()
+            .name(name)
+            .role_arn(format!("arn:aws:iam::{account}:role/eks"))
+            .resources_vpc_config(
+                VpcConfigRequest::builder()
+                    .set_subnet_ids(Some(subnets.clone()))
+                    .build(),
+            )
+            .tags("peregrine-moto:endpoint", &api.endpoint)
+            .tags("peregrine-moto:ca", &api.ca_data)
+            .send()
+            .await
+            .unwrap();
+        eks.create_addon()
+            .cluster_name(name)
+            .addon_name("eks-pod-identity-agent")
+            .send()
+            .await
+            .unwrap();
+        let image = self.linux_image(&ec2).await;
+        let node = ec2
+            .run_instances()
+            .image_id(image)
+            .min_count(1)
+            .max_count(1)
+            .subnet_id(&subnets[0])
+            .instance_type(InstanceType::T3Medium)
+            .tag_specifications(
+                TagSpecification::builder()
+                    .resource_type(ResourceType::Instance)
+                    .tags(Tag::builder().key("eks:cluster-name").value(name).build())
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap()
+            .instances()[0]
+            .private_dns_name()
+            .unwrap()
+            .to_owned();
+        (vpc, node)
+    }
+
+    /// A Linux image (Windows nodes run no agent and are not counted).
+    async fn linux_image(&self, ec2: &aws_sdk_ec2::Client) -> String {
+        ec2.describe_images()
+            .owners("amazon")
+            .send()
+            .await
+            .unwrap()
+            .images()
+            .iter()
+            .find(|i| i.platform().is_none())
+            .and_then(|i| i.image_id())
+            .unwrap()
+            .to_owned()
     }
 
     /// Writes the agent heartbeat of `node` in `cluster`, received `age` before [`clock`].
