@@ -61,48 +61,6 @@ impl TryFrom<&peregrine_org::inventory::ClusterInventory> for ClusterInventory {
 }
 
 impl ClusterInventory {
-    /// From DescribeCluster's `cluster`; the account and region come from its ARN.
-    pub fn from_eks(c: &aws_sdk_eks::types::Cluster) -> Result<ClusterInventory, ManageError> {
-        let arn = c
-            .arn()
-            .ok_or_else(|| ManageError::Inventory("DescribeCluster gave no arn".into()))?;
-        let (_, region, account_id) = parse_arn(arn)?;
-        let vpc = c.resources_vpc_config();
-        let inv = ClusterInventory {
-            name: c.name().unwrap_or_default().to_owned(),
-            arn: arn.to_owned(),
-            account_id: account_id.to_owned(),
-            region: region.to_owned(),
-            vpc_id: vpc.and_then(|v| v.vpc_id()).unwrap_or_default().to_owned(),
-            subnet_ids: vpc.map(|v| v.subnet_ids().to_vec()).unwrap_or_default(),
-            cluster_security_group_id: vpc
-                .and_then(|v| v.cluster_security_group_id())
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned),
-            endpoint: c.endpoint().map(str::to_owned),
-            certificate_authority: c
-                .certificate_authority()
-                .and_then(|a| a.data())
-                .map(str::to_owned),
-            platform_version: c.platform_version().map(str::to_owned),
-            authentication_mode: c
-                .access_config()
-                .and_then(|a| a.authentication_mode())
-                .map(|m| m.as_str().to_owned()),
-            oidc_issuer: c
-                .identity()
-                .and_then(|i| i.oidc())
-                .and_then(|o| o.issuer())
-                .map(str::to_owned),
-            auto_mode: c
-                .compute_config()
-                .and_then(|cc| cc.enabled())
-                .unwrap_or(false),
-        };
-        inv.validate()?;
-        Ok(inv)
-    }
-
     /// The ARN's partition (`aws`, `aws-cn`, `aws-us-gov`).
     pub fn partition(&self) -> &str {
         parse_arn(&self.arn).map(|(p, _, _)| p).unwrap_or("aws")

@@ -124,6 +124,63 @@ impl ClusterInventory {
     }
 }
 
+#[cfg(feature = "eks")]
+impl ClusterInventory {
+    /// What DescribeCluster says of a cluster of `account` and `region`, without its node
+    /// groups and nodes (the sweeper lists those).
+    pub fn from_eks(
+        c: &aws_sdk_eks::types::Cluster,
+        account: &str,
+        region: &str,
+    ) -> ClusterInventory {
+        let vpc = c.resources_vpc_config();
+        ClusterInventory {
+            account_id: account.to_owned(),
+            region: region.to_owned(),
+            name: c.name().unwrap_or_default().to_owned(),
+            arn: c.arn().unwrap_or_default().to_owned(),
+            status: c
+                .status()
+                .map(|s| s.as_str().to_owned())
+                .unwrap_or_default(),
+            version: c.version().map(str::to_owned),
+            platform_version: c.platform_version().map(str::to_owned),
+            endpoint: c.endpoint().map(str::to_owned),
+            certificate_authority: c
+                .certificate_authority()
+                .and_then(|a| a.data())
+                .map(str::to_owned),
+            authentication_mode: c
+                .access_config()
+                .and_then(|a| a.authentication_mode())
+                .map(|m| m.as_str().to_owned()),
+            oidc_issuer: c
+                .identity()
+                .and_then(|i| i.oidc())
+                .and_then(|o| o.issuer())
+                .map(str::to_owned),
+            vpc_id: vpc.and_then(|v| v.vpc_id()).map(str::to_owned),
+            subnet_ids: vpc.map(|v| v.subnet_ids().to_vec()).unwrap_or_default(),
+            security_group_ids: vpc
+                .map(|v| v.security_group_ids().to_vec())
+                .unwrap_or_default(),
+            cluster_security_group_id: vpc
+                .and_then(|v| v.cluster_security_group_id())
+                .map(str::to_owned),
+            tags: c
+                .tags()
+                .map(|t| t.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+                .unwrap_or_default(),
+            auto_mode: c
+                .compute_config()
+                .and_then(|cc| cc.enabled())
+                .unwrap_or(false),
+            nodegroups: Vec::new(),
+            nodes: Vec::new(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -290,51 +290,8 @@ async fn describe(
             failure: Failure::Invalid,
         });
     };
-    let vpc = c.resources_vpc_config();
-    let mut cluster = ClusterInventory {
-        account_id: account.to_owned(),
-        region: region.to_owned(),
-        name: name.to_owned(),
-        arn: c.arn().unwrap_or_default().to_owned(),
-        status: c
-            .status()
-            .map(|s| s.as_str().to_owned())
-            .unwrap_or_default(),
-        version: c.version().map(str::to_owned),
-        platform_version: c.platform_version().map(str::to_owned),
-        endpoint: c.endpoint().map(str::to_owned),
-        certificate_authority: c
-            .certificate_authority()
-            .and_then(|a| a.data())
-            .map(str::to_owned),
-        authentication_mode: c
-            .access_config()
-            .and_then(|a| a.authentication_mode())
-            .map(|m| m.as_str().to_owned()),
-        oidc_issuer: c
-            .identity()
-            .and_then(|i| i.oidc())
-            .and_then(|o| o.issuer())
-            .map(str::to_owned),
-        vpc_id: vpc.and_then(|v| v.vpc_id()).map(str::to_owned),
-        subnet_ids: vpc.map(|v| v.subnet_ids().to_vec()).unwrap_or_default(),
-        security_group_ids: vpc
-            .map(|v| v.security_group_ids().to_vec())
-            .unwrap_or_default(),
-        cluster_security_group_id: vpc
-            .and_then(|v| v.cluster_security_group_id())
-            .map(str::to_owned),
-        tags: c
-            .tags()
-            .map(|t| t.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-            .unwrap_or_default(),
-        auto_mode: c
-            .compute_config()
-            .and_then(|cc| cc.enabled())
-            .unwrap_or(false),
-        nodegroups: Vec::new(),
-        nodes: Vec::new(),
-    };
+    let mut cluster = ClusterInventory::from_eks(c, account, region);
+    cluster.name = name.to_owned();
     let mut groups = Vec::new();
     let mut pages = eks
         .list_nodegroups()

@@ -157,7 +157,12 @@ impl Env {
                 .unwrap();
         }
         let described = eks.describe_cluster().name(name).send().await.unwrap();
-        let mut inventory = ClusterInventory::from_eks(described.cluster().unwrap()).unwrap();
+        let described = described.cluster().unwrap();
+        let account = described.arn().unwrap().split(':').nth(4).unwrap();
+        let mut inventory = ClusterInventory::try_from(
+            &peregrine_org::inventory::ClusterInventory::from_eks(described, account, "us-east-1"),
+        )
+        .unwrap();
         assert_eq!(inventory.authentication_mode.as_deref(), Some(auth_mode));
         assert_eq!(inventory.vpc_id, vpc);
         let cluster_sg = inventory
