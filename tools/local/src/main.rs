@@ -108,6 +108,7 @@ enum Command {
         /// A node's name (EKS's default: the instance's private DNS name); one agent per node.
         #[arg(long = "node-name", required = true)]
         node_names: Vec<String>,
+        /// Send again every N seconds (the agent's default heartbeat interval is 60).
         #[arg(long)]
         every_seconds: Option<u64>,
     },
