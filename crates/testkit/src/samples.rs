@@ -545,6 +545,38 @@ pub fn heartbeat_body(
     )
 }
 
+/// A heartbeat of a node whose agent sees everything: every probe attached, nothing dropped
+/// (the sample heartbeat reports a failed probe and drops, which make coverage `DEGRADED`).
+/// `peregrine-local send-heartbeat` sends it for `scripts/demo-org`'s agents.
+pub fn reporting_heartbeat(identity: AgentIdentity, at: Timestamp) -> Heartbeat {
+    let mut probes = heartbeat(&identity.agent_id, at).probes;
+    for p in &mut probes {
+        p.state = ProbeState::Attached;
+        p.error = None;
+    }
+    Heartbeat {
+        kernel_release: "6.1.155-176.282.amzn2023.x86_64".into(),
+        probes,
+        events_sent: 52_113,
+        uptime: std::time::Duration::from_secs(3_600),
+        timestamp: at,
+        ..builders::heartbeat(identity)
+    }
+}
+
+/// The SQS body of [`reporting_heartbeat`].
+pub fn reporting_heartbeat_body(
+    identity: AgentIdentity,
+    next_sequence: u64,
+    at: Timestamp,
+) -> Result<String, WireError> {
+    encode_heartbeat(
+        &reporting_heartbeat(identity, at),
+        next_sequence,
+        &EncoderConfig::default(),
+    )
+}
+
 /// A heartbeat of the sample node whose agent reports itself blind: events lost in consecutive
 /// ticks, and a restart loop.
 pub fn blinded_heartbeat(agent_id: &str, at: Timestamp) -> Heartbeat {

@@ -8,11 +8,13 @@
 //!   in-process;
 //! - [`http`]: the HTTP trigger's requests as Lambda events, answers as responses, routes and
 //!   the local IAM check;
+//! - [`coverage`]: the coverage table as a terminal shows it (`peregrine-local coverage`);
 //!
 //! The sample activity `send-sample` sends is `peregrine_testkit::samples`.
 //!
 //! See `docs/pipeline.md` ("Running it locally").
 
+pub mod coverage;
 pub mod functions;
 pub mod http;
 pub mod runner;

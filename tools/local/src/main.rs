@@ -10,11 +10,16 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use peregrine_event::Timestamp;
+use peregrine_local::coverage::CoverageView;
+use peregrine_local::functions::COVERAGE_BINARY;
 use peregrine_local::runner::describe_env;
 use peregrine_local::{
-    FUNCTIONS, LocalStack, Mode, ProvisionOptions, Runner, RunnerOptions, Template, provision,
+    FUNCTIONS, LocalStack, Mode, ProvisionOptions, Runner, RunnerOptions, Template,
+    function_config, provision,
 };
-use peregrine_testkit::samples;
+use peregrine_org::config::{AccountSettings, Management, Monitoring, Origin};
+use peregrine_store::{ConfigStore, DynamoConfigStore, DynamoCoverageStore};
+use peregrine_testkit::{builders, samples};
 
 #[derive(Parser)]
 #[command(
@@ -68,8 +73,45 @@ enum Command {
     /// Provision or check, print the environment and exit.
     Env,
     /// Run one coverage sweep (as its schedule would) and print its summary as JSON; the
-    /// coverage itself is in the CoverageTable the environment names.
+    /// coverage itself is in the CoverageTable the environment names (`coverage` prints it).
     Sweep,
+    /// Print the coverage table of the latest sweep: per cluster its status, covered/compatible
+    /// nodes, worst issue and the nodes without an agent; accounts not swept; the statistics.
+    Coverage {
+        /// Every node of every cluster too, with its last heartbeat.
+        #[arg(long)]
+        nodes: bool,
+    },
+    /// Turn runtime monitoring on or off for accounts, as an administrator does: the
+    /// accounts' rows in ConfigTable (origin ADMINISTRATOR), which the next sweep reads.
+    SetAccount {
+        /// 12-digit account ids.
+        #[arg(required = true, value_name = "ACCOUNT_ID")]
+        accounts: Vec<String>,
+        /// ENABLED or DISABLED.
+        #[arg(long)]
+        monitoring: Monitoring,
+        /// AUTO or MANUAL (default: the row's, else the organization's default).
+        #[arg(long)]
+        management: Option<Management>,
+    },
+    /// Send the heartbeats of agents on nodes of one cluster (every probe attached, nothing
+    /// dropped), as the agents would; with --every-seconds, again and again until
+    /// SIGINT/SIGTERM.
+    SendHeartbeat {
+        /// Default: the detector's queue from the template.
+        #[arg(long, env = "PEREGRINE_QUEUE_URL")]
+        queue_url: Option<String>,
+        /// The agents' --cluster-name.
+        #[arg(long)]
+        cluster_name: String,
+        /// A node's name (EKS's default: the instance's private DNS name); one agent per node.
+        #[arg(long = "node-name", required = true)]
+        node_names: Vec<String>,
+        /// Send again every N seconds (the agent's default heartbeat interval is 60).
+        #[arg(long)]
+        every_seconds: Option<u64>,
+    },
     /// Send a sample batch (a compromised pod among ordinary node activity) and a heartbeat.
     SendSample {
         /// Default: the detector's queue from the template.
@@ -130,6 +172,41 @@ async fn main() -> anyhow::Result<()> {
                 None => bail!("the sweep timed out"),
             }
         }
+        Command::Coverage { nodes } => {
+            let config: peregrine_coverage::Config = function_config(&stack, COVERAGE_BINARY)?;
+            let store = DynamoCoverageStore::new(
+                aws_sdk_dynamodb::Client::new(&sdk),
+                &config.coverage_table,
+            );
+            print!("{}", CoverageView::load(&store, nodes).await?.render());
+        }
+        Command::SetAccount {
+            accounts,
+            monitoring,
+            management,
+        } => {
+            let config: peregrine_coverage::Config = function_config(&stack, COVERAGE_BINARY)?;
+            let store =
+                DynamoConfigStore::new(aws_sdk_dynamodb::Client::new(&sdk), &config.config_table);
+            for account in &accounts {
+                set_account(&store, account, monitoring, management).await?;
+                println!("{account}: monitoring {monitoring}");
+            }
+        }
+        Command::SendHeartbeat {
+            queue_url,
+            cluster_name,
+            node_names,
+            every_seconds,
+        } => {
+            let url = match queue_url {
+                Some(u) => u,
+                None => detector_queue(&stack)?,
+            };
+            let sqs = aws_sdk_sqs::Client::new(&sdk);
+            let every = every_seconds.map(|s| Duration::from_secs(s.max(1)));
+            send_heartbeats(&sqs, &url, &cluster_name, &node_names, every).await?;
+        }
         Command::Serve {
             retry_after_seconds,
             publish_interval_seconds,
@@ -182,12 +259,7 @@ async fn main() -> anyhow::Result<()> {
         } => {
             let url = match queue_url {
                 Some(u) => u,
-                None => stack
-                    .functions
-                    .values()
-                    .find_map(|f| stack.event_source_queue(&f.logical_id))
-                    .map(|q| q.url.clone())
-                    .context("the template has no SQS event source")?,
+                None => detector_queue(&stack)?,
             };
             let now = Timestamp::now();
             let events = samples::busy_node(2_000, 2, 3, sequence);
@@ -213,6 +285,93 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The queue of the template's SQS-triggered function (the detector's events queue).
+fn detector_queue(stack: &LocalStack) -> anyhow::Result<String> {
+    stack
+        .functions
+        .values()
+        .find_map(|f| stack.event_source_queue(&f.logical_id))
+        .map(|q| q.url.clone())
+        .context("the template has no SQS event source")
+}
+
+/// Writes `account`'s row as an administrator (the API to come) would: monitoring as given,
+/// management as given or kept, origin ADMINISTRATOR, conditional on the row read.
+async fn set_account(
+    store: &DynamoConfigStore,
+    account: &str,
+    monitoring: Monitoring,
+    management: Option<Management>,
+) -> anyhow::Result<()> {
+    if account.len() != 12 || !account.bytes().all(|b| b.is_ascii_digit()) {
+        bail!("{account:?} is not an account id (12 digits)");
+    }
+    // A sweep writing the same row meanwhile makes the conditional put fail: read again.
+    for _ in 0..5 {
+        let config = store.load().await?;
+        let row = config.accounts.get(account);
+        let settings = AccountSettings {
+            account_id: account.to_owned(),
+            monitoring,
+            management: management
+                .or(row.map(|r| r.management))
+                .or(config.org.as_ref().map(|o| o.default_management))
+                .unwrap_or(Management::Manual),
+            cluster_scope: row.and_then(|r| r.cluster_scope),
+            origin: Origin::Administrator,
+            updated_at: Timestamp::now(),
+        };
+        if store
+            .put_account(&settings, row.map(|r| r.updated_at))
+            .await?
+        {
+            return Ok(());
+        }
+    }
+    bail!("{account}: the row kept changing while it was written")
+}
+
+/// Sends one heartbeat per node, then (with `every`) again every `every` until SIGINT/SIGTERM.
+async fn send_heartbeats(
+    sqs: &aws_sdk_sqs::Client,
+    url: &str,
+    cluster: &str,
+    nodes: &[String],
+    every: Option<Duration>,
+) -> anyhow::Result<()> {
+    // One agent per node, with an id of its own for this run (an agent keeps its id in its
+    // spool; these agents have none).
+    let agents: Vec<(String, String)> = nodes
+        .iter()
+        .map(|n| (uuid::Uuid::new_v4().to_string(), n.clone()))
+        .collect();
+    let stop = shutdown_signal();
+    tokio::pin!(stop);
+    loop {
+        let now = Timestamp::now();
+        for (agent_id, node) in &agents {
+            let identity = peregrine_wire::AgentIdentity {
+                agent_version: env!("CARGO_PKG_VERSION").to_owned(),
+                ..builders::agent_identity(agent_id, node, cluster)
+            };
+            // No batch sent yet: the next batch's sequence stays 1.
+            let body = samples::reporting_heartbeat_body(identity, 1, now)?;
+            sqs.send_message()
+                .queue_url(url)
+                .message_body(body)
+                .send()
+                .await
+                .with_context(|| format!("sending {node}'s heartbeat"))?;
+        }
+        tracing::info!(cluster, nodes = agents.len(), "heartbeats sent");
+        let Some(every) = every else { return Ok(()) };
+        tokio::select! {
+            _ = &mut stop => return Ok(()),
+            _ = tokio::time::sleep(every) => {}
+        }
+    }
 }
 
 /// Completes on SIGINT or SIGTERM.
