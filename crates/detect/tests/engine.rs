@@ -1043,3 +1043,29 @@ fn no_match_on_the_common_path_leaves_the_output_untouched() {
     assert!(out.is_empty());
     assert_eq!(out.capacity(), 4);
 }
+
+/// A filtered context source gives what its filter matched: a list's matching element rather
+/// than the whole list, and a regex's `value` group when it has one.
+#[test]
+fn filtered_context_takes_the_matched_element_or_group() {
+    let extra = "    context:\n      toolName: {fields: [process.argv], op: prefix, values: [--tool=]}\n      serviceName: {fields: [process.cmdline], op: regex, values: ['\\bstop\\s+(?P<value>\\w+)']}\n      commandLineExample: {fields: [process.cmdline], op: regex, values: ['\\bstop\\b']}\n";
+    let engine = engine_of("[exec]", "{field: process.uid, op: gte, value: 0}", extra);
+    let ctx = |argv: &[&str]| {
+        let got = eval(&engine, &E::exec("/usr/bin/x").argv(argv).ev());
+        assert_eq!(got.len(), 1);
+        got[0].context.clone()
+    };
+    let c = ctx(&["x", "-v", "--tool=nmap", "stop", "auditd", "now"]);
+    assert_eq!(c.tool_name.as_deref(), Some("--tool=nmap"));
+    assert_eq!(c.service_name.as_deref(), Some("auditd"));
+    // No `value` group: the whole value.
+    assert_eq!(
+        c.command_line_example.as_deref(),
+        Some("x -v --tool=nmap stop auditd now")
+    );
+    // A filter that does not hold fills nothing.
+    let c = ctx(&["x", "start", "auditd"]);
+    assert_eq!(c.tool_name, None);
+    assert_eq!(c.service_name, None);
+    assert_eq!(c.command_line_example, None);
+}
