@@ -39,6 +39,10 @@ impl Catalog {
             "builtin/sensitive-files.yaml",
             include_str!("../rules/sensitive-files.yaml"),
         ),
+        (
+            "builtin/suspicious-commands.yaml",
+            include_str!("../rules/suspicious-commands.yaml"),
+        ),
     ];
 
     /// Finding types raised from the agent's state (its heartbeats, or its status tick in

@@ -23,6 +23,7 @@ pub(crate) enum Op {
     Suffix,
     Contains,
     Glob,
+    Regex,
     Exists,
     Gt,
     Gte,
@@ -32,11 +33,10 @@ pub(crate) enum Op {
     BitsAll,
 }
 
-pub(crate) const OP_NAMES: &str =
-    "eq, neq, in, prefix, suffix, contains, glob, exists, gt, gte, lt, lte, bits_any, bits_all";
+pub(crate) const OP_NAMES: &str = "eq, neq, in, prefix, suffix, contains, glob, regex, exists, gt, gte, lt, lte, bits_any, bits_all";
 
 impl Op {
-    const ALL: [Op; 14] = [
+    const ALL: [Op; 15] = [
         Op::Eq,
         Op::Neq,
         Op::In,
@@ -44,6 +44,7 @@ impl Op {
         Op::Suffix,
         Op::Contains,
         Op::Glob,
+        Op::Regex,
         Op::Exists,
         Op::Gt,
         Op::Gte,
@@ -62,6 +63,7 @@ impl Op {
             Op::Suffix => "suffix",
             Op::Contains => "contains",
             Op::Glob => "glob",
+            Op::Regex => "regex",
             Op::Exists => "exists",
             Op::Gt => "gt",
             Op::Gte => "gte",
@@ -80,7 +82,7 @@ impl Op {
         use Op::*;
         match ty {
             FieldType::Str | FieldType::StrList => {
-                &[Eq, Neq, In, Prefix, Suffix, Contains, Glob, Exists]
+                &[Eq, Neq, In, Prefix, Suffix, Contains, Glob, Regex, Exists]
             }
             FieldType::Int => &[Eq, Neq, In, Gt, Gte, Lt, Lte, BitsAny, BitsAll, Exists],
             FieldType::Bool => &[Eq, Neq, Exists],
@@ -298,7 +300,7 @@ impl Leaf {
         }
         let multi_ok = matches!(
             op,
-            Op::In | Op::Prefix | Op::Suffix | Op::Contains | Op::Glob
+            Op::In | Op::Prefix | Op::Suffix | Op::Contains | Op::Glob | Op::Regex
         );
         if values.len() > 1 && !multi_ok {
             return Err(bad(format!(
@@ -351,6 +353,7 @@ impl Leaf {
                     Op::Suffix => PatternKind::Suffix,
                     Op::Contains => PatternKind::Contains,
                     Op::Glob => PatternKind::Glob,
+                    Op::Regex => PatternKind::Regex,
                     _ => PatternKind::Exact,
                 };
                 let test = if op == Op::Exists {
@@ -544,6 +547,19 @@ impl Leaf {
         }
     }
 
+    /// The value a context entry takes from this leaf's field, when the leaf holds: for a list,
+    /// the first element that matches (not the whole list); for `regex`, the group named
+    /// `value` when the pattern has one. `None` when the leaf does not hold.
+    pub(crate) fn extract(&self, s: &Subject<'_>) -> Option<String> {
+        match (&self.test, s.get(self.field)) {
+            (Test::Str { m, negate: false }, Val::Str(x)) => m.is_match(x).then(|| m.extract(x)),
+            (Test::Str { m, negate: false }, Val::List(l)) => {
+                l.iter().find(|x| m.is_match(x)).map(|x| m.extract(x))
+            }
+            _ => None,
+        }
+    }
+
     /// The evidence for this leaf, which evaluated to `held` in a rule that fired. A leaf that
     /// held under a `not` is reported with its operator prefixed by `not `.
     pub(crate) fn evidence(&self, s: &Subject<'_>, held: bool) -> Evidence {
@@ -589,7 +605,9 @@ fn list_json(mut items: Vec<Json>, op: Op) -> Json {
         Op::In if items.len() > EVIDENCE_LIST_MAX => {
             Json::String(format!("<{} values>", items.len()))
         }
-        Op::In | Op::Prefix | Op::Suffix | Op::Contains | Op::Glob if items.len() > 1 => {
+        Op::In | Op::Prefix | Op::Suffix | Op::Contains | Op::Glob | Op::Regex
+            if items.len() > 1 =>
+        {
             Json::Array(items)
         }
         _ => items.pop().unwrap_or(Json::Null),

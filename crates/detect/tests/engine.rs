@@ -292,11 +292,25 @@ fn the_catalog_loads_stable_rules_unless_asked_for_more() {
     assert!(default.rules().all(|r| r.maturity == Maturity::Stable));
     assert!(default.rules().all(|r| r.pack_version == "1.0.0"));
     let all = Catalog::with_maturities(&Maturity::ALL).unwrap();
-    // Every built-in rule is stable today: asking for every maturity adds none.
-    assert_eq!(
-        all.len(),
-        default.len(),
-        "every built-in rule is stable today"
+    // The incubating rules today are the suspicious-command ones (new, not yet run against a
+    // fleet); asking for every maturity adds exactly those.
+    let incubating: Vec<&str> = all
+        .rules()
+        .filter(|r| r.maturity == Maturity::Incubating)
+        .map(|r| r.id)
+        .collect();
+    assert!(!incubating.is_empty());
+    assert!(
+        incubating
+            .iter()
+            .all(|id| id.starts_with("suspicious-command-")),
+        "{incubating:?}"
+    );
+    assert_eq!(all.len(), default.len() + incubating.len());
+    assert!(
+        default
+            .rules()
+            .all(|r| !r.id.starts_with("suspicious-command-"))
     );
     assert!(
         Catalog::with_maturities(&[Maturity::Sandbox])
@@ -1028,4 +1042,30 @@ fn no_match_on_the_common_path_leaves_the_output_untouched() {
     }
     assert!(out.is_empty());
     assert_eq!(out.capacity(), 4);
+}
+
+/// A filtered context source gives what its filter matched: a list's matching element rather
+/// than the whole list, and a regex's `value` group when it has one.
+#[test]
+fn filtered_context_takes_the_matched_element_or_group() {
+    let extra = "    context:\n      toolName: {fields: [process.argv], op: prefix, values: [--tool=]}\n      serviceName: {fields: [process.cmdline], op: regex, values: ['\\bstop\\s+(?P<value>\\w+)']}\n      commandLineExample: {fields: [process.cmdline], op: regex, values: ['\\bstop\\b']}\n";
+    let engine = engine_of("[exec]", "{field: process.uid, op: gte, value: 0}", extra);
+    let ctx = |argv: &[&str]| {
+        let got = eval(&engine, &E::exec("/usr/bin/x").argv(argv).ev());
+        assert_eq!(got.len(), 1);
+        got[0].context.clone()
+    };
+    let c = ctx(&["x", "-v", "--tool=nmap", "stop", "auditd", "now"]);
+    assert_eq!(c.tool_name.as_deref(), Some("--tool=nmap"));
+    assert_eq!(c.service_name.as_deref(), Some("auditd"));
+    // No `value` group: the whole value.
+    assert_eq!(
+        c.command_line_example.as_deref(),
+        Some("x -v --tool=nmap stop auditd now")
+    );
+    // A filter that does not hold fills nothing.
+    let c = ctx(&["x", "start", "auditd"]);
+    assert_eq!(c.tool_name, None);
+    assert_eq!(c.service_name, None);
+    assert_eq!(c.command_line_example, None);
 }

@@ -131,32 +131,43 @@ impl ContextEntry {
                         Some(leaf) => leaf.eval(s),
                         None => !matches!(s.get(f), Val::Missing),
                     };
-                let candidates = || {
-                    fields
-                        .iter()
-                        .enumerate()
-                        .filter(|(i, f)| eligible(*i, **f))
-                        .map(|(_, f)| f)
-                };
+                let candidates = || fields.iter().enumerate().filter(|(i, f)| eligible(*i, **f));
                 let chosen = candidates()
-                    .find(|f| matched.iter().any(|m| m.origin() == f.origin()))
+                    .find(|(_, f)| matched.iter().any(|m| m.origin() == f.origin()))
                     .or_else(|| candidates().next());
-                chosen.and_then(|f| {
-                    let v = s.get(*f);
-                    match (ty, v) {
-                        (TargetType::Process, Val::Process(a)) => {
-                            Some(CtxVal::Process(Box::new(ProcessDetails::from_ancestor(a))))
+                // A filtered candidate gives what its filter matched: the element of a list,
+                // or a regex's `value` group.
+                let extracted = chosen.and_then(|(i, _)| {
+                    let leaf = filter.as_ref()?.get(i)?;
+                    matches!(ty, TargetType::Str | TargetType::List)
+                        .then(|| leaf.extract(s))
+                        .flatten()
+                });
+                if let Some(x) = extracted {
+                    Some(match ty {
+                        TargetType::List => CtxVal::List(vec![x]),
+                        _ => CtxVal::Str(x),
+                    })
+                } else {
+                    chosen.and_then(|(_, f)| {
+                        let v = s.get(*f);
+                        match (ty, v) {
+                            (TargetType::Process, Val::Process(a)) => {
+                                Some(CtxVal::Process(Box::new(ProcessDetails::from_ancestor(a))))
+                            }
+                            (TargetType::Time, Val::Time(t)) => Some(CtxVal::Time(t.into())),
+                            (TargetType::Int, Val::Int(i)) => {
+                                i32::try_from(i).ok().map(CtxVal::Int)
+                            }
+                            (TargetType::List, Val::List(l)) => {
+                                Some(CtxVal::List(l.iter().map(str::to_owned).collect()))
+                            }
+                            (TargetType::List, v) => render_str(v).map(|x| CtxVal::List(vec![x])),
+                            (TargetType::Str, v) => render_str(v).map(CtxVal::Str),
+                            _ => None,
                         }
-                        (TargetType::Time, Val::Time(t)) => Some(CtxVal::Time(t.into())),
-                        (TargetType::Int, Val::Int(i)) => i32::try_from(i).ok().map(CtxVal::Int),
-                        (TargetType::List, Val::List(l)) => {
-                            Some(CtxVal::List(l.iter().map(str::to_owned).collect()))
-                        }
-                        (TargetType::List, v) => render_str(v).map(|x| CtxVal::List(vec![x])),
-                        (TargetType::Str, v) => render_str(v).map(CtxVal::Str),
-                        _ => None,
-                    }
-                })
+                    })
+                }
             }
         };
         let Some(value) = value else { return };
