@@ -25,6 +25,22 @@ fn env(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
+/// User + system CPU time of a process, in seconds (`/proc/<pid>/stat`, clock ticks of 100 Hz).
+fn cpu_seconds(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The fields after the command name (which may hold spaces) start at state (field 3).
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15: indexes 11 and 12 after the state.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 fn vm_hwm_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .unwrap_or_default()
@@ -61,12 +77,16 @@ async fn main() {
         setup.elapsed().as_secs_f64()
     );
     let deps = org.deps();
+    let moto_pid = org.moto.pid().unwrap().to_string();
     for run in ["first sweep (all new)", "second sweep (steady)"] {
         let start = Instant::now();
+        let (own, moto) = (cpu_seconds("self"), cpu_seconds(&moto_pid));
         let s = deps.sweep(clock(), None).await.unwrap();
         println!(
-            "{run:<24} {:>8.1} s   clusters {}  events {}  states {:?}  statuses {:?}",
+            "{run:<24} {:>8.1} s   CPU: sweeper {:.1} s, moto {:.1} s   clusters {}  events {}  states {:?}  statuses {:?}",
             start.elapsed().as_secs_f64(),
+            cpu_seconds("self") - own,
+            cpu_seconds(&moto_pid) - moto,
             s.clusters_swept,
             s.events_published,
             s.count_by_sweep_state,

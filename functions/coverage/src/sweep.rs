@@ -556,12 +556,13 @@ impl<M: AgentManager> CoverageDeps<M> {
                 .or_default()
                 .push(c);
         }
-        let known_accounts: BTreeSet<String> = self
+        // Each account's state in the last sweep: accounts it did not reach go first this time.
+        let last_state: BTreeMap<String, SweepState> = self
             .coverage
             .accounts()
             .await?
             .into_iter()
-            .map(|a| a.account_id)
+            .map(|a| (a.account_id, a.sweep_state))
             .collect();
         let thresholds = Thresholds {
             stale_after: self.config.stale_after,
@@ -620,6 +621,9 @@ impl<M: AgentManager> CoverageDeps<M> {
             }
         }
 
+        // A sweep that meets its deadline leaves the rest for the next one; those go first then,
+        // so no account is left behind sweep after sweep (new accounts count as not reached).
+        not_reached_first(&mut to_sweep, &last_state);
         let results: Vec<AccountResult> = futures_util::stream::iter(to_sweep)
             .map(|(account, decision)| {
                 let previous = previous
@@ -709,10 +713,7 @@ impl<M: AgentManager> CoverageDeps<M> {
                 }
             }
         }
-        for id in known_accounts
-            .iter()
-            .filter(|id| !listed.contains(id.as_str()))
-        {
+        for id in last_state.keys().filter(|id| !listed.contains(id.as_str())) {
             if let Err(e) = self.coverage.delete_account(id).await {
                 tracing::warn!(account = %id, error = %e, "row of an account that left not removed");
             }
@@ -795,6 +796,20 @@ impl<M: AgentManager> CoverageDeps<M> {
     }
 }
 
+/// Puts the accounts that the last sweep did not reach (or has no row of) first, keeping the
+/// order otherwise.
+fn not_reached_first<T>(
+    to_sweep: &mut [(MemberAccount, T)],
+    last_state: &BTreeMap<String, SweepState>,
+) {
+    to_sweep.sort_by_key(|(account, _)| {
+        !matches!(
+            last_state.get(&account.id),
+            None | Some(SweepState::NotSwept)
+        )
+    });
+}
+
 /// "VPC endpoint missing" when the queue only takes sends through the endpoints in `allowed`
 /// and the cluster's VPC has no available SQS endpoint among them.
 fn vpc_endpoint_issue(
@@ -834,6 +849,32 @@ fn vpc_endpoint_issue(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn accounts_the_last_sweep_did_not_reach_go_first() {
+        let account = |id: &str| MemberAccount {
+            id: id.into(),
+            name: String::new(),
+            state: "ACTIVE".into(),
+            joined_at: None,
+        };
+        let mut order: Vec<(MemberAccount, ())> = ["a", "b", "c", "d", "e"]
+            .into_iter()
+            .map(|id| (account(id), ()))
+            .collect();
+        let last: BTreeMap<String, SweepState> = [
+            ("a", SweepState::Swept),
+            ("b", SweepState::Failed),
+            ("c", SweepState::NotSwept),
+            ("e", SweepState::NotSwept),
+        ]
+        .into_iter()
+        .map(|(id, s)| (id.to_owned(), s))
+        .collect();
+        not_reached_first(&mut order, &last);
+        let ids: Vec<&str> = order.iter().map(|(a, ())| a.id.as_str()).collect();
+        assert_eq!(ids, ["c", "d", "e", "a", "b"]);
+    }
 
     #[test]
     fn a_vpc_needs_an_allowed_available_endpoint() {
