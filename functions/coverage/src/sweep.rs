@@ -244,7 +244,13 @@ impl<M: AgentManager> CoverageDeps<M> {
         jobs: &[(&ClusterInventory, bool)],
     ) -> BTreeMap<String, ManagementOutcome> {
         let mut by_vpc: BTreeMap<&str, Vec<&ClusterInventory>> = BTreeMap::new();
-        for (cluster, _) in jobs.iter().filter(|(_, managed)| *managed) {
+        // A cluster being created, deleted or failed has no API server to deploy to (and one
+        // being deleted would only get an endpoint share back): it waits for a later sweep.
+        let ready = |c: &ClusterInventory| matches!(c.status.as_str(), "ACTIVE" | "UPDATING");
+        for (cluster, _) in jobs
+            .iter()
+            .filter(|(cluster, managed)| *managed && ready(cluster))
+        {
             // A cluster without a VPC id is a group of its own (management reports it).
             let key = cluster.vpc_id.as_deref().unwrap_or(cluster.name.as_str());
             by_vpc.entry(key).or_default().push(cluster);
