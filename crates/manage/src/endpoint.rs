@@ -571,6 +571,30 @@ pub async fn ensure(
 
 /// Removes the cluster's share of the VPC endpoint; the endpoint and its security group go
 /// when no covered cluster is left in the VPC.
+/// Removes the cluster's share tag `key` from resource `id`, if `tags` has it.
+async fn untag(
+    ec2: &Client,
+    id: &str,
+    tags: &[Tag],
+    key: &str,
+    report: &mut ManageReport,
+) -> Result<(), ManageError> {
+    if has_tag(tags, key, None) {
+        ec2.delete_tags()
+            .resources(id)
+            .tags(Tag::builder().key(key).build())
+            .send()
+            .await
+            .map_err(err("DeleteTags"))?;
+        report.record(
+            Resource::ClusterTag,
+            &format!("{id} {key}"),
+            Outcome::Removed,
+        );
+    }
+    Ok(())
+}
+
 pub async fn remove(
     ec2: &Client,
     c: &ClusterInventory,
@@ -581,19 +605,7 @@ pub async fn remove(
     let mut endpoint_left = false;
     for e in endpoints.iter().filter(|e| ours(e.tags())) {
         let id = e.vpc_endpoint_id().unwrap_or_default().to_owned();
-        if has_tag(e.tags(), &key, None) {
-            ec2.delete_tags()
-                .resources(&id)
-                .tags(Tag::builder().key(&key).build())
-                .send()
-                .await
-                .map_err(err("DeleteTags"))?;
-            report.record(
-                Resource::ClusterTag,
-                &format!("{id} {key}"),
-                Outcome::Removed,
-            );
-        }
+        untag(ec2, &id, e.tags(), &key, report).await?;
         let others: Vec<String> = cluster_tags(e.tags())
             .into_iter()
             .filter(|k| *k != key)
@@ -669,19 +681,7 @@ pub async fn remove(
             );
         }
     }
-    if has_tag(g.tags(), &key, None) {
-        ec2.delete_tags()
-            .resources(&id)
-            .tags(Tag::builder().key(&key).build())
-            .send()
-            .await
-            .map_err(err("DeleteTags"))?;
-        report.record(
-            Resource::ClusterTag,
-            &format!("{id} {key}"),
-            Outcome::Removed,
-        );
-    }
+    untag(ec2, &id, g.tags(), &key, report).await?;
     let others = cluster_tags(g.tags()).into_iter().any(|k| k != key);
     if others || endpoint_left {
         report.left_alone(

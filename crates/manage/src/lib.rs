@@ -70,7 +70,7 @@ pub async fn manage_cluster(
 ) -> Result<ManageReport, ManageError> {
     cluster.validate()?;
     cfg.validate()?;
-    let clients = Clients::new(member, cluster);
+    let clients = Clients::new(member, &cluster.region);
     let mut report = ManageReport::new(&cluster.arn);
 
     endpoint::ensure(&clients.ec2, cluster, cfg, &mut report).await?;
@@ -98,7 +98,7 @@ pub async fn unmanage_cluster(
 ) -> Result<ManageReport, ManageError> {
     cluster.validate()?;
     cfg.validate()?;
-    let clients = Clients::new(member, cluster);
+    let clients = Clients::new(member, &cluster.region);
     let mut report = ManageReport::new(&cluster.arn);
 
     if access::cluster_exists(&clients.eks, cluster).await? {
@@ -128,11 +128,7 @@ pub async fn release_departed(
     region: &str,
     existing: &std::collections::BTreeSet<String>,
 ) -> Result<ManageReport, ManageError> {
-    let ec2 = aws_sdk_ec2::Client::from_conf(
-        aws_sdk_ec2::config::Builder::from(member)
-            .region(aws_config::Region::new(region.to_owned()))
-            .build(),
-    );
+    let ec2 = Clients::new(member, region).ec2;
     let mut report = ManageReport::new("");
     for cluster in endpoint::departed(&ec2, account_id, region, existing, &mut report).await? {
         report.left_alone(
@@ -153,8 +149,8 @@ struct Clients {
 }
 
 impl Clients {
-    fn new(member: &aws_config::SdkConfig, cluster: &ClusterInventory) -> Clients {
-        let region = aws_config::Region::new(cluster.region.clone());
+    fn new(member: &aws_config::SdkConfig, region: &str) -> Clients {
+        let region = aws_config::Region::new(region.to_owned());
         let ec2 = aws_sdk_ec2::config::Builder::from(member)
             .region(region.clone())
             .build();
