@@ -324,21 +324,10 @@ async fn ensure_security_group(
     let group = match our_security_group(ec2, &c.vpc_id).await? {
         Some(g) => {
             let id = g.group_id().unwrap_or_default().to_owned();
-            let key = cluster_tag_key(&c.name);
-            if has_tag(g.tags(), &key, None) {
+            if has_tag(g.tags(), &cluster_tag_key(&c.name), None) {
                 report.record(Resource::EndpointSecurityGroup, &id, Outcome::Unchanged);
             } else {
-                ec2.create_tags()
-                    .resources(&id)
-                    .tags(tag(&key, &c.arn))
-                    .send()
-                    .await
-                    .map_err(err("CreateTags"))?;
-                report.record(
-                    Resource::ClusterTag,
-                    &format!("{id} {key}"),
-                    Outcome::Created,
-                );
+                tag_share(ec2, &id, g.tags(), c, report).await?;
             }
             g
         }
@@ -492,20 +481,7 @@ pub async fn ensure(
                 .collect();
             let add_subnets = one_per_zone(&zones, &c.subnet_ids, &covered);
             let has_sg = e.groups().iter().any(|g| g.group_id() == Some(sg.as_str()));
-            let key = cluster_tag_key(&c.name);
-            if !has_tag(e.tags(), &key, None) {
-                ec2.create_tags()
-                    .resources(&id)
-                    .tags(tag(&key, &c.arn))
-                    .send()
-                    .await
-                    .map_err(err("CreateTags"))?;
-                report.record(
-                    Resource::ClusterTag,
-                    &format!("{id} {key}"),
-                    Outcome::Created,
-                );
-            }
+            tag_share(ec2, &id, e.tags(), c, report).await?;
             if add_subnets.is_empty() && has_sg {
                 report.record(Resource::VpcEndpoint, &id, Outcome::Unchanged);
             } else {
@@ -571,6 +547,32 @@ pub async fn ensure(
 
 /// Removes the cluster's share of the VPC endpoint; the endpoint and its security group go
 /// when no covered cluster is left in the VPC.
+/// Adds the cluster's share tag (`peregrine:cluster/<name>` = its ARN) to resource `id`,
+/// unless `tags` has it.
+async fn tag_share(
+    ec2: &Client,
+    id: &str,
+    tags: &[Tag],
+    c: &ClusterInventory,
+    report: &mut ManageReport,
+) -> Result<(), ManageError> {
+    let key = cluster_tag_key(&c.name);
+    if !has_tag(tags, &key, None) {
+        ec2.create_tags()
+            .resources(id)
+            .tags(tag(&key, &c.arn))
+            .send()
+            .await
+            .map_err(err("CreateTags"))?;
+        report.record(
+            Resource::ClusterTag,
+            &format!("{id} {key}"),
+            Outcome::Created,
+        );
+    }
+    Ok(())
+}
+
 /// Removes the cluster's share tag `key` from resource `id`, if `tags` has it.
 async fn untag(
     ec2: &Client,
