@@ -544,7 +544,7 @@ fn statement<'a>(v: &'a Yaml, sid: &str) -> Option<&'a Yaml> {
 /// The condition of the `!If [condition, statement, ...]` whose statement has this `Sid`.
 fn condition_of(v: &Yaml, sid: &str) -> Option<String> {
     match v {
-        Yaml::Tagged(t) if t.tag.to_string() == "!If" => {
+        Yaml::Tagged(t) if t.tag == "!If" => {
             let items = t.value.as_sequence()?;
             if items.get(1).is_some_and(|s| s["Sid"].as_str() == Some(sid)) {
                 return items.first().map(text);
