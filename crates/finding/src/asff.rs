@@ -24,8 +24,9 @@ use crate::{Finding, TRUNCATION_MARKER, clamp_severity, json_len, severity_label
 
 /// `SchemaVersion` of every ASFF finding.
 pub const SCHEMA_VERSION: &str = "2018-10-08";
-/// `ProductName` and `CompanyName` (a custom integration may set them) and their
-/// `aws/securityhub/...` product fields.
+/// `ProductName` and `CompanyName`: a custom integration may set them (Security Hub then shows
+/// them, and fills its own `aws/securityhub/ProductName` and `.../CompanyName` product fields;
+/// the `aws/` keys are Security Hub's, so Peregrine sets none).
 pub const PRODUCT_NAME: &str = "Peregrine";
 pub const COMPANY_NAME: &str = "Peregrine";
 /// BatchImportFindings takes at most 100 findings per call.
@@ -49,9 +50,10 @@ pub const OMITTED_FIELD: &str = "peregrine/productFieldsOmitted";
 /// bounded on its own, a few KiB in all) the finding stays under [`MAX_ASFF_BYTES`].
 const PRODUCT_FIELDS_BUDGET: usize = 96 * 1024;
 /// ASFF: `Resource.Id` (no documented limit; kept to the identifier limit), `Details.Other`
-/// values (1024), `Process.Name` (64) and `Process.Path` (512), `Severity.Original` (64).
+/// values (fewer than 1024 characters; the other resource details are kept to the same),
+/// `Process.Name` (64) and `Process.Path` (512).
 const MAX_RESOURCE_ID_CHARS: usize = 512;
-const MAX_DETAIL_CHARS: usize = 1024;
+const MAX_DETAIL_CHARS: usize = 1023;
 const MAX_PROCESS_NAME_CHARS: usize = 64;
 const MAX_PROCESS_PATH_CHARS: usize = 512;
 const MAX_TYPE_CHARS: usize = 256;
@@ -448,14 +450,12 @@ impl Fields {
     }
 }
 
-/// The finding's `ProductFields`: Security Hub's own two, then the finding flattened under
+/// The finding's `ProductFields`: its id and type, then the finding flattened under
 /// `peregrine/` as GuardDuty flattens its `service` under `aws/guardduty/service/`: the service
 /// members, the rule that fired, the runtime details, the resource, `additionalInfo`; the
 /// lineage and the evidence last.
 fn product_fields(f: &Finding) -> BTreeMap<String, String> {
     let mut fields = Fields::new();
-    fields.push("aws/securityhub/ProductName", PRODUCT_NAME);
-    fields.push("aws/securityhub/CompanyName", COMPANY_NAME);
     fields.push("peregrine/findingId", &f.id);
     fields.push("peregrine/type", &f.finding_type);
     let mut deferred = Vec::new();

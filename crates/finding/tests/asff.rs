@@ -185,14 +185,8 @@ fn common_rows(f: &Finding) -> Vec<(&'static str, Value)> {
             json!("ip-10-0-1-2.eu-west-1.compute.internal"),
         ),
         ("/Resources/0/Details/Other/instanceId", json!("i-0abc")),
-        (
-            "/ProductFields/aws~1securityhub~1ProductName",
-            json!("Peregrine"),
-        ),
-        (
-            "/ProductFields/aws~1securityhub~1CompanyName",
-            json!("Peregrine"),
-        ),
+        // Security Hub's own keys are left to it.
+        ("/ProductFields/aws~1securityhub~1ProductName", Value::Null),
         ("/ProductFields/peregrine~1findingId", json!(f.id)),
         ("/ProductFields/peregrine~1type", json!(RELEASE_AGENT)),
         ("/ProductFields/peregrine~1service~1count", json!("3")),
@@ -548,6 +542,14 @@ fn attacker_strings_are_defused_and_every_limit_holds() {
         assert!(k.chars().count() <= MAX_PRODUCT_FIELD_KEY_CHARS, "{k}");
         assert!(v.chars().count() <= MAX_PRODUCT_FIELD_VALUE_CHARS, "{k}");
     }
+    // ASFF: `Details.Other` values under 1024 characters (the pod's name here is long).
+    let pod = &a.resources[1].details.as_ref().unwrap().other;
+    assert!(pod["podName"].chars().count() < 1024);
+    for r in &a.resources {
+        for v in r.details.as_ref().unwrap().other.values() {
+            assert!(v.chars().count() < 1024, "{v}");
+        }
+    }
     // The finding's own bounds keep this one within the budget: nothing left out.
     assert!(!a.product_fields.contains_key(OMITTED_FIELD));
     assert_eq!(a.product_fields["peregrine/service/count"], "3");
@@ -591,7 +593,10 @@ fn an_unbounded_finding_still_fits_and_says_what_was_left_out() {
     let mut p = process();
     p.exe = long.clone();
     p.cwd = long.clone();
-    let c = container();
+    let c = EvContainer {
+        pod_name: Some(long.clone()),
+        ..container()
+    };
     let mut f = finding_with(Some(&c), p.clone(), RELEASE_AGENT, 8.0, &long);
     f.description = long.clone();
     let other = ProcessDetails::from_process(&p);
@@ -656,10 +661,10 @@ fn an_unbounded_finding_still_fits_and_says_what_was_left_out() {
     );
     assert_eq!(a.title.chars().count(), MAX_TITLE_CHARS);
     assert_eq!(a.description.chars().count(), MAX_DESCRIPTION_CHARS);
-    assert_eq!(
-        a.resources[1].details.as_ref().unwrap().other["podName"],
-        "web-1"
-    );
+    // ASFF: a `Details.Other` value has fewer than 1024 characters.
+    let pod = &a.resources[1].details.as_ref().unwrap().other["podName"];
+    assert_eq!(pod.chars().count(), 1023);
+    assert!(pod.ends_with(TRUNCATION_MARKER));
 }
 
 #[test]

@@ -38,7 +38,8 @@ InvalidAccessException unless EnableSecurityHub was called in the account and re
 InvalidInput) unless it has the required members, is the calling account's (AwsAccountId)
 under its default product ARN, and keeps ASFF's limits: Id and GeneratorId at most 512
 characters, Title 1 to 256, Description 1 to 1024, at most 50 Types, at most 50 ProductFields
-(key 128, value 2048 characters), 1 to 32 Resources, at most 240 KB of JSON, and every string
+(key 128, value 2048 characters), 1 to 32 Resources (`Details.Other`: at most 50 pairs, keys
+under 128 and values under 1024 characters), at most 240 KB of JSON, and every string
 matching ASFF's `.*\\S.*` (a visible character, and, as the pattern reads in Java, no line
 break).
 
@@ -631,6 +632,10 @@ def _asff_problem(backend, finding):
             return f"ProductFields {k[:40]}... over the key or value limit"
     if not 1 <= len(finding["Resources"]) <= 32:
         return f"{len(finding['Resources'])} Resources"
+    for resource in finding["Resources"]:
+        other = resource.get("Details", {}).get("Other", {})
+        if len(other) > 50 or any(len(k) >= 128 or len(v) >= 1024 for k, v in other.items()):
+            return "Details.Other over 50 pairs, or a key of 128 or a value of 1024 characters"
     for key in ("CreatedAt", "UpdatedAt", "FirstObservedAt", "LastObservedAt"):
         if key in finding:
             try:

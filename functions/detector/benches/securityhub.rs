@@ -86,8 +86,10 @@ async fn run() {
     let config: Config = function_config(&stack, peregrine_detector::BINARY).unwrap();
     let product = config.security_hub_product_arn.clone().unwrap();
     let deps = AwsDeps::from_sdk(&sdk, config.clone()).unwrap();
-    let publisher =
-        AwsPublisherDeps::from_sdk(&sdk, function_config(&stack, peregrine_publisher::BINARY).unwrap());
+    let publisher = AwsPublisherDeps::from_sdk(
+        &sdk,
+        function_config(&stack, peregrine_publisher::BINARY).unwrap(),
+    );
     let arn = stack.functions["DetectorFunction"].arn.clone();
     let table = stack.tables["FindingsTable"].clone();
 
@@ -154,8 +156,7 @@ async fn run() {
         .unwrap()
         .remove(0)
         .body;
-    let Ok(peregrine_wire::Message::Batch { header, events }) = peregrine_wire::decode(&msg)
-    else {
+    let Ok(peregrine_wire::Message::Batch { header, events }) = peregrine_wire::decode(&msg) else {
         panic!("a batch")
     };
     let env = finding_env(&inv, &header, &config.detector_id);

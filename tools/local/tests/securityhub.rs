@@ -235,7 +235,8 @@ fn check_mapping(a: &AwsSecurityFinding, f: &Value) {
         product_field(a, "peregrine/service/count"),
         f["service"]["count"].to_string()
     );
-    assert_eq!(product_field(a, "aws/securityhub/ProductName"), "Peregrine");
+    assert_eq!(a.product_name(), Some("Peregrine"));
+    assert_eq!(a.company_name(), Some("Peregrine"));
     assert!(a.product_fields().unwrap().len() <= MAX_PRODUCT_FIELDS);
 }
 
