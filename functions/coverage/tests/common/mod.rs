@@ -344,7 +344,9 @@ impl Org {
     }
 
     /// Writes the agent heartbeat of `node` in `cluster`, received `age` before [`clock`].
+    /// `cluster` is the cluster's ARN (an agent told it) or its bare name (one that was not).
     pub async fn heartbeat(&self, cluster: &str, node: &str, age: Duration) {
+        let arn = peregrine_event::ClusterArn::parse(cluster).ok();
         let table = &self.stack.tables["HeartbeatsTable"];
         let store = DynamoHeartbeatStore::new(self.dynamo(), table);
         let at = Timestamp::from_unix_nanos(
@@ -355,7 +357,7 @@ impl Org {
             .delete_item()
             .table_name(table)
             .key(
-                "clusterName",
+                peregrine_store::HEARTBEAT_KEY,
                 aws_sdk_dynamodb::types::AttributeValue::S(cluster.into()),
             )
             .key(
@@ -366,7 +368,8 @@ impl Org {
             .await
             .unwrap();
         let record = HeartbeatRecord {
-            cluster_name: cluster.into(),
+            cluster_name: arn.as_ref().map_or(cluster, |a| a.cluster_name()).into(),
+            cluster_arn: arn.as_ref().map(|a| a.as_str().to_owned()),
             node_name: node.into(),
             agent_id: format!("agent-{node}"),
             agent_version: "0.1.0".into(),
