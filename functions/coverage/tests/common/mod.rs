@@ -35,6 +35,9 @@ pub struct Org {
     pub sdk: SdkConfig,
     pub stack: LocalStack,
     pub config: Config,
+    /// A Linux image id: moto gives every account the same default images, and listing them
+    /// is the slowest call of a set-up.
+    image: tokio::sync::OnceCell<String>,
 }
 
 pub async fn org(parameters: &[(&str, &str)]) -> Org {
@@ -73,6 +76,7 @@ pub async fn org(parameters: &[(&str, &str)]) -> Org {
         sdk,
         stack,
         config,
+        image: tokio::sync::OnceCell::new(),
     }
 }
 
@@ -330,17 +334,22 @@ impl Org {
 
     /// A Linux image (Windows nodes run no agent and are not counted).
     async fn linux_image(&self, ec2: &aws_sdk_ec2::Client) -> String {
-        ec2.describe_images()
-            .owners("amazon")
-            .send()
+        self.image
+            .get_or_init(|| async {
+                ec2.describe_images()
+                    .owners("amazon")
+                    .send()
+                    .await
+                    .unwrap()
+                    .images()
+                    .iter()
+                    .find(|i| i.platform().is_none())
+                    .and_then(|i| i.image_id())
+                    .unwrap()
+                    .to_owned()
+            })
             .await
-            .unwrap()
-            .images()
-            .iter()
-            .find(|i| i.platform().is_none())
-            .and_then(|i| i.image_id())
-            .unwrap()
-            .to_owned()
+            .clone()
     }
 
     /// Writes the agent heartbeat of `node` in `cluster`, received `age` before [`clock`].
