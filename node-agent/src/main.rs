@@ -17,6 +17,7 @@ use node_agent::{
     standalone::{self, StandaloneConfig},
 };
 use peregrine_detect::Maturity;
+use peregrine_event::ClusterArn;
 
 #[derive(Parser)]
 #[command(
@@ -94,6 +95,12 @@ struct ShipArgs {
     /// EKS cluster name.
     #[arg(long, env = "PEREGRINE_CLUSTER_NAME")]
     cluster_name: String,
+    /// The cluster's ARN (`arn:aws:eks:<region>:<account>:cluster/<name>`). Findings then carry
+    /// the cluster's account, region and ARN, and coverage joins this node to the right
+    /// cluster when several accounts or regions have one of the same name. Managed installs
+    /// set it; empty means not given.
+    #[arg(long, env = "PEREGRINE_CLUSTER_ARN", default_value = "")]
+    cluster_arn: String,
     /// Kubernetes node name (default: the host name).
     #[arg(long, env = "NODE_NAME")]
     node_name: Option<String>,
@@ -127,10 +134,27 @@ struct ShipArgs {
 }
 
 impl ShipArgs {
-    fn config(&self) -> ShipConfig {
-        ShipConfig {
+    /// `--cluster-arn`, checked against `--cluster-name`.
+    fn cluster_arn(&self) -> anyhow::Result<Option<ClusterArn>> {
+        if self.cluster_arn.is_empty() {
+            return Ok(None);
+        }
+        let arn = ClusterArn::parse(&self.cluster_arn).context("--cluster-arn")?;
+        if arn.cluster_name() != self.cluster_name {
+            anyhow::bail!(
+                "--cluster-arn {arn} names cluster {:?}, not --cluster-name {:?}",
+                arn.cluster_name(),
+                self.cluster_name
+            );
+        }
+        Ok(Some(arn))
+    }
+
+    fn config(&self) -> anyhow::Result<ShipConfig> {
+        Ok(ShipConfig {
             queue_url: self.queue_url.clone(),
             cluster_name: self.cluster_name.clone(),
+            cluster_arn: self.cluster_arn()?,
             node_name: self.node_name.clone().unwrap_or_else(procfs::hostname),
             batch_max_events: self.batch_max_events.max(1),
             batch_max_delay: Duration::from_millis(self.batch_max_delay_ms),
@@ -143,7 +167,7 @@ impl ShipArgs {
             },
             heartbeat_interval: Duration::from_secs(self.heartbeat_interval_s.max(1)),
             drain_timeout: Duration::from_secs(self.drain_timeout_s),
-        }
+        })
     }
 }
 
@@ -339,7 +363,7 @@ fn main() -> anyhow::Result<()> {
                 let health = Health::default();
                 let sdk = peregrine_aws::sdk_config().await;
                 let mut sink =
-                    ShippingSink::start(&sdk, ship.config(), metrics.clone(), health.clone())
+                    ShippingSink::start(&sdk, ship.config()?, metrics.clone(), health.clone())
                         .with_context(|| {
                             format!("opening the spool in {}", ship.spool_dir.display())
                         })?;

@@ -20,7 +20,7 @@ mod outbox;
 mod traits;
 
 pub use crate::dynamo::{
-    DynamoFindingStore, DynamoHeartbeatStore, PUBLISH_INDEX, attr, finding_item,
+    DynamoFindingStore, DynamoHeartbeatStore, HEARTBEAT_KEY, PUBLISH_INDEX, attr, finding_item,
     heartbeat_from_item, heartbeat_item, stored_finding,
 };
 pub use crate::eventbridge::EventBridgeBus;
@@ -38,5 +38,5 @@ pub use crate::outbox::{
 };
 pub use crate::traits::{
     BusError, Coverage, Cursor, DuePage, EntryResult, FindingBus, FindingStore, HeartbeatReader,
-    HeartbeatRecord, HeartbeatStore, StoreError,
+    HeartbeatRecord, HeartbeatStore, StoreError, latest_per_node,
 };

@@ -601,7 +601,8 @@ async fn sender_parameters_reach_the_detector_config() {
         config
             .agent_senders
             .as_ref()
-            .and_then(|m| m.cluster_of("AROAEXAMPLEROLEID01:i-0abc")),
+            .and_then(|m| m.cluster_of("AROAEXAMPLEROLEID01:i-0abc"))
+            .map(peregrine_detector::Bound::cluster_name),
         Some("prod-eu")
     );
     assert_eq!(config.skew.future.as_secs(), 120);
