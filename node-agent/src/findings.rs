@@ -454,6 +454,13 @@ mod tests {
             String::from_utf8(out).unwrap()
         };
         let json = run(Format::Json).await;
+        // JSON lines as they always were: each finding through the event JSON writer.
+        let mut again = Vec::new();
+        for f in lines(json.as_bytes()) {
+            peregrine_event::json::to_writer(&mut again, &f).unwrap();
+            again.push(b'\n');
+        }
+        assert_eq!(String::from_utf8(again).unwrap(), json);
         let text = run(Format::Text { color: false }).await;
         // Each JSON line's finding, as the text format writes it.
         let mut want = String::new();

@@ -5,6 +5,8 @@
 //! Each run writes a cgroups `release_agent` file (a finding on any host) in a directory whose
 //! name an attacker chose: terminal escapes, the 8-bit CSI and a bidi override.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test crate: failing loudly is the point
+
 mod common;
 
 use std::{
@@ -116,12 +118,13 @@ struct Agent {
 
 impl Agent {
     /// `standalone` with its standard output on `stdout`, ready once `/healthz` answers.
-    fn start(stdout: Stdio, env: &[(&str, &str)]) -> Agent {
+    fn start(stdout: Stdio, env: &[(&str, &str)], args: &[&str]) -> Agent {
         require_root();
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_peregrine-agent"));
         cmd.args(["standalone", "--metrics-addr", &format!("127.0.0.1:{port}")])
+            .args(args)
             .env("RUST_LOG", "info")
             .env_remove("NO_COLOR")
             .env("TERM", "xterm-256color")
@@ -186,15 +189,15 @@ fn open_pty() -> (File, File) {
     (File::from(master), slave)
 }
 
-/// Runs the agent on a pty with `env`, triggers the finding twice and stops it: the lines
-/// about our directory (the terminal's CR LF made LF), and all output.
-fn run_on_pty(env: &[(&str, &str)]) -> (Vec<String>, String) {
+/// Runs the agent on a pty with `env` and `args`, triggers the finding twice and stops it: the
+/// lines about our directory (the terminal's CR LF made LF), and all output.
+fn run_on_pty(env: &[(&str, &str)], args: &[&str], shown: &str) -> (Vec<String>, String) {
     let scene = Scene::new();
     let (master, slave) = open_pty();
     let out = Output::read_from(master);
-    let mut agent = Agent::start(Stdio::from(slave), env);
+    let mut agent = Agent::start(Stdio::from(slave), env, args);
     scene.trigger();
-    out.wait_for(SHOWN, &agent);
+    out.wait_for(shown, &agent);
     scene.trigger();
     agent.stop();
     let all = out.finish().replace("\r\n", "\n");
@@ -222,7 +225,7 @@ fn starts_with_time(l: &str) -> bool {
 
 #[test]
 fn on_a_terminal_each_finding_is_one_escaped_coloured_line() {
-    let (lines, all) = run_on_pty(&[]);
+    let (lines, all) = run_on_pty(&[], &[], SHOWN);
     // The first occurrence at once, the second (aggregated) at shutdown with its count.
     assert_eq!(lines.len(), 2, "{all}");
     let exe = std::env::current_exe().unwrap();
@@ -236,7 +239,14 @@ fn on_a_terminal_each_finding_is_one_escaped_coloured_line() {
         assert!(rest.starts_with(&want), "{rest:?} does not start {want:?}");
         // The process (our test binary, cut to its bound) and the evidence.
         assert!(rest.contains(&format!("[{pid}]  release_agent=")), "{l:?}");
-        let tail: String = exe.chars().rev().take(10).collect::<Vec<_>>().into_iter().rev().collect();
+        let tail: String = exe
+            .chars()
+            .rev()
+            .take(10)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
         assert!(rest.contains(&tail), "{l:?} lacks {tail}");
         assert!(l.ends_with(&format!("{SHOWN}/release_agent")), "{l:?}");
     }
@@ -256,16 +266,19 @@ fn on_a_terminal_each_finding_is_one_escaped_coloured_line() {
 
 #[test]
 fn no_color_keeps_the_lines_and_drops_the_colour() {
-    let (lines, all) = run_on_pty(&[("NO_COLOR", "1")]);
+    let (lines, all) = run_on_pty(&[("NO_COLOR", "1")], &[], SHOWN);
     assert_eq!(lines.len(), 2, "{all}");
-    assert!(lines[0][20..].starts_with(&format!("  High      {TYPE}  host  ")), "{lines:?}");
+    assert!(
+        lines[0][20..].starts_with(&format!("  High      {TYPE}  host  ")),
+        "{lines:?}"
+    );
     assert!(!all.contains('\u{1b}'), "{all:?}");
 }
 
 #[test]
 fn into_a_pipe_findings_are_json_lines() {
     let scene = Scene::new();
-    let mut agent = Agent::start(Stdio::piped(), &[]);
+    let mut agent = Agent::start(Stdio::piped(), &[], &[]);
     let out = Output::read_from(agent.child.stdout.take().unwrap());
     scene.trigger();
     out.wait_for("hs.exe", &agent);
@@ -275,9 +288,7 @@ fn into_a_pipe_findings_are_json_lines() {
     let target = scene.target.to_str().unwrap();
     let ours: Vec<serde_json::Value> = all
         .lines()
-        .map(|l| {
-            serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l:?}"))
-        })
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l:?}")))
         .filter(|f: &serde_json::Value| {
             f["type"] == TYPE
                 && f["service"]["runtimeDetails"]["context"]["releaseAgentPath"] == target
@@ -286,5 +297,32 @@ fn into_a_pipe_findings_are_json_lines() {
     assert_eq!(ours.len(), 2, "{all}");
     assert_eq!(ours[0]["service"]["count"], 1);
     assert_eq!(ours[1]["service"]["count"], 2);
-    assert!(!all.contains('\u{1b}') && !all.contains('\u{9b}'), "{all:?}");
+    assert!(
+        !all.contains('\u{1b}') && !all.contains('\u{9b}'),
+        "{all:?}"
+    );
+}
+
+#[test]
+fn format_json_on_a_terminal_is_json_lines() {
+    // JSON escapes the directory's name its own way: \u001b, \u202e.
+    let (lines, all) = run_on_pty(&[], &["--format", "json"], r"hs.exe\u009b31m");
+    assert_eq!(lines.len(), 2, "{all}");
+    for l in &lines {
+        let f: serde_json::Value = serde_json::from_str(l).unwrap();
+        assert_eq!(f["type"], TYPE);
+    }
+    assert!(!all.contains('\u{1b}'), "{all:?}");
+}
+
+#[test]
+fn events_are_json_only() {
+    let out = Command::new(env!("CARGO_BIN_EXE_peregrine-agent"))
+        .args(["standalone", "--events", "--format", "text"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--events prints JSON lines"), "{err}");
 }
