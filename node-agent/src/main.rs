@@ -14,7 +14,7 @@ use node_agent::{
     proctable::procfs,
     ship::{ShipConfig, ShippingSink},
     spool,
-    standalone::{self, StandaloneConfig},
+    standalone::{self, ColorChoice, FormatChoice, StandaloneConfig},
 };
 use peregrine_detect::Maturity;
 use peregrine_event::ClusterArn;
@@ -32,8 +32,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run on this host with no cloud: capture, detect and print findings (GuardDuty's finding
-    /// format, one JSON object per line), or with --events every enriched event.
+    /// Run on this host with no cloud: capture, detect and print findings (one line each on a
+    /// terminal; GuardDuty's finding format, one JSON object per line, otherwise or with
+    /// --format json), or with --events every enriched event (JSON lines).
     Standalone {
         /// Print every enriched event instead of findings.
         #[arg(long)]
@@ -49,6 +50,13 @@ enum Command {
         /// A finding that repeats is printed again, with its count, at most this often.
         #[arg(long, default_value_t = 60)]
         update_interval_s: u64,
+        /// How findings are printed: auto is text on a terminal and JSON otherwise (a pipe, a
+        /// file given with --output).
+        #[arg(long, value_enum, default_value_t = FormatChoice::Auto)]
+        format: FormatChoice,
+        /// Colour the severity in the text format; auto: on a terminal unless NO_COLOR is set.
+        #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
+        color: ColorChoice,
         #[command(flatten)]
         common: Common,
     },
@@ -325,8 +333,13 @@ fn main() -> anyhow::Result<()> {
                 rules,
                 cluster_name,
                 update_interval_s,
+                format,
+                color,
                 common,
             } => {
+                if events && format == FormatChoice::Text {
+                    anyhow::bail!("--format text is for findings; --events prints JSON lines");
+                }
                 let cfg = common.config()?;
                 let standalone = StandaloneConfig {
                     events,
@@ -335,6 +348,8 @@ fn main() -> anyhow::Result<()> {
                     maturities: rules.maturity,
                     cluster_name,
                     update_interval: Duration::from_secs(update_interval_s),
+                    format,
+                    color,
                 };
                 let summary = standalone::run(
                     cfg,
