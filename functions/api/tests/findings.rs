@@ -395,8 +395,20 @@ async fn archive_unarchive_and_feedback_round_trip() {
     unarchived["service"]["archived"] = json!(false);
     assert_eq!(unarchived, before);
 
-    // The detector's next occurrence of it keeps the analyst's state (its version moved on).
+    // The detector's next occurrence of it keeps the analyst's state (its version moved on),
+    // and a write based on what was read before it is refused, not applied over it.
+    let stale = l.api.store.get(&target).await.unwrap().unwrap();
     l.detect_again().await;
+    let mut unarchive_stale = stale.clone();
+    unarchive_stale.finding.service.archived = false;
+    assert!(
+        !l.api
+            .store
+            .put_if_version(&unarchive_stale, stale.version)
+            .await
+            .unwrap(),
+        "a write conditional on a stale version is refused"
+    );
     let again = l.findings(std::slice::from_ref(&target)).await.remove(0);
     assert_eq!(again["service"]["archived"], true, "{again}");
     assert!(
