@@ -226,9 +226,7 @@ async fn main() -> anyhow::Result<()> {
             exports_file,
             http_port,
         } => {
-            let text = exports(&stack);
-            print!("{text}");
-            std::io::stdout().flush()?;
+            let mut text = exports(&stack);
             for f in FUNCTIONS {
                 if let Some(env) = describe_env(&stack, f.binary) {
                     tracing::info!(function = f.binary, trigger = ?f.trigger, environment = ?env, "handler environment");
@@ -249,9 +247,20 @@ async fn main() -> anyhow::Result<()> {
             }
             runner_options.http_port = http_port;
             let runner = Runner::from_stack(&sdk, &stack, runner_options)?;
+            // The template's ApiUrl output, as the local listener serves it (the CLI's
+            // PEREGRINE_API_URL).
+            if let Some(api) = runner
+                .http_endpoints()
+                .into_iter()
+                .find(|e| e.function == "ApiFunction")
+            {
+                text.push_str(&format!("export PEREGRINE_API_URL='{}'\n", api.url()));
+            }
+            print!("{text}");
             for e in runner.http_endpoints() {
                 println!("# {} ({:?}): {}", e.function, e.kind, e.url());
             }
+            std::io::stdout().flush()?;
             if let Some(path) = exports_file {
                 let tmp = path.with_extension("tmp");
                 std::fs::write(&tmp, &text)?;
