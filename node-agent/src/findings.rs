@@ -1,7 +1,7 @@
 //! Standalone detection: the same detection library the cloud detector runs, in-process.
 //!
 //! Each event is evaluated; a finding is printed (one JSON object per line, GuardDuty's finding
-//! format) the first time it occurs. Repeats aggregate into that finding (same id, `count`
+//! format, or one line for a person: [`Format`]) the first time it occurs. Repeats aggregate into that finding (same id, `count`
 //! and `eventLastSeen` move on), and a finding that changed is printed again at most once per
 //! update interval, and at shutdown: the cloud pipeline's semantics, on one host.
 
@@ -17,6 +17,50 @@ use peregrine_event::{BlindingReason, Event, Timestamp};
 use peregrine_finding::{Finding, FindingEnv};
 
 use crate::sink::EventSink;
+
+mod text;
+
+/// How findings are printed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Format {
+    /// GuardDuty's finding JSON, one object per line: for tools, files and pipes.
+    #[default]
+    Json,
+    /// One line per finding for a person at a terminal ([`text`]): time, severity, type and
+    /// count, pod or host, process, evidence; attacker strings escaped and bounded.
+    /// `color`: the severity word in ANSI colour.
+    Text { color: bool },
+}
+
+/// Writes findings in a [`Format`]. A finding's JSON is made in either format: its length is
+/// what the aggregate is weighed by.
+struct Printer<W: Write> {
+    out: std::io::BufWriter<W>,
+    format: Format,
+    line: Vec<u8>,
+    text: String,
+}
+
+impl<W: Write> Printer<W> {
+    /// Prints `f`; returns the length of its JSON line. Every control character in the JSON is
+    /// escaped ([`peregrine_event::json`]), and the text line escapes them for a terminal
+    /// ([`crate::termsafe`]), so attacker strings cannot break the line or reach a terminal
+    /// raw.
+    fn print(&mut self, f: &Finding) -> Result<usize, FindingsError> {
+        self.line.clear();
+        peregrine_event::json::to_writer(&mut self.line, f)?;
+        self.line.push(b'\n');
+        match self.format {
+            Format::Json => self.out.write_all(&self.line)?,
+            Format::Text { color } => {
+                self.text.clear();
+                text::push_line(&mut self.text, f, color);
+                self.out.write_all(self.text.as_bytes())?;
+            }
+        }
+        Ok(self.line.len())
+    }
+}
 
 /// What can go wrong printing findings.
 #[derive(Debug, thiserror::Error)]
@@ -52,14 +96,13 @@ fn weight(json_len: usize, id: &str) -> usize {
 pub struct FindingsSink<W: Write> {
     engine: Engine,
     env: FindingEnv,
-    out: std::io::BufWriter<W>,
+    out: Printer<W>,
     seen: LruCache<String, Aggregate>,
     seen_bytes: usize,
     max_bytes: usize,
     /// Aggregates let go to stay within the bounds (a pending update is printed first).
     pub evicted: u64,
     matches: Vec<Match>,
-    line: Vec<u8>,
     update_interval: Duration,
     pub findings: u64,
 }
@@ -88,36 +131,31 @@ impl<W: Write> FindingsSink<W> {
         FindingsSink {
             engine,
             env,
-            out: std::io::BufWriter::new(out),
+            out: Printer {
+                out: std::io::BufWriter::new(out),
+                format: Format::Json,
+                line: Vec::new(),
+                text: String::new(),
+            },
             seen: LruCache::new(NonZeroUsize::new(max_entries).unwrap_or(NonZeroUsize::MIN)),
             seen_bytes: 0,
             max_bytes,
             evicted: 0,
             matches: Vec::new(),
-            line: Vec::new(),
             update_interval,
             findings: 0,
         }
     }
 
+    /// Prints in `format` (JSON lines unless told).
+    pub fn with_format(mut self, format: Format) -> Self {
+        self.out.format = format;
+        self
+    }
+
     /// Bytes the kept aggregates are taken to cost.
     pub fn aggregate_bytes(&self) -> usize {
         self.seen_bytes
-    }
-
-    /// Prints `f` as one JSON line; returns its length. Every control character is escaped
-    /// ([`peregrine_event::json`]), so attacker strings cannot break the line or reach a
-    /// terminal raw.
-    fn print(
-        out: &mut std::io::BufWriter<W>,
-        line: &mut Vec<u8>,
-        f: &Finding,
-    ) -> Result<usize, FindingsError> {
-        line.clear();
-        peregrine_event::json::to_writer(&mut *line, f)?;
-        line.push(b'\n');
-        out.write_all(line)?;
-        Ok(line.len())
     }
 
     /// Lets the least recently seen aggregates go until one more of `incoming` bytes fits,
@@ -131,7 +169,7 @@ impl<W: Write> FindingsSink<W> {
                 break;
             };
             if a.dirty {
-                Self::print(&mut self.out, &mut self.line, &a.finding)?;
+                self.out.print(&a.finding)?;
             }
             self.seen_bytes = self.seen_bytes.saturating_sub(a.weight);
             self.evicted += 1;
@@ -150,7 +188,7 @@ impl<W: Write> FindingsSink<W> {
                 }
             }
             None => {
-                let len = Self::print(&mut self.out, &mut self.line, &f)?;
+                let len = self.out.print(&f)?;
                 self.findings += 1;
                 let w = weight(len, &f.id);
                 self.make_room(w)?;
@@ -174,7 +212,7 @@ impl<W: Write> FindingsSink<W> {
         let now = Instant::now();
         for (_, a) in self.seen.iter_mut() {
             if a.dirty && (all || now.duration_since(a.printed_at) >= self.update_interval) {
-                let len = Self::print(&mut self.out, &mut self.line, &a.finding)?;
+                let len = self.out.print(&a.finding)?;
                 a.dirty = false;
                 a.printed_at = now;
                 // Occurrences can grow a finding (within its bounds): weigh it again.
@@ -213,20 +251,20 @@ impl<W: Write> EventSink for FindingsSink<W> {
         let new = self.findings;
         self.record(agent_blinded_finding(reasons, &self.env, at, at))?;
         if self.findings > new {
-            self.out.flush()?;
+            self.out.out.flush()?;
         }
         Ok(())
     }
 
     async fn flush(&mut self) -> Result<(), FindingsError> {
         self.print_due(false)?;
-        self.out.flush()?;
+        self.out.out.flush()?;
         Ok(())
     }
 
     async fn close(&mut self) -> Result<(), FindingsError> {
         self.print_due(true)?;
-        self.out.flush()?;
+        self.out.out.flush()?;
         Ok(())
     }
 
@@ -395,6 +433,56 @@ mod tests {
         assert_eq!(lines[0].id, lines[1].id);
         assert_eq!(lines[0].service.count, 1);
         assert_eq!(lines[1].service.count, 2);
+    }
+
+    #[tokio::test]
+    async fn the_text_format_prints_the_same_findings_one_line_each() {
+        let run = |format: Format| async move {
+            let engine = Engine::new([Catalog::builtin().unwrap()]);
+            let mut out = Vec::new();
+            {
+                let mut sink =
+                    FindingsSink::new(engine, env(), &mut out, Duration::from_secs(3600))
+                        .with_format(format);
+                sink.emit(release_agent_write()).await.unwrap();
+                sink.emit(release_agent_write()).await.unwrap();
+                sink.emit(authorized_keys_append("/tmp/\u{1b}[2J\u{202e}x"))
+                    .await
+                    .unwrap();
+                sink.close().await.unwrap();
+            }
+            String::from_utf8(out).unwrap()
+        };
+        let json = run(Format::Json).await;
+        // JSON lines as they always were: each finding through the event JSON writer.
+        let mut again = Vec::new();
+        for f in lines(json.as_bytes()) {
+            peregrine_event::json::to_writer(&mut again, &f).unwrap();
+            again.push(b'\n');
+        }
+        assert_eq!(String::from_utf8(again).unwrap(), json);
+        let text = run(Format::Text { color: false }).await;
+        // Each JSON line's finding, as the text format writes it.
+        let mut want = String::new();
+        for f in lines(json.as_bytes()) {
+            text::push_line(&mut want, &f, false);
+        }
+        assert_eq!(text, want);
+        let text: Vec<&str> = text.lines().collect();
+        assert_eq!(text.len(), 3, "{text:?}");
+        assert!(text[0].contains("High      PrivilegeEscalation:Runtime/CGroupsReleaseAgentModified  host  /bin/sh[7]  release_agent=/tmp/cg/release_agent"), "{}", text[0]);
+        assert!(
+            text[1].contains("/tmp/\\x1b[2J\\u{202e}x[7]  write=/root/.ssh/authorized_keys"),
+            "{}",
+            text[1]
+        );
+        // The repeat, at close, with its count.
+        assert!(
+            text[2].contains("CGroupsReleaseAgentModified ×2  host"),
+            "{}",
+            text[2]
+        );
+        assert!(text.iter().all(|l| !l.chars().any(char::is_control)));
     }
 
     #[tokio::test]

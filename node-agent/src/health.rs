@@ -555,6 +555,7 @@ impl HealthSnapshot {
             agent_id: identity.agent_id.clone(),
             node_name: identity.node_name.clone(),
             cluster_name: identity.cluster_name.clone(),
+            cluster_arn: identity.cluster_arn.clone(),
             kernel_release: kernel_release.to_string(),
             agent_version: identity.agent_version.clone(),
             probes: self
@@ -762,6 +763,11 @@ mod tests {
             agent_id: "id".into(),
             node_name: "node".into(),
             cluster_name: "cluster".into(),
+            cluster_arn: Some(
+                "arn:aws:eks:eu-west-1:111122223333:cluster/cluster"
+                    .parse()
+                    .unwrap(),
+            ),
             agent_version: "1".into(),
         };
         let hb = h.snapshot().heartbeat(
@@ -782,5 +788,6 @@ mod tests {
         assert_eq!((hb.spool.messages, hb.spool.bytes), (2, 30));
         assert_eq!(hb.events_sent, 9);
         assert_eq!(hb.kernel_release, "6.1");
+        assert_eq!(hb.cluster_arn, id.cluster_arn);
     }
 }

@@ -24,4 +24,5 @@ pub mod sink;
 pub mod spool;
 pub mod standalone;
 pub mod starts;
+pub mod termsafe;
 pub mod tick;

@@ -14,9 +14,10 @@ use node_agent::{
     proctable::procfs,
     ship::{ShipConfig, ShippingSink},
     spool,
-    standalone::{self, StandaloneConfig},
+    standalone::{self, ColorChoice, FormatChoice, StandaloneConfig},
 };
 use peregrine_detect::Maturity;
+use peregrine_event::ClusterArn;
 
 #[derive(Parser)]
 #[command(
@@ -31,8 +32,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run on this host with no cloud: capture, detect and print findings (GuardDuty's finding
-    /// format, one JSON object per line), or with --events every enriched event.
+    /// Run on this host with no cloud: capture, detect and print findings (one line each on a
+    /// terminal; GuardDuty's finding format, one JSON object per line, otherwise or with
+    /// --format json), or with --events every enriched event (JSON lines).
     Standalone {
         /// Print every enriched event instead of findings.
         #[arg(long)]
@@ -48,6 +50,13 @@ enum Command {
         /// A finding that repeats is printed again, with its count, at most this often.
         #[arg(long, default_value_t = 60)]
         update_interval_s: u64,
+        /// How findings are printed: auto is text on a terminal and JSON otherwise (a pipe, a
+        /// file given with --output).
+        #[arg(long, value_enum, default_value_t = FormatChoice::Auto)]
+        format: FormatChoice,
+        /// Colour the severity in the text format; auto: on a terminal unless NO_COLOR is set.
+        #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
+        color: ColorChoice,
         #[command(flatten)]
         common: Common,
     },
@@ -94,6 +103,12 @@ struct ShipArgs {
     /// EKS cluster name.
     #[arg(long, env = "PEREGRINE_CLUSTER_NAME")]
     cluster_name: String,
+    /// The cluster's ARN (`arn:aws:eks:<region>:<account>:cluster/<name>`). Findings then carry
+    /// the cluster's account, region and ARN, and coverage joins this node to the right
+    /// cluster when several accounts or regions have one of the same name. Managed installs
+    /// set it; empty means not given.
+    #[arg(long, env = "PEREGRINE_CLUSTER_ARN", default_value = "")]
+    cluster_arn: String,
     /// Kubernetes node name (default: the host name).
     #[arg(long, env = "NODE_NAME")]
     node_name: Option<String>,
@@ -127,10 +142,27 @@ struct ShipArgs {
 }
 
 impl ShipArgs {
-    fn config(&self) -> ShipConfig {
-        ShipConfig {
+    /// `--cluster-arn`, checked against `--cluster-name`.
+    fn cluster_arn(&self) -> anyhow::Result<Option<ClusterArn>> {
+        if self.cluster_arn.is_empty() {
+            return Ok(None);
+        }
+        let arn = ClusterArn::parse(&self.cluster_arn).context("--cluster-arn")?;
+        if arn.cluster_name() != self.cluster_name {
+            anyhow::bail!(
+                "--cluster-arn {arn} names cluster {:?}, not --cluster-name {:?}",
+                arn.cluster_name(),
+                self.cluster_name
+            );
+        }
+        Ok(Some(arn))
+    }
+
+    fn config(&self) -> anyhow::Result<ShipConfig> {
+        Ok(ShipConfig {
             queue_url: self.queue_url.clone(),
             cluster_name: self.cluster_name.clone(),
+            cluster_arn: self.cluster_arn()?,
             node_name: self.node_name.clone().unwrap_or_else(procfs::hostname),
             batch_max_events: self.batch_max_events.max(1),
             batch_max_delay: Duration::from_millis(self.batch_max_delay_ms),
@@ -143,7 +175,7 @@ impl ShipArgs {
             },
             heartbeat_interval: Duration::from_secs(self.heartbeat_interval_s.max(1)),
             drain_timeout: Duration::from_secs(self.drain_timeout_s),
-        }
+        })
     }
 }
 
@@ -301,8 +333,13 @@ fn main() -> anyhow::Result<()> {
                 rules,
                 cluster_name,
                 update_interval_s,
+                format,
+                color,
                 common,
             } => {
+                if events && format == FormatChoice::Text {
+                    anyhow::bail!("--format text is for findings; --events prints JSON lines");
+                }
                 let cfg = common.config()?;
                 let standalone = StandaloneConfig {
                     events,
@@ -311,6 +348,8 @@ fn main() -> anyhow::Result<()> {
                     maturities: rules.maturity,
                     cluster_name,
                     update_interval: Duration::from_secs(update_interval_s),
+                    format,
+                    color,
                 };
                 let summary = standalone::run(
                     cfg,
@@ -339,7 +378,7 @@ fn main() -> anyhow::Result<()> {
                 let health = Health::default();
                 let sdk = peregrine_aws::sdk_config().await;
                 let mut sink =
-                    ShippingSink::start(&sdk, ship.config(), metrics.clone(), health.clone())
+                    ShippingSink::start(&sdk, ship.config()?, metrics.clone(), health.clone())
                         .with_context(|| {
                             format!("opening the spool in {}", ship.spool_dir.display())
                         })?;

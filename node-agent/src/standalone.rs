@@ -1,8 +1,9 @@
 //! `peregrine-agent standalone`: the agent on one host with no cloud. Either every enriched
-//! event as a JSON line (`--events`), or the detection catalog in-process and its findings.
+//! event as a JSON line (`--events`), or the detection catalog in-process and its findings:
+//! one line each for a person on a terminal, JSON lines for everything else (`--format`).
 
 use std::{
-    io::Write,
+    io::{IsTerminal, Write},
     path::{Path, PathBuf},
     time::Duration,
 };
@@ -12,7 +13,7 @@ use peregrine_finding::FindingEnv;
 
 use crate::{
     agent::{self, AgentConfig, AgentError, RunSummary},
-    findings::FindingsSink,
+    findings::{FindingsSink, Format},
     health::Health,
     metrics::Metrics,
     proctable::procfs,
@@ -33,6 +34,73 @@ pub struct StandaloneConfig {
     pub cluster_name: String,
     /// A finding that repeats is printed again, with its count, at most this often.
     pub update_interval: Duration,
+    /// How findings are printed.
+    pub format: FormatChoice,
+    /// Whether the text format colours severities.
+    pub color: ColorChoice,
+}
+
+/// `--format`: how findings are printed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum FormatChoice {
+    /// Text when standard output is a terminal (and no --output file), else JSON.
+    #[default]
+    Auto,
+    /// One line per finding for a person.
+    Text,
+    /// GuardDuty's finding JSON, one object per line.
+    Json,
+}
+
+/// `--color`: whether the text format colours severities.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum ColorChoice {
+    /// On a terminal, unless NO_COLOR is set (https://no-color.org) or TERM is dumb or unset.
+    #[default]
+    Auto,
+    Always,
+    Never,
+}
+
+/// What the terminal and environment say, for [`resolve_format`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Terminal {
+    /// Findings go to standard output, and it is a terminal.
+    pub is_terminal: bool,
+    /// `NO_COLOR` is set and not empty.
+    pub no_color: bool,
+    /// `TERM` names a terminal that shows colour (set, and not `dumb`).
+    pub term_color: bool,
+}
+
+impl Terminal {
+    /// This process's: standard output (unless `output` is a file) and its environment.
+    pub fn detect(output: Option<&Path>) -> Self {
+        Terminal {
+            is_terminal: output.is_none() && std::io::stdout().is_terminal(),
+            no_color: anstyle_query::no_color(),
+            term_color: anstyle_query::term_supports_color(),
+        }
+    }
+}
+
+/// The format findings are printed in. An explicit `--color` wins over NO_COLOR, as the
+/// convention asks of command-line flags.
+pub fn resolve_format(format: FormatChoice, color: ColorChoice, t: Terminal) -> Format {
+    let text = match format {
+        FormatChoice::Auto => t.is_terminal,
+        FormatChoice::Text => true,
+        FormatChoice::Json => false,
+    };
+    if !text {
+        return Format::Json;
+    }
+    let color = match color {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto => t.is_terminal && !t.no_color && t.term_color,
+    };
+    Format::Text { color }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +152,11 @@ pub async fn run(
     health: Health,
     shutdown: impl Future<Output = ()>,
 ) -> Result<StandaloneSummary, StandaloneError> {
+    let format = resolve_format(
+        cfg.format,
+        cfg.color,
+        Terminal::detect(cfg.output.as_deref()),
+    );
     let out: Box<dyn Write + Send> = match &cfg.output {
         Some(path) => {
             Box::new(
@@ -105,7 +178,7 @@ pub async fn run(
     }
     let engine = load_rules(&cfg.maturities, &cfg.rules)?;
     let env = finding_env(cfg.cluster_name);
-    let mut sink = FindingsSink::new(engine, env, out, cfg.update_interval);
+    let mut sink = FindingsSink::new(engine, env, out, cfg.update_interval).with_format(format);
     let agent = agent::run(agent_cfg, metrics, health, &mut sink, shutdown).await?;
     Ok(StandaloneSummary {
         agent,
@@ -219,6 +292,52 @@ pub fn finding_env(cluster_name: String) -> FindingEnv {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn text_on_a_terminal_json_elsewhere_and_colour_as_asked() {
+        let tty = Terminal {
+            is_terminal: true,
+            no_color: false,
+            term_color: true,
+        };
+        let pipe = Terminal {
+            is_terminal: false,
+            ..tty
+        };
+        let no_color = Terminal {
+            no_color: true,
+            ..tty
+        };
+        let dumb = Terminal {
+            term_color: false,
+            ..tty
+        };
+        use ColorChoice as C;
+        use FormatChoice as F;
+        let text = |color| Format::Text { color };
+        let cases = [
+            // (format, color, terminal, expected)
+            (F::Auto, C::Auto, tty, text(true)),
+            (F::Auto, C::Auto, pipe, Format::Json),
+            (F::Auto, C::Auto, no_color, text(false)),
+            (F::Auto, C::Auto, dumb, text(false)),
+            (F::Auto, C::Always, no_color, text(true)),
+            (F::Auto, C::Never, tty, text(false)),
+            (F::Auto, C::Always, pipe, Format::Json),
+            (F::Json, C::Auto, tty, Format::Json),
+            (F::Json, C::Always, tty, Format::Json),
+            (F::Text, C::Auto, pipe, text(false)),
+            (F::Text, C::Always, pipe, text(true)),
+            (F::Text, C::Auto, tty, text(true)),
+        ];
+        for (format, color, t, want) in cases {
+            assert_eq!(
+                resolve_format(format, color, t),
+                want,
+                "{format:?} {color:?} {t:?}"
+            );
+        }
+    }
 
     #[test]
     fn a_bad_rule_file_names_the_file() {

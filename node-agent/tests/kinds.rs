@@ -241,6 +241,7 @@ fn over_the_wire(ev: &Event) -> Event {
         agent_id: "kinds-test".into(),
         node_name: "node".into(),
         cluster_name: "cluster".into(),
+        cluster_arn: None,
         agent_version: "0".into(),
     };
     let mut encoder = BatchEncoder::new(identity, EncoderConfig::default()).unwrap();

@@ -7,6 +7,7 @@
 //! interpreted.
 
 mod blinding;
+mod cluster;
 pub mod json;
 mod time;
 
@@ -18,6 +19,10 @@ use uuid::Uuid;
 pub use crate::blinding::{
     BlindingKind, BlindingReason, MAX_BLINDING_CODE_BYTES, MAX_BLINDING_DETAIL_BYTES,
     MAX_BLINDING_REASONS,
+};
+pub use crate::cluster::{
+    ClusterArn, ClusterArnError, MAX_CLUSTER_ARN_BYTES, valid_account_id, valid_cluster_name,
+    valid_partition, valid_region,
 };
 pub use crate::time::Timestamp;
 /// The kind table and the flag constants shared with the kernel (one definition each).

@@ -380,6 +380,7 @@ impl Finding {
                 event_last_seen: Some(n.event_time.into()),
                 resource_role: Some(RESOURCE_ROLE_TARGET.to_owned()),
                 user_feedback: None,
+                user_feedback_comments: None,
                 additional_info: Some(AdditionalInfo {
                     value: info,
                     info_type: ADDITIONAL_INFO_TYPE.to_owned(),

@@ -150,6 +150,10 @@ pub struct Service {
     pub resource_role: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_feedback: Option<String>,
+    /// Peregrine's addition to GuardDuty's schema: the comment sent with the last
+    /// `UpdateFindingsFeedback` (GuardDuty accepts one but does not return it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_feedback_comments: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub additional_info: Option<AdditionalInfo>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

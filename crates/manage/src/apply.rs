@@ -32,6 +32,7 @@ pub fn rendered(c: &ClusterInventory, cfg: &ManageConfig) -> Result<Vec<Object>,
         agent_role_arn: cfg.agent_role_arn(c)?,
         aws_region: cfg.stack_region().to_owned(),
         cluster_name: c.name.clone(),
+        cluster_arn: c.arn.clone(),
         queue_url: cfg.queue_url.clone(),
         monitoring_namespace: cfg.monitoring_namespace.clone(),
     };

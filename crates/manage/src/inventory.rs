@@ -1,6 +1,8 @@
 //! What the sweeper learned about a cluster from DescribeCluster: everything management needs,
 //! so that it makes no DescribeCluster call of its own.
 
+use peregrine_event::ClusterArn;
+
 use crate::error::ManageError;
 use crate::validate;
 
@@ -63,7 +65,11 @@ impl TryFrom<&peregrine_org::inventory::ClusterInventory> for ClusterInventory {
 impl ClusterInventory {
     /// The ARN's partition (`aws`, `aws-cn`, `aws-us-gov`).
     pub fn partition(&self) -> &str {
-        parse_arn(&self.arn).map(|(p, _, _)| p).unwrap_or("aws")
+        match parse_arn(&self.arn) {
+            Ok(a) if a.partition() == "aws-cn" => "aws-cn",
+            Ok(a) if a.partition() == "aws-us-gov" => "aws-us-gov",
+            _ => "aws",
+        }
     }
 
     /// Checks every field that ends up in a tag, a path or a manifest.
@@ -77,11 +83,11 @@ impl ClusterInventory {
         if !validate::cluster_name(&self.name) {
             return bad("cluster name", &self.name);
         }
-        let (_, region, account) = parse_arn(&self.arn)?;
-        if region != self.region || account != self.account_id {
+        let arn = parse_arn(&self.arn)?;
+        if arn.region() != self.region || arn.account_id() != self.account_id {
             return bad("cluster ARN (region or account differ)", &self.arn);
         }
-        if !self.arn.ends_with(&format!(":cluster/{}", self.name)) {
+        if arn.cluster_name() != self.name {
             return bad("cluster ARN (name differs)", &self.arn);
         }
         if !validate::ec2_id(&self.vpc_id, "vpc") {
@@ -106,28 +112,6 @@ impl ClusterInventory {
     }
 }
 
-/// `arn:<partition>:eks:<region>:<account>:cluster/<name>` → (partition, region, account).
-fn parse_arn(arn: &str) -> Result<(&str, &str, &str), ManageError> {
-    let mut parts = arn.splitn(6, ':');
-    match (
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-    ) {
-        (Some("arn"), Some(p), Some("eks"), Some(r), Some(a), Some(res))
-            if validate::partition(p)
-                && validate::region(r)
-                && validate::account_id(a)
-                && res.starts_with("cluster/") =>
-        {
-            Ok((p, r, a))
-        }
-        _ => Err(ManageError::Inventory(format!(
-            "cluster ARN {:?} is not arn:<partition>:eks:<region>:<account>:cluster/<name>",
-            validate::bounded(arn, 256)
-        ))),
-    }
+fn parse_arn(arn: &str) -> Result<ClusterArn, ManageError> {
+    ClusterArn::parse(arn).map_err(|e| ManageError::Inventory(e.to_string()))
 }

@@ -1,14 +1,15 @@
 //! `infra/daemonset.yaml`, rendered for one cluster: the file the operator docs tell people to
-//! `envsubst`, compiled in, with only its five `${...}` placeholders replaced by checked values,
+//! `envsubst`, compiled in, with only its six `${...}` placeholders replaced by checked values,
 //! then parsed into the objects to apply.
 //!
-//! Rendering is substitution, not templating: a placeholder that is not one of the five is an
+//! Rendering is substitution, not templating: a placeholder that is not one of the six is an
 //! error, `$(VAR)` (Kubernetes' own expansion) is left alone, and each value is checked against
 //! a character set that cannot break out of a YAML scalar (no quotes, spaces, `$`, `#`, `:` +
 //! space, newlines). Two changes are structural, made on the parsed objects: the agent
 //! container's image (the file's is an all-zero-digest placeholder), and, with Pod Identity,
 //! dropping the service account's IRSA annotation.
 
+use peregrine_event::ClusterArn;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -20,10 +21,11 @@ use crate::{AGENT_NAMESPACE, AGENT_SERVICE_ACCOUNT};
 pub const MANIFEST: &str = include_str!("../../../infra/daemonset.yaml");
 
 /// The placeholders docs/deploy.md lists, and the only ones replaced.
-pub const PLACEHOLDERS: [&str; 5] = [
+pub const PLACEHOLDERS: [&str; 6] = [
     "AGENT_ROLE_ARN",
     "AWS_REGION",
     "CLUSTER_NAME",
+    "CLUSTER_ARN",
     "QUEUE_URL",
     "MONITORING_NAMESPACE",
 ];
@@ -38,6 +40,8 @@ pub struct Values {
     /// The Peregrine stack's region (where the queue is).
     pub aws_region: String,
     pub cluster_name: String,
+    /// `arn:<partition>:eks:<region>:<account>:cluster/<cluster_name>`.
+    pub cluster_arn: String,
     pub queue_url: String,
     pub monitoring_namespace: String,
 }
@@ -48,6 +52,11 @@ impl Values {
             ("AGENT_ROLE_ARN", validate::role_arn(&self.agent_role_arn)),
             ("AWS_REGION", validate::region(&self.aws_region)),
             ("CLUSTER_NAME", validate::cluster_name(&self.cluster_name)),
+            (
+                "CLUSTER_ARN",
+                ClusterArn::parse(&self.cluster_arn)
+                    .is_ok_and(|a| a.cluster_name() == self.cluster_name),
+            ),
             ("QUEUE_URL", validate::queue_url(&self.queue_url)),
             (
                 "MONITORING_NAMESPACE",
@@ -67,6 +76,7 @@ impl Values {
             "AGENT_ROLE_ARN" => &self.agent_role_arn,
             "AWS_REGION" => &self.aws_region,
             "CLUSTER_NAME" => &self.cluster_name,
+            "CLUSTER_ARN" => &self.cluster_arn,
             "QUEUE_URL" => &self.queue_url,
             "MONITORING_NAMESPACE" => &self.monitoring_namespace,
             _ => return None,
@@ -139,7 +149,7 @@ impl Object {
     }
 }
 
-/// Replaces the five placeholders in `text`; any other `${...}` is an error. Whole-line
+/// Replaces the six placeholders in `text`; any other `${...}` is an error. Whole-line
 /// comments are left as they are (the YAML parser drops them; the manifest's own comments
 /// mention `${...}`), and the parsed objects are checked for survivors afterwards.
 pub fn substitute(text: &str, values: &Values) -> Result<String, ManageError> {
@@ -319,6 +329,7 @@ mod tests {
             agent_role_arn: "arn:aws:iam::111122223333:role/peregrine-agent-prod".into(),
             aws_region: "eu-west-1".into(),
             cluster_name: "prod".into(),
+            cluster_arn: "arn:aws:eks:eu-west-1:111122223333:cluster/prod".into(),
             queue_url: "https://sqs.eu-west-1.amazonaws.com/444455556666/peregrine-EventsQueue"
                 .into(),
             monitoring_namespace: "monitoring".into(),
@@ -360,6 +371,10 @@ mod tests {
         assert!(ds.body.to_string().contains("$(QUEUE_URL)"));
         let cm = &objects[2];
         assert_eq!(cm.body["data"]["CLUSTER_NAME"], "prod");
+        assert_eq!(
+            cm.body["data"]["CLUSTER_ARN"],
+            "arn:aws:eks:eu-west-1:111122223333:cluster/prod"
+        );
         assert_eq!(cm.body["data"]["AWS_REGION"], "eu-west-1");
         let sa = &objects[1];
         assert_eq!(
@@ -410,6 +425,17 @@ mod tests {
             ..values()
         };
         assert!(render(&v, &image(), false).is_err());
+        for bad in [
+            "arn:aws:eks:eu-west-1:111122223333:cluster/other",
+            "arn:aws:eks:eu-west-1:111122223333:cluster/prod\"\n  injected: true",
+            "",
+        ] {
+            let v = Values {
+                cluster_arn: bad.into(),
+                ..values()
+            };
+            assert!(render(&v, &image(), false).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

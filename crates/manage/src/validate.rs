@@ -6,32 +6,10 @@ fn all(s: &str, ok: impl Fn(char) -> bool) -> bool {
     s.chars().all(ok)
 }
 
-/// An EKS cluster name: `^[0-9A-Za-z][A-Za-z0-9\-_]{0,99}$`.
-pub fn cluster_name(s: &str) -> bool {
-    let mut c = s.chars();
-    matches!(c.next(), Some(f) if f.is_ascii_alphanumeric())
-        && s.len() <= 100
-        && all(s, |c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-}
-
-/// An AWS region name such as `eu-west-1` or `us-gov-west-1`.
-pub fn region(s: &str) -> bool {
-    (4..=32).contains(&s.len())
-        && s.starts_with(|c: char| c.is_ascii_lowercase())
-        && s.ends_with(|c: char| c.is_ascii_digit())
-        && all(s, |c| {
-            c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'
-        })
-}
-
-pub fn account_id(s: &str) -> bool {
-    s.len() == 12 && all(s, |c| c.is_ascii_digit())
-}
-
-/// The partitions whose DNS suffix we know (the STS host of the Kubernetes token).
-pub fn partition(s: &str) -> bool {
-    matches!(s, "aws" | "aws-cn" | "aws-us-gov")
-}
+pub use peregrine_event::{
+    valid_account_id as account_id, valid_cluster_name as cluster_name,
+    valid_partition as partition, valid_region as region,
+};
 
 /// An EC2 id with its prefix: `vpc-0abc…`, `subnet-…`, `sg-…`, `vpce-…`.
 pub fn ec2_id(s: &str, prefix: &str) -> bool {

@@ -22,7 +22,7 @@ use crate::model::{
 };
 use crate::traits::{
     Coverage, Cursor, DuePage, FindingStore, HeartbeatReader, HeartbeatRecord, HeartbeatStore,
-    StoreError,
+    StoreError, latest_per_node,
 };
 
 /// The outbox index (template.yaml, FindingsTable): sparse, keyed by `publishState` and sorted
@@ -565,6 +565,10 @@ impl FindingStore for DynamoFindingStore {
     }
 }
 
+/// HeartbeatsTable's partition key: the cluster's ARN, or its name for an agent that sent none
+/// ([`HeartbeatRecord::cluster_key`]). The sort key is `nodeName`.
+pub const HEARTBEAT_KEY: &str = "cluster";
+
 /// HeartbeatsTable in DynamoDB.
 #[derive(Clone, Debug)]
 pub struct DynamoHeartbeatStore {
@@ -584,6 +588,10 @@ impl DynamoHeartbeatStore {
 /// The HeartbeatsTable item for a heartbeat.
 pub fn heartbeat_item(r: &HeartbeatRecord) -> Item {
     let mut item = Item::new();
+    item.insert(HEARTBEAT_KEY.to_owned(), s(r.cluster_key()));
+    if let Some(arn) = &r.cluster_arn {
+        item.insert("clusterArn".to_owned(), s(arn));
+    }
     for (k, v) in [
         ("clusterName", &r.cluster_name),
         ("nodeName", &r.node_name),
@@ -598,7 +606,7 @@ pub fn heartbeat_item(r: &HeartbeatRecord) -> Item {
     ] {
         // Key attributes are always set (an empty one is refused by DynamoDB, as it should
         // be: the agent always names its cluster and node).
-        if !v.is_empty() || k == "clusterName" || k == "nodeName" {
+        if !v.is_empty() || k == "nodeName" {
             item.insert(k.to_owned(), s(v));
         }
     }
@@ -635,6 +643,7 @@ pub fn heartbeat_from_item(item: &Item) -> Result<HeartbeatRecord, StoreError> {
     }
     Ok(HeartbeatRecord {
         cluster_name,
+        cluster_arn: get_s(item, "clusterArn").map(str::to_owned),
         node_name,
         agent_id: text("agentId"),
         agent_version: text("agentVersion"),
@@ -666,9 +675,9 @@ pub fn heartbeat_from_item(item: &Item) -> Result<HeartbeatRecord, StoreError> {
     })
 }
 
-impl HeartbeatReader for DynamoHeartbeatStore {
-    async fn cluster_heartbeats(&self, cluster: &str) -> Result<Vec<HeartbeatRecord>, StoreError> {
-        let mut out = Vec::new();
+impl DynamoHeartbeatStore {
+    /// Every row of one partition.
+    async fn partition(&self, key: &str, out: &mut Vec<HeartbeatRecord>) -> Result<(), StoreError> {
         let mut start: Option<Item> = None;
         loop {
             let page = self
@@ -676,8 +685,8 @@ impl HeartbeatReader for DynamoHeartbeatStore {
                 .query()
                 .table_name(&self.table)
                 .key_condition_expression("#c = :c")
-                .expression_attribute_names("#c", "clusterName")
-                .expression_attribute_values(":c", s(cluster))
+                .expression_attribute_names("#c", HEARTBEAT_KEY)
+                .expression_attribute_values(":c", s(key))
                 .set_exclusive_start_key(start.take())
                 .send()
                 .await
@@ -690,9 +699,22 @@ impl HeartbeatReader for DynamoHeartbeatStore {
             }
             match page.last_evaluated_key() {
                 Some(k) if !k.is_empty() => start = Some(k.clone()),
-                _ => return Ok(out),
+                _ => return Ok(()),
             }
         }
+    }
+}
+
+impl HeartbeatReader for DynamoHeartbeatStore {
+    async fn cluster_heartbeats(
+        &self,
+        arn: &str,
+        name: &str,
+    ) -> Result<Vec<HeartbeatRecord>, StoreError> {
+        let mut out = Vec::new();
+        self.partition(arn, &mut out).await?;
+        self.partition(name, &mut out).await?;
+        Ok(latest_per_node(out))
     }
 }
 
@@ -704,7 +726,7 @@ impl HeartbeatStore for DynamoHeartbeatStore {
             .table_name(&self.table)
             .set_item(Some(heartbeat_item(record)))
             .condition_expression("attribute_not_exists(#c) OR #ls <= :ls")
-            .expression_attribute_names("#c", "clusterName")
+            .expression_attribute_names("#c", HEARTBEAT_KEY)
             .expression_attribute_names("#ls", "lastSeen")
             .expression_attribute_values(":ls", s(&record.last_seen))
             .send()

@@ -24,8 +24,8 @@ mod securityhub;
 mod traits;
 
 pub use crate::dynamo::{
-    DynamoFindingStore, DynamoHeartbeatStore, PUBLISH_INDEX, SECURITY_HUB_INDEX, attr,
-    finding_item, heartbeat_from_item, heartbeat_item, stored_finding,
+    DynamoFindingStore, DynamoHeartbeatStore, HEARTBEAT_KEY, PUBLISH_INDEX, SECURITY_HUB_INDEX,
+    attr, finding_item, heartbeat_from_item, heartbeat_item, stored_finding,
 };
 pub use crate::eventbridge::EventBridgeBus;
 pub use crate::import::{
@@ -50,4 +50,5 @@ pub use crate::securityhub::{
 pub use crate::traits::{
     BusError, Coverage, Cursor, DuePage, EntryResult, FindingBus, FindingHub, FindingStore,
     HeartbeatReader, HeartbeatRecord, HeartbeatStore, HubError, ImportResult, StoreError,
+    latest_per_node,
 };

@@ -13,7 +13,7 @@ use peregrine_finding::eventbridge::PutEventsEntry;
 use crate::model::{ChunkOutcome, ChunkWrite, HubPending, Outbox, StoredFinding, iso};
 use crate::traits::{
     BusError, Cursor, DuePage, EntryResult, FindingBus, FindingHub, FindingStore, HeartbeatReader,
-    HeartbeatRecord, HeartbeatStore, HubError, ImportResult, StoreError,
+    HeartbeatRecord, HeartbeatStore, HubError, ImportResult, StoreError, latest_per_node,
 };
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -49,6 +49,11 @@ impl MemoryFindingStore {
     /// A snapshot of one finding.
     pub fn get(&self, id: &str) -> Option<StoredFinding> {
         lock(&self.findings).get(id).cloned()
+    }
+
+    /// A snapshot of every finding.
+    pub fn all(&self) -> Vec<StoredFinding> {
+        lock(&self.findings).values().cloned().collect()
     }
 
     pub fn len(&self) -> usize {
@@ -412,6 +417,8 @@ impl MemoryHeartbeats {
         Self::default()
     }
 
+    /// The row of `node` under `cluster` (the cluster's ARN, or its name for an agent that did
+    /// not send one).
     pub fn get(&self, cluster: &str, node: &str) -> Option<HeartbeatRecord> {
         lock(&self.rows)
             .get(&(cluster.to_owned(), node.to_owned()))
@@ -422,7 +429,7 @@ impl MemoryHeartbeats {
 impl HeartbeatStore for MemoryHeartbeats {
     async fn put(&self, record: &HeartbeatRecord) -> Result<bool, StoreError> {
         let mut rows = lock(&self.rows);
-        let key = (record.cluster_name.clone(), record.node_name.clone());
+        let key = (record.cluster_key().to_owned(), record.node_name.clone());
         if rows
             .get(&key)
             .is_some_and(|r| r.last_seen > record.last_seen)
@@ -435,11 +442,16 @@ impl HeartbeatStore for MemoryHeartbeats {
 }
 
 impl HeartbeatReader for MemoryHeartbeats {
-    async fn cluster_heartbeats(&self, cluster: &str) -> Result<Vec<HeartbeatRecord>, StoreError> {
-        Ok(lock(&self.rows)
+    async fn cluster_heartbeats(
+        &self,
+        arn: &str,
+        name: &str,
+    ) -> Result<Vec<HeartbeatRecord>, StoreError> {
+        let rows: Vec<HeartbeatRecord> = lock(&self.rows)
             .iter()
-            .filter(|((c, _), _)| c == cluster)
+            .filter(|((c, _), _)| c == arn || c == name)
             .map(|(_, r)| r.clone())
-            .collect())
+            .collect();
+        Ok(latest_per_node(rows))
     }
 }

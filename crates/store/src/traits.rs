@@ -215,6 +215,8 @@ impl Coverage {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HeartbeatRecord {
     pub cluster_name: String,
+    /// The cluster's ARN when the agent or its sender binding gave it.
+    pub cluster_arn: Option<String>,
     pub node_name: String,
     pub agent_id: String,
     pub agent_version: String,
@@ -255,11 +257,36 @@ pub trait HeartbeatStore: Send + Sync {
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }
 
+impl HeartbeatRecord {
+    /// The table's partition key (`cluster`): the cluster's ARN when known, else its name. EKS
+    /// names cannot hold a `:`, so the two never collide.
+    pub fn cluster_key(&self) -> &str {
+        self.cluster_arn.as_deref().unwrap_or(&self.cluster_name)
+    }
+}
+
+/// Keeps, per node, the row with the latest `lastSeen` (ISO-8601 UTC, so it orders as text).
+pub fn latest_per_node(rows: Vec<HeartbeatRecord>) -> Vec<HeartbeatRecord> {
+    let mut by_node: std::collections::BTreeMap<String, HeartbeatRecord> = Default::default();
+    for r in rows {
+        match by_node.get(&r.node_name) {
+            Some(old) if old.last_seen >= r.last_seen => {}
+            _ => {
+                by_node.insert(r.node_name.clone(), r);
+            }
+        }
+    }
+    by_node.into_values().collect()
+}
+
 /// HeartbeatsTable, read (the coverage sweeper).
 pub trait HeartbeatReader: Send + Sync {
-    /// Every row of a cluster (the table's partition `clusterName`), whatever its age.
+    /// Every row of a cluster, whatever its age: those its agents keyed by `arn` and those
+    /// keyed by its bare `name` (agents that were not told the ARN, which any same-named
+    /// cluster in another account or region shares). One row per node: the latest.
     fn cluster_heartbeats(
         &self,
-        cluster: &str,
+        arn: &str,
+        name: &str,
     ) -> impl Future<Output = Result<Vec<HeartbeatRecord>, StoreError>> + Send;
 }

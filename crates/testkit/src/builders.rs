@@ -362,6 +362,7 @@ pub fn agent_identity(agent_id: &str, node_name: &str, cluster_name: &str) -> Ag
         agent_id: agent_id.into(),
         node_name: node_name.into(),
         cluster_name: cluster_name.into(),
+        cluster_arn: None,
         agent_version: "0.1.0".into(),
     }
 }
@@ -372,6 +373,7 @@ pub fn heartbeat(identity: AgentIdentity) -> Heartbeat {
         agent_id: identity.agent_id,
         node_name: identity.node_name,
         cluster_name: identity.cluster_name,
+        cluster_arn: identity.cluster_arn,
         agent_version: identity.agent_version,
         ..Heartbeat::default()
     }

@@ -17,8 +17,15 @@ use crate::builders::{self, EventBuilder, Pod, agent_identity, pod_container};
 /// 2025-11-24T16:00:00.123456789Z.
 pub const T0: i64 = 1_764_000_000_123_456_789;
 
+/// An agent of cluster `prod`, told its ARN.
 pub fn identity() -> AgentIdentity {
-    agent_identity("i-0123456789abcdef0", "ip-10-0-1-23.ec2.internal", "prod")
+    AgentIdentity {
+        cluster_arn: peregrine_event::ClusterArn::parse(
+            "arn:aws:eks:eu-west-1:111122223333:cluster/prod",
+        )
+        .ok(),
+        ..agent_identity("i-0123456789abcdef0", "ip-10-0-1-23.ec2.internal", "prod")
+    }
 }
 
 fn ancestor(pid: u32, exe: &str, start: i64) -> Ancestor {

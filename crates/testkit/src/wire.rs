@@ -26,6 +26,7 @@ pub fn header(version: u32, events: u32, processes: u32, containers: u32) -> pb:
         agent_id: "i-1".into(),
         node_name: "n".into(),
         cluster_name: "c".into(),
+        cluster_arn: String::new(),
         agent_version: "0".into(),
         sequence: 9,
         created_at_unix_ns: T0,

@@ -4,7 +4,9 @@
 use std::mem::size_of;
 use std::sync::Arc;
 
-use peregrine_event::{Ancestor, Container, Event, Kind, MetadataState, Process, Timestamp};
+use peregrine_event::{
+    Ancestor, ClusterArn, Container, Event, Kind, MetadataState, Process, Timestamp,
+};
 use prost::Message as _;
 use uuid::Uuid;
 
@@ -68,11 +70,21 @@ pub fn decode_with_limits(body: &str, limits: &Limits) -> Result<Message, WireEr
         processes: header.process_count,
         containers: header.container_count,
     };
+    let cluster_arn = match header.cluster_arn.as_str() {
+        "" => None,
+        arn => Some(
+            ClusterArn::parse(arn)
+                .ok()
+                .filter(|a| a.cluster_name() == header.cluster_name)
+                .ok_or(Inconsistency::ClusterArn)?,
+        ),
+    };
     let header = Header {
         schema_version: header.schema_version,
         agent_id: header.agent_id,
         node_name: header.node_name,
         cluster_name: header.cluster_name,
+        cluster_arn,
         agent_version: header.agent_version,
         sequence: header.sequence,
         created_at: Timestamp::from_unix_nanos(header.created_at_unix_ns),

@@ -6,7 +6,7 @@ use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::mem::size_of;
 
-use peregrine_event::{Ancestor, Container, Event, MetadataState, Process, Timestamp};
+use peregrine_event::{Ancestor, ClusterArn, Container, Event, MetadataState, Process, Timestamp};
 use prost::Message as _;
 use uuid::Uuid;
 
@@ -109,6 +109,7 @@ impl BatchEncoder {
     /// A new encoder whose first message will carry sequence number 0.
     pub fn new(identity: AgentIdentity, config: EncoderConfig) -> Result<Self, WireError> {
         config.validate()?;
+        check_arn(identity.cluster_arn.as_ref(), &identity.cluster_name)?;
         let compressor =
             zstd::bulk::Compressor::new(config.zstd_level).map_err(WireError::Compress)?;
         Ok(BatchEncoder {
@@ -281,6 +282,7 @@ impl BatchEncoder {
                 agent_id: self.identity.agent_id.clone(),
                 node_name: self.identity.node_name.clone(),
                 cluster_name: self.identity.cluster_name.clone(),
+                cluster_arn: arn_string(self.identity.cluster_arn.as_ref()),
                 agent_version: self.identity.agent_version.clone(),
                 sequence,
                 created_at_unix_ns: created_at.unix_nanos(),
@@ -318,8 +320,11 @@ impl BatchEncoder {
         });
         let ancestors = e.process.lineage.len() + kinds::ancestors(&e.detail);
         let id = &self.identity;
-        let identity =
-            id.agent_id.len() + id.node_name.len() + id.cluster_name.len() + id.agent_version.len();
+        let identity = id.agent_id.len()
+            + id.node_name.len()
+            + id.cluster_name.len()
+            + id.cluster_arn.as_ref().map_or(0, |a| a.as_str().len())
+            + id.agent_version.len();
         // 2 KiB covers every fixed-width field, tag and length prefix outside strings/ancestors.
         let raw = 2048usize
             .saturating_add(identity)
@@ -344,6 +349,21 @@ impl BatchEncoder {
             && ancestors <= l.max_table_entries
             && u64::try_from(decoded).is_ok_and(|d| d <= l.max_decoded_bytes)
     }
+}
+
+/// A cluster ARN must name the cluster the messages are sent for; the decoder refuses a message
+/// where it does not.
+fn check_arn(arn: Option<&ClusterArn>, cluster_name: &str) -> Result<(), WireError> {
+    match arn {
+        Some(a) if a.cluster_name() != cluster_name => Err(WireError::InvalidConfig(format!(
+            "cluster ARN {a} does not name cluster {cluster_name:?}"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+fn arn_string(arn: Option<&ClusterArn>) -> String {
+    arn.map(|a| a.as_str().to_owned()).unwrap_or_default()
 }
 
 fn too_large(e: &Event, index: usize, reason: String) -> WireError {
@@ -398,6 +418,7 @@ pub fn encode_heartbeat(
     config: &EncoderConfig,
 ) -> Result<String, WireError> {
     config.validate()?;
+    check_arn(heartbeat.cluster_arn.as_ref(), &heartbeat.cluster_name)?;
     Limits::check(
         "probe count",
         heartbeat.probes.len(),
@@ -415,6 +436,7 @@ pub fn encode_heartbeat(
             agent_id: heartbeat.agent_id.clone(),
             node_name: heartbeat.node_name.clone(),
             cluster_name: heartbeat.cluster_name.clone(),
+            cluster_arn: arn_string(heartbeat.cluster_arn.as_ref()),
             agent_version: heartbeat.agent_version.clone(),
             sequence: next_sequence,
             created_at_unix_ns: heartbeat.timestamp.unix_nanos(),

@@ -129,6 +129,11 @@ pub enum Inconsistency {
         expected: &'static str,
     },
 
+    /// The header's cluster ARN is not an EKS cluster ARN, or names another cluster than the
+    /// header's `cluster_name`.
+    #[error("header cluster ARN is invalid or does not name the header's cluster")]
+    ClusterArn,
+
     /// A number is outside the range of its Rust type.
     #[error("{field}: value {value} is out of range")]
     OutOfRange { field: &'static str, value: u64 },

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use peregrine_event::{
-    BlindingReason, MAX_BLINDING_CODE_BYTES, MAX_BLINDING_DETAIL_BYTES, Timestamp,
+    BlindingReason, ClusterArn, MAX_BLINDING_CODE_BYTES, MAX_BLINDING_DETAIL_BYTES, Timestamp,
 };
 
 use crate::error::{Inconsistency, WireError};
@@ -18,6 +18,8 @@ pub struct Heartbeat {
     pub agent_id: String,
     pub node_name: String,
     pub cluster_name: String,
+    /// The cluster's ARN, when the agent was told it.
+    pub cluster_arn: Option<ClusterArn>,
     /// `uname -r` of the node.
     pub kernel_release: String,
     pub agent_version: String,
@@ -200,6 +202,7 @@ impl Heartbeat {
             agent_id: header.agent_id.clone(),
             node_name: header.node_name.clone(),
             cluster_name: header.cluster_name.clone(),
+            cluster_arn: header.cluster_arn.clone(),
             kernel_release: h.kernel_release,
             agent_version: header.agent_version.clone(),
             probes,

@@ -14,6 +14,7 @@
 //!     agent_id: "i-0123456789abcdef0".into(),
 //!     node_name: "ip-10-0-1-23.ec2.internal".into(),
 //!     cluster_name: "prod".into(),
+//!     cluster_arn: Some("arn:aws:eks:eu-west-1:111122223333:cluster/prod".parse()?),
 //!     agent_version: "0.1.0".into(),
 //! };
 //! let mut encoder = BatchEncoder::new(identity, EncoderConfig::default())?;
@@ -25,7 +26,7 @@
 //!     assert_eq!(header.sequence, m.sequence);
 //!     assert_eq!(events.len(), m.event_count);
 //! }
-//! # Ok::<(), peregrine_wire::WireError>(())
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
 //! Decoding never panics and never trusts the input: the body length, the decompressed size,
@@ -49,7 +50,7 @@ pub mod pb {
     include!(concat!(env!("OUT_DIR"), "/peregrine.wire.v1.rs"));
 }
 
-pub use peregrine_event::{BlindingKind, BlindingReason, Event, Timestamp};
+pub use peregrine_event::{BlindingKind, BlindingReason, ClusterArn, Event, Timestamp};
 
 pub use crate::decode::{decode, decode_with_limits};
 pub use crate::encode::{BatchEncoder, EncodedMessage, EncoderConfig, encode_heartbeat};
@@ -76,6 +77,8 @@ pub struct AgentIdentity {
     pub node_name: String,
     /// EKS cluster name.
     pub cluster_name: String,
+    /// The cluster's ARN, when the agent was told it; its name must be `cluster_name`.
+    pub cluster_arn: Option<ClusterArn>,
     /// Agent version.
     pub agent_version: String,
 }
@@ -96,6 +99,8 @@ pub struct Header {
     pub agent_id: String,
     pub node_name: String,
     pub cluster_name: String,
+    /// The cluster's ARN when the agent sent one (checked: it names `cluster_name`).
+    pub cluster_arn: Option<ClusterArn>,
     pub agent_version: String,
     /// Batch sequence number; for a heartbeat, the number the agent's next batch will carry.
     pub sequence: u64,

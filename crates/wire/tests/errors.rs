@@ -42,6 +42,48 @@ fn the_minimal_fixture_is_valid() {
 }
 
 #[test]
+fn a_cluster_arn_must_parse_and_name_the_headers_cluster() {
+    let with_arn = |arn: &str| {
+        let mut env = minimal_batch();
+        env.header.as_mut().unwrap().cluster_arn = arn.into();
+        env
+    };
+    let ok = decode(&seal(&with_arn(
+        "arn:aws:eks:eu-west-1:111122223333:cluster/c",
+    )))
+    .unwrap();
+    assert_eq!(
+        ok.header().cluster_arn.as_ref().map(|a| a.account_id()),
+        Some("111122223333")
+    );
+    assert_eq!(
+        decode(&seal(&with_arn(""))).unwrap().header().cluster_arn,
+        None
+    );
+    for bad in [
+        "arn:aws:eks:eu-west-1:111122223333:cluster/other",
+        "arn:aws:eks:eu-west-1:111122223333:cluster/c/x",
+        "c",
+        "arn:aws:iam::111122223333:role/c",
+    ] {
+        assert_eq!(
+            inconsistency(&with_arn(bad)),
+            Inconsistency::ClusterArn,
+            "{bad}"
+        );
+    }
+    // The encoder refuses to send one that would be refused.
+    let identity = peregrine_wire::AgentIdentity {
+        cluster_name: "other".into(),
+        ..identity()
+    };
+    assert!(matches!(
+        BatchEncoder::new(identity, EncoderConfig::default()),
+        Err(WireError::InvalidConfig(_))
+    ));
+}
+
+#[test]
 fn newer_schema_version_is_unsupported() {
     let mut env = minimal_batch();
     env.header.as_mut().unwrap().schema_version = 2;

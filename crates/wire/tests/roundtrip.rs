@@ -267,6 +267,8 @@ fn heartbeat_round_trips() {
     assert_eq!(header.sequence, 77);
     assert_eq!(header.created_at, hb.timestamp);
     assert_eq!(header.agent_id, hb.agent_id);
+    assert_eq!(header.cluster_arn, identity().cluster_arn);
+    assert!(header.cluster_arn.is_some());
     assert_eq!(header.counts, Default::default());
 
     let empty = Heartbeat::default();

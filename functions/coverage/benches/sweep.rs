@@ -65,7 +65,9 @@ async fn main() {
                 // Cluster names repeat across accounts, as they do in real organizations.
                 let name = format!("cluster-{c}");
                 let nodes = org.cluster_in(&inside, account, &name, &[], 2).await;
-                org.heartbeat(&name, &nodes[0], Duration::from_secs(30))
+                // As an agent told its cluster's ARN (managed installs are) sends it.
+                let arn = format!("arn:aws:eks:us-east-1:{account}:cluster/{name}");
+                org.heartbeat(&arn, &nodes[0], Duration::from_secs(30))
                     .await;
             }
         })

@@ -440,6 +440,7 @@ mod tests {
     fn hb(i: u32, received_secs_ago: i64) -> HeartbeatRecord {
         HeartbeatRecord {
             cluster_name: "prod".into(),
+            cluster_arn: None,
             node_name: format!("ip-10-0-0-{i}.ec2.internal"),
             agent_id: format!("agent-{i}"),
             agent_version: "0.2.0".into(),

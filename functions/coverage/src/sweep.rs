@@ -296,7 +296,10 @@ impl<M: AgentManager> CoverageDeps<M> {
             extra.push(issue);
         }
         extra.extend(management.map(|m| m.issues).unwrap_or_default());
-        let heartbeats = self.heartbeats.cluster_heartbeats(&cluster.name).await?;
+        let heartbeats = self
+            .heartbeats
+            .cluster_heartbeats(&cluster.arn, &cluster.name)
+            .await?;
         let previous = self
             .coverage
             .nodes(&cluster.account_id, &cluster.region, &cluster.name)

@@ -291,6 +291,56 @@ async fn pages_of_clusters_and_the_include_and_exclude_tags() {
 }
 
 #[tokio::test]
+async fn same_named_clusters_in_two_accounts_are_covered_by_their_own_agents() {
+    let org = org(&[]).await;
+    let members = org.accounts(2, "twin").await;
+    let (a, b) = (&members[0], &members[1]);
+    org.member_role(a, EXTERNAL_ID).await;
+    org.member_role(b, EXTERNAL_ID).await;
+    let a_nodes = org.cluster(a, "prod", &[], 2).await;
+    let b_nodes = org.cluster(b, "prod", &[], 1).await;
+    let arn = |account: &str| format!("arn:aws:eks:us-east-1:{account}:cluster/prod");
+    for n in &a_nodes {
+        org.heartbeat(&arn(a), n, Duration::from_secs(20)).await;
+    }
+    // A's agents report a node named like B's (both VPCs use the same addresses): it is still
+    // A's heartbeat, and B's node stays uncovered.
+    org.heartbeat(&arn(a), &b_nodes[0], Duration::from_secs(20))
+        .await;
+    let deps = org.deps();
+    let (_config, coverage) = stores(&org);
+    let summary = deps.sweep(clock(), None).await.unwrap();
+    assert_eq!(summary.clusters_swept, 2, "{summary:?}");
+    let clusters = coverage.clusters().await.unwrap();
+    let of = |account: &str| {
+        clusters
+            .iter()
+            .find(|c| c.coverage.account_id == account)
+            .unwrap()
+            .coverage
+            .clone()
+    };
+    let (ca, cb) = (of(a), of(b));
+    assert_eq!(ca.coverage_status, CoverageStatus::Healthy, "{ca:?}");
+    assert_eq!((ca.covered_nodes, ca.compatible_nodes), (2, 2));
+    assert_eq!(cb.coverage_status, CoverageStatus::Unhealthy, "{cb:?}");
+    assert_eq!((cb.covered_nodes, cb.compatible_nodes), (0, 1));
+    assert_eq!(cb.nodes_without_agent, b_nodes);
+
+    // An agent that was not told its ARN reports under the bare name, which B's cluster reads
+    // too: B is covered (docs/coverage.md, "Cluster names across accounts").
+    org.heartbeat("prod", &b_nodes[0], Duration::from_secs(20))
+        .await;
+    deps.sweep(clock(), None).await.unwrap();
+    let clusters = coverage.clusters().await.unwrap();
+    let cb = clusters
+        .iter()
+        .find(|c| c.coverage.account_id == *b)
+        .unwrap();
+    assert_eq!(cb.coverage.coverage_status, CoverageStatus::Healthy);
+}
+
+#[tokio::test]
 async fn auto_enable_new_monitors_only_accounts_that_join_later() {
     let org = org(&[("DefaultAutoEnable", "NEW")]).await;
     let old = org.accounts(2, "old").await;

@@ -143,7 +143,8 @@ mod tests {
         assert_eq!(
             c.agent_senders
                 .as_ref()
-                .and_then(|m| m.cluster_of("AROAONE:s")),
+                .and_then(|m| m.cluster_of("AROAONE:s"))
+                .map(crate::Bound::cluster_name),
             Some("prod")
         );
         assert_eq!(c.skew.future, Duration::from_secs(60));

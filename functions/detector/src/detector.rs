@@ -285,28 +285,33 @@ pub async fn process_message<S: FindingStore, B: FindingBus, H: HeartbeatStore>(
     sender: Option<&str>,
     now: Timestamp,
 ) -> Result<MessageReport, MessageError> {
-    let message = peregrine_wire::decode(body).map_err(|source| {
+    let mut message = peregrine_wire::decode(body).map_err(|source| {
         let kind = wire_error_kind(&source);
         tracing::warn!(kind, bytes = body.len(), "poison message");
         MessageError::Decode { kind, source }
     })?;
-    let header = match &message {
+    let header = match &mut message {
         Message::Heartbeat { header, .. } | Message::Batch { header, .. } => header,
     };
-    if let Err(rejection) = authorize(
+    match authorize(
         deps.config.agent_senders.as_ref(),
         sender,
         &header.cluster_name,
+        header.cluster_arn.as_ref(),
     ) {
-        // `rejected` is the metric's dimension; the claimed cluster is the agent's own word,
-        // logged so an operator can see who was impersonated.
-        tracing::warn!(
-            rejected = rejection.reason(),
-            sender = sender.unwrap_or_default(),
-            claimed_cluster = %header.cluster_name,
-            "message rejected for its sender"
-        );
-        return Err(MessageError::Rejected(rejection));
+        // From here on the header's ARN is the one the sender may speak for.
+        Ok(arn) => header.cluster_arn = arn,
+        Err(rejection) => {
+            // `rejected` is the metric's dimension; the claimed cluster is the agent's own word,
+            // logged so an operator can see who was impersonated.
+            tracing::warn!(
+                rejected = rejection.reason(),
+                sender = sender.unwrap_or_default(),
+                claimed_cluster = %header.cluster_name,
+                "message rejected for its sender"
+            );
+            return Err(MessageError::Rejected(rejection));
+        }
     }
     match message {
         Message::Heartbeat { header, heartbeat } => {
@@ -415,7 +420,11 @@ pub fn clamp_times(
 pub fn batch_key(inv: &Invocation, header: &Header) -> String {
     format!(
         "{}#{}#{}#{}#{}",
-        inv.account_id, header.cluster_name, header.node_name, header.agent_id, header.sequence
+        cluster_account(inv, header),
+        header.cluster_name,
+        header.node_name,
+        header.agent_id,
+        header.sequence
     )
 }
 
@@ -426,7 +435,7 @@ pub fn batch_key(inv: &Invocation, header: &Header) -> String {
 pub fn heartbeat_key(inv: &Invocation, header: &Header) -> String {
     format!(
         "{}#{}#{}#{}#heartbeat#{}",
-        inv.account_id,
+        cluster_account(inv, header),
         header.cluster_name,
         header.node_name,
         header.agent_id,
@@ -434,17 +443,30 @@ pub fn heartbeat_key(inv: &Invocation, header: &Header) -> String {
     )
 }
 
+/// The account the sender's cluster is in: its ARN's when known, else the detector's own.
+fn cluster_account<'a>(inv: &'a Invocation, header: &'a Header) -> &'a str {
+    header
+        .cluster_arn
+        .as_ref()
+        .map_or(inv.account_id.as_str(), |a| a.account_id())
+}
+
 /// The finding environment of a batch: the sender (cluster, node, agent) and the detector.
+/// With the cluster's ARN the finding is in the cluster's account and region, as GuardDuty's
+/// are in the member account's; without it, the cluster may be in another account than the
+/// detector, which the header does not say, so the detector's own account and region stand in
+/// and no ARN is guessed.
 pub fn finding_env(inv: &Invocation, header: &Header, detector_id: &str) -> FindingEnv {
+    let arn = header.cluster_arn.as_ref();
     FindingEnv {
-        account_id: inv.account_id.clone(),
-        region: inv.region.clone(),
-        partition: inv.partition.clone(),
+        account_id: cluster_account(inv, header).to_owned(),
+        region: arn.map_or(inv.region.as_str(), |a| a.region()).to_owned(),
+        partition: arn
+            .map_or(inv.partition.as_str(), |a| a.partition())
+            .to_owned(),
         detector_id: detector_id.to_owned(),
         cluster_name: header.cluster_name.clone(),
-        // The cluster may be in another account than the detector, which the header does not
-        // say, so its ARN is not guessed.
-        cluster_arn: None,
+        cluster_arn: arn.map(|a| a.as_str().to_owned()),
         node_name: header.node_name.clone(),
         instance_id: None,
         agent_id: header.agent_id.clone(),
@@ -635,6 +657,7 @@ pub fn heartbeat_record(header: &Header, hb: &Heartbeat, now: Timestamp) -> Hear
     let count = |s: ProbeState| hb.probes.iter().filter(|p| p.state == s).count() as u64;
     HeartbeatRecord {
         cluster_name: header.cluster_name.clone(),
+        cluster_arn: header.cluster_arn.as_ref().map(|a| a.as_str().to_owned()),
         node_name: header.node_name.clone(),
         agent_id: header.agent_id.clone(),
         agent_version: header.agent_version.clone(),

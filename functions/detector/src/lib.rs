@@ -29,6 +29,6 @@ pub use crate::detector::{
     heartbeat_record, process_message, store_findings, wire_error_kind,
 };
 pub use crate::sender::{
-    DEFAULT_SKEW, Rejection, SenderMap, SenderMapError, SkewWindow, authorize,
+    Bound, DEFAULT_SKEW, Rejection, SenderMap, SenderMapError, SkewWindow, authorize,
 };
 pub use peregrine_aws::backoff::RetryPolicy;

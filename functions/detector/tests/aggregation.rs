@@ -320,3 +320,67 @@ async fn heartbeats_are_kept_newest_first() {
     assert_eq!(row.user_queue_full, 3);
     assert!(row.probes_json.contains("\"state\":\"failed\""));
 }
+
+#[tokio::test]
+async fn a_sender_bound_to_a_cluster_arn_places_its_agents_findings_and_heartbeats() {
+    let arn = "arn:aws:eks:eu-west-1:444455556666:cluster/prod-eu";
+    let senders = format!("AROAAGENT={arn}");
+    let config = Config::from_lookup(|k| match k {
+        "AGENT_SENDERS" => Some(senders.clone()),
+        _ => lookup(k),
+    })
+    .unwrap();
+    let d = Deps::new(
+        MemoryFindingStore::new(),
+        MemoryBus::new(),
+        MemoryHeartbeats::new(),
+        config,
+    )
+    .unwrap();
+    let now = Timestamp::now();
+    // The sample agent was not told its ARN: the binding supplies it.
+    let batch = body(1, &samples::attack(0, samples::T0));
+    let hb = samples::heartbeat_body("i-0mem", 2, now).unwrap();
+    let mut event = sqs(&[("b", &batch), ("h", &hb)]);
+    for r in &mut event.payload.records {
+        r.attributes
+            .insert("SenderId".into(), "AROAAGENT:i-0mem".into());
+    }
+    let r = handle_at(&d, event, now).await.unwrap();
+    assert!(failures(&r).is_empty(), "{r:?}");
+    let findings = d.store.all();
+    assert!(!findings.is_empty());
+    for f in &findings {
+        assert_eq!(f.finding.account_id, "444455556666");
+        assert_eq!(f.finding.region, "eu-west-1");
+        assert_eq!(
+            f.finding
+                .resource
+                .eks_cluster_details
+                .as_ref()
+                .and_then(|c| c.arn.as_deref()),
+            Some(arn)
+        );
+    }
+    let id = samples::identity("i-0mem");
+    assert!(d.heartbeats.get(&id.cluster_name, &id.node_name).is_none());
+    let row = d.heartbeats.get(arn, &id.node_name).unwrap();
+    assert_eq!(row.cluster_arn.as_deref(), Some(arn));
+
+    // An ARN naming another account for the same cluster name is refused.
+    let other = peregrine_wire::AgentIdentity {
+        cluster_arn: Some(
+            "arn:aws:eks:eu-west-1:777788889999:cluster/prod-eu"
+                .parse()
+                .unwrap(),
+        ),
+        ..samples::identity("i-0mem")
+    };
+    let forged = samples::reporting_heartbeat_body(other, 3, now).unwrap();
+    let mut event = sqs(&[("f", &forged)]);
+    event.payload.records[0]
+        .attributes
+        .insert("SenderId".into(), "AROAAGENT:i-0mem".into());
+    let r = handle_at(&d, event, now).await.unwrap();
+    assert_eq!(failures(&r), ["f"]);
+}

@@ -107,3 +107,82 @@ async fn one_clusters_repeats_still_fold_into_one_finding() {
     assert_eq!(items.len(), 1, "{items:?}");
     assert_eq!(count(&items[0]), 2);
 }
+
+/// An agent told its cluster's ARN, on node [`NODE`].
+fn identity_in(agent: &str, arn: &str) -> peregrine_wire::AgentIdentity {
+    let arn: peregrine_event::ClusterArn = arn.parse().unwrap();
+    peregrine_wire::AgentIdentity {
+        cluster_arn: Some(arn.clone()),
+        ..agent_identity(agent, NODE, arn.cluster_name())
+    }
+}
+
+#[tokio::test]
+async fn same_named_clusters_in_two_accounts_keep_their_findings_and_heartbeats_apart() {
+    let l = local().await;
+    let a = "arn:aws:eks:eu-west-1:111111111111:cluster/prod";
+    let b = "arn:aws:eks:us-east-2:222222222222:cluster/prod";
+    let evs = events(true);
+    for (i, arn) in [a, b].into_iter().enumerate() {
+        let m = BatchEncoder::new(identity_in("agent", arn), EncoderConfig::default())
+            .unwrap()
+            .with_next_sequence(1)
+            .encode(&evs, Timestamp::now())
+            .unwrap();
+        l.deliver(&format!("batch-{i}"), &m[0].body).await;
+        let hb = samples::reporting_heartbeat_body(identity_in("agent", arn), 2, Timestamp::now())
+            .unwrap();
+        l.deliver(&format!("hb-{i}"), &hb).await;
+    }
+    // An agent of a `prod` that was not told its ARN.
+    let legacy = agent_identity("agent", NODE, "prod");
+    l.deliver(
+        "hb-legacy",
+        &samples::reporting_heartbeat_body(legacy, 2, Timestamp::now()).unwrap(),
+    )
+    .await;
+
+    // One finding per account (the same agent id, node, container and sequence would have
+    // folded them into one before), each in its cluster's account and region.
+    let items = l.findings().await;
+    assert_eq!(items.len(), 2, "{items:?}");
+    let mut seen: Vec<(String, String, String)> = items
+        .iter()
+        .map(|item| {
+            let f: serde_json::Value = serde_json::from_str(&s(item, "finding")).unwrap();
+            (
+                f["accountId"].as_str().unwrap().to_owned(),
+                f["region"].as_str().unwrap().to_owned(),
+                f["resource"]["eksClusterDetails"]["arn"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+            )
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            ("111111111111".into(), "eu-west-1".into(), a.into()),
+            ("222222222222".into(), "us-east-2".into(), b.into()),
+        ]
+    );
+
+    // Three heartbeat rows for one node name: one per ARN, one under the bare name.
+    let rows = aws_sdk_dynamodb::Client::new(&l.sdk)
+        .scan()
+        .table_name(&l.stack.tables["HeartbeatsTable"])
+        .send()
+        .await
+        .unwrap()
+        .items()
+        .to_vec();
+    let mut keys: Vec<String> = rows
+        .iter()
+        .map(|r| s(r, peregrine_store::HEARTBEAT_KEY))
+        .collect();
+    keys.sort();
+    assert_eq!(keys, [a, b, "prod"]);
+    assert!(rows.iter().all(|r| s(r, "clusterName") == "prod"));
+}

@@ -22,7 +22,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use peregrine_event::Event;
+use peregrine_event::{ClusterArn, Event};
 use peregrine_wire::{AgentIdentity, EncoderConfig, WireError};
 use tokio::sync::Notify;
 
@@ -42,6 +42,7 @@ use crate::{
 pub struct ShipConfig {
     pub queue_url: String,
     pub cluster_name: String,
+    pub cluster_arn: Option<ClusterArn>,
     pub node_name: String,
     /// A batch is sealed once it holds this many events...
     pub batch_max_events: usize,
@@ -143,6 +144,7 @@ impl ShippingSink {
             agent_id: spool.agent_id().to_string(),
             node_name: cfg.node_name.clone(),
             cluster_name: cfg.cluster_name.clone(),
+            cluster_arn: cfg.cluster_arn.clone(),
             agent_version: env!("CARGO_PKG_VERSION").to_string(),
         };
         let first_sequence = spool.next_sequence();

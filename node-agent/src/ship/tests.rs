@@ -44,6 +44,11 @@ fn identity(spool: &Spool) -> AgentIdentity {
         agent_id: spool.agent_id().to_string(),
         node_name: "node-1".into(),
         cluster_name: "test".into(),
+        cluster_arn: Some(
+            "arn:aws:eks:eu-west-1:111122223333:cluster/test"
+                .parse()
+                .unwrap(),
+        ),
         agent_version: "0".into(),
     }
 }
@@ -97,6 +102,11 @@ fn batches(bodies: &[String]) -> (Vec<String>, Vec<u64>) {
     let mut seqs = Vec::new();
     for b in bodies {
         if let Message::Batch { header, events } = decode(b).unwrap() {
+            // Every batch names the configured cluster by ARN too (ship_config).
+            assert_eq!(
+                header.cluster_arn.as_ref().map(|a| a.as_str()),
+                Some("arn:aws:eks:eu-west-1:111122223333:cluster/test")
+            );
             seqs.push(header.sequence);
             for e in events {
                 markers.push(e.process.argv[1].clone());
@@ -267,6 +277,11 @@ fn ship_config(dir: &Path) -> ShipConfig {
     ShipConfig {
         queue_url: "memory".into(),
         cluster_name: "test".into(),
+        cluster_arn: Some(
+            "arn:aws:eks:eu-west-1:111122223333:cluster/test"
+                .parse()
+                .unwrap(),
+        ),
         node_name: "node-1".into(),
         batch_max_events: 2,
         batch_max_delay: Duration::from_secs(3600),
@@ -354,6 +369,10 @@ async fn heartbeats_carry_health_and_shipping_state() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     assert_eq!(hb.node_name, "node-1");
+    assert_eq!(
+        hb.cluster_arn.as_ref().map(|a| a.account_id()),
+        Some("111122223333")
+    );
     assert_eq!(hb.agent_id, sink.agent_id());
     assert_eq!(hb.probes.len(), 1);
     assert_eq!(hb.drops.user_queue_full, 1);

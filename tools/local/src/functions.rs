@@ -22,6 +22,8 @@ pub const DETECTOR_BINARY: &str = peregrine_detector::BINARY;
 pub const PUBLISHER_BINARY: &str = peregrine_publisher::BINARY;
 /// The binary of the coverage sweeper, which runs on a schedule.
 pub const COVERAGE_BINARY: &str = peregrine_coverage::BINARY;
+/// The binary of the findings API, behind its function URL.
+pub const API_BINARY: &str = peregrine_api::BINARY;
 
 /// What invokes a function: the runner does the trigger's job, since nothing else does locally
 /// (moto neither maps event sources nor fires schedules, and serves no function URLs or APIs).
@@ -94,6 +96,17 @@ pub const FUNCTIONS: &[LocalFunction] = &[
             let deps = peregrine_coverage::CoverageDeps::from_sdk(sdk, config);
             Ok(Handler::new(deps, |d, event| async move {
                 peregrine_coverage::handle_schedule(&d, event).await
+            }))
+        },
+    },
+    LocalFunction {
+        binary: API_BINARY,
+        trigger: Trigger::Http,
+        start: |sdk, env| {
+            let config = peregrine_api::Config::from_lookup(env)?;
+            let deps = peregrine_api::ApiDeps::from_sdk(sdk, config);
+            Ok(Handler::new(deps, |d, event| async move {
+                peregrine_api::handle(&d, event).await
             }))
         },
     },

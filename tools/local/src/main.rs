@@ -105,6 +105,10 @@ enum Command {
         /// The agents' --cluster-name.
         #[arg(long)]
         cluster_name: String,
+        /// The agents' --cluster-arn (it must name --cluster-name); without it the heartbeats
+        /// are keyed by the bare name, as from agents that were not told the ARN.
+        #[arg(long)]
+        cluster_arn: Option<peregrine_event::ClusterArn>,
         /// A node's name (EKS's default: the instance's private DNS name); one agent per node.
         #[arg(long = "node-name", required = true)]
         node_names: Vec<String>,
@@ -196,16 +200,23 @@ async fn main() -> anyhow::Result<()> {
         Command::SendHeartbeat {
             queue_url,
             cluster_name,
+            cluster_arn,
             node_names,
             every_seconds,
         } => {
+            if let Some(arn) = &cluster_arn
+                && arn.cluster_name() != cluster_name
+            {
+                anyhow::bail!("--cluster-arn {arn} does not name --cluster-name {cluster_name}");
+            }
             let url = match queue_url {
                 Some(u) => u,
                 None => detector_queue(&stack)?,
             };
             let sqs = aws_sdk_sqs::Client::new(&sdk);
             let every = every_seconds.map(|s| Duration::from_secs(s.max(1)));
-            send_heartbeats(&sqs, &url, &cluster_name, &node_names, every).await?;
+            let cluster = (cluster_name.as_str(), cluster_arn.as_ref());
+            send_heartbeats(&sqs, &url, cluster, &node_names, every).await?;
         }
         Command::Serve {
             retry_after_seconds,
@@ -215,9 +226,7 @@ async fn main() -> anyhow::Result<()> {
             exports_file,
             http_port,
         } => {
-            let text = exports(&stack);
-            print!("{text}");
-            std::io::stdout().flush()?;
+            let mut text = exports(&stack);
             for f in FUNCTIONS {
                 if let Some(env) = describe_env(&stack, f.binary) {
                     tracing::info!(function = f.binary, trigger = ?f.trigger, environment = ?env, "handler environment");
@@ -238,9 +247,20 @@ async fn main() -> anyhow::Result<()> {
             }
             runner_options.http_port = http_port;
             let runner = Runner::from_stack(&sdk, &stack, runner_options)?;
+            // The template's ApiUrl output, as the local listener serves it (the CLI's
+            // PEREGRINE_API_URL).
+            if let Some(api) = runner
+                .http_endpoints()
+                .into_iter()
+                .find(|e| e.function == "ApiFunction")
+            {
+                text.push_str(&format!("export PEREGRINE_API_URL='{}'\n", api.url()));
+            }
+            print!("{text}");
             for e in runner.http_endpoints() {
                 println!("# {} ({:?}): {}", e.function, e.kind, e.url());
             }
+            std::io::stdout().flush()?;
             if let Some(path) = exports_file {
                 let tmp = path.with_extension("tmp");
                 std::fs::write(&tmp, &text)?;
@@ -337,7 +357,7 @@ async fn set_account(
 async fn send_heartbeats(
     sqs: &aws_sdk_sqs::Client,
     url: &str,
-    cluster: &str,
+    (cluster, arn): (&str, Option<&peregrine_event::ClusterArn>),
     nodes: &[String],
     every: Option<Duration>,
 ) -> anyhow::Result<()> {
@@ -354,6 +374,7 @@ async fn send_heartbeats(
         for (agent_id, node) in &agents {
             let identity = peregrine_wire::AgentIdentity {
                 agent_version: env!("CARGO_PKG_VERSION").to_owned(),
+                cluster_arn: arn.cloned(),
                 ..builders::agent_identity(agent_id, node, cluster)
             };
             // No batch sent yet: the next batch's sequence stays 1.

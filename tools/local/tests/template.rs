@@ -641,7 +641,8 @@ async fn sender_parameters_reach_the_detector_config() {
         config
             .agent_senders
             .as_ref()
-            .and_then(|m| m.cluster_of("AROAEXAMPLEROLEID01:i-0abc")),
+            .and_then(|m| m.cluster_of("AROAEXAMPLEROLEID01:i-0abc"))
+            .map(peregrine_detector::Bound::cluster_name),
         Some("prod-eu")
     );
     assert_eq!(config.skew.future.as_secs(), 120);
@@ -702,4 +703,64 @@ fn the_security_hub_export_is_a_parameter_wired_to_both_functions_and_one_grant(
             "{role} has no Security Hub grant"
         );
     }
+}
+
+/// The findings API: reachable only through IAM (its function URL's AuthType), and its role
+/// reads findings and rewrites them (archive, feedback) but deletes nothing and touches no
+/// other table.
+#[tokio::test]
+async fn the_api_is_iam_only_and_its_role_touches_only_findings() {
+    let raw = raw();
+    let api = &raw["Resources"]["ApiFunction"];
+    assert_eq!(
+        text(&api["Properties"]["FunctionUrlConfig"]["AuthType"]),
+        "AWS_IAM"
+    );
+    let local = local().await;
+    let spec = &local.stack.functions["ApiFunction"];
+    assert_eq!(
+        spec.url.as_ref().map(|u| u.auth),
+        Some(peregrine_provision::HttpAuth::AwsIam)
+    );
+    assert_eq!(spec.binary.as_deref(), Some("peregrine-api"));
+    peregrine_local::function_config::<peregrine_api::Config>(&local.stack, "peregrine-api")
+        .expect("the template's environment is a valid API configuration");
+
+    let policy =
+        &raw["Resources"]["ApiFunctionRole"]["Properties"]["Policies"][0]["PolicyDocument"];
+    let Yaml::Sequence(statements) = &policy["Statement"] else {
+        panic!("no statements: {policy:?}");
+    };
+    let mut dynamo = BTreeSet::new();
+    for s in statements {
+        let actions: Vec<String> = match &s["Action"] {
+            Yaml::Sequence(a) => a.iter().map(text).collect(),
+            a => vec![text(a)],
+        };
+        let resources = format!("{:?}", s["Resource"]);
+        for a in actions.iter().filter(|a| a.starts_with("dynamodb:")) {
+            dynamo.insert(a.clone());
+            assert!(
+                resources.contains("FindingsTable") && !resources.contains("*\""),
+                "{a} on {resources}"
+            );
+        }
+    }
+    let want: BTreeSet<String> = [
+        "dynamodb:BatchGetItem",
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+        "dynamodb:Query",
+        "dynamodb:Scan",
+    ]
+    .into_iter()
+    .map(str::to_owned)
+    .collect();
+    assert_eq!(dynamo, want);
+    let query = statement(policy, "QueryFindingIndexes").unwrap();
+    let indexes = format!("{:?}", query["Resource"]);
+    assert!(
+        indexes.contains("/index/byType") && indexes.contains("/index/byCluster"),
+        "{indexes}"
+    );
 }

@@ -35,6 +35,9 @@ pub struct Org {
     pub sdk: SdkConfig,
     pub stack: LocalStack,
     pub config: Config,
+    /// A Linux image id: moto gives every account the same default images, and listing them
+    /// is the slowest call of a set-up.
+    image: tokio::sync::OnceCell<String>,
 }
 
 pub async fn org(parameters: &[(&str, &str)]) -> Org {
@@ -73,6 +76,7 @@ pub async fn org(parameters: &[(&str, &str)]) -> Org {
         sdk,
         stack,
         config,
+        image: tokio::sync::OnceCell::new(),
     }
 }
 
@@ -330,21 +334,28 @@ impl Org {
 
     /// A Linux image (Windows nodes run no agent and are not counted).
     async fn linux_image(&self, ec2: &aws_sdk_ec2::Client) -> String {
-        ec2.describe_images()
-            .owners("amazon")
-            .send()
+        self.image
+            .get_or_init(|| async {
+                ec2.describe_images()
+                    .owners("amazon")
+                    .send()
+                    .await
+                    .unwrap()
+                    .images()
+                    .iter()
+                    .find(|i| i.platform().is_none())
+                    .and_then(|i| i.image_id())
+                    .unwrap()
+                    .to_owned()
+            })
             .await
-            .unwrap()
-            .images()
-            .iter()
-            .find(|i| i.platform().is_none())
-            .and_then(|i| i.image_id())
-            .unwrap()
-            .to_owned()
+            .clone()
     }
 
     /// Writes the agent heartbeat of `node` in `cluster`, received `age` before [`clock`].
+    /// `cluster` is the cluster's ARN (an agent told it) or its bare name (one that was not).
     pub async fn heartbeat(&self, cluster: &str, node: &str, age: Duration) {
+        let arn = peregrine_event::ClusterArn::parse(cluster).ok();
         let table = &self.stack.tables["HeartbeatsTable"];
         let store = DynamoHeartbeatStore::new(self.dynamo(), table);
         let at = Timestamp::from_unix_nanos(
@@ -355,7 +366,7 @@ impl Org {
             .delete_item()
             .table_name(table)
             .key(
-                "clusterName",
+                peregrine_store::HEARTBEAT_KEY,
                 aws_sdk_dynamodb::types::AttributeValue::S(cluster.into()),
             )
             .key(
@@ -366,7 +377,8 @@ impl Org {
             .await
             .unwrap();
         let record = HeartbeatRecord {
-            cluster_name: cluster.into(),
+            cluster_name: arn.as_ref().map_or(cluster, |a| a.cluster_name()).into(),
+            cluster_arn: arn.as_ref().map(|a| a.as_str().to_owned()),
             node_name: node.into(),
             agent_id: format!("agent-{node}"),
             agent_version: "0.1.0".into(),
