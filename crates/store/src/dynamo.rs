@@ -563,6 +563,22 @@ impl FindingStore for DynamoFindingStore {
             .expression_attribute_values(":v", n(version));
         self.update_if(update).await
     }
+
+    async fn forget_import(&self, id: &str, version: u64) -> Result<bool, StoreError> {
+        let update = self
+            .client
+            .update_item()
+            .table_name(&self.findings_table)
+            .key(attr::ID, s(id))
+            .update_expression("REMOVE #hs, #hd, #ha")
+            .condition_expression("#v = :v")
+            .expression_attribute_names("#hs", attr::SECURITY_HUB_STATE)
+            .expression_attribute_names("#hd", attr::SECURITY_HUB_DUE_AT)
+            .expression_attribute_names("#ha", attr::SECURITY_HUB_ATTEMPTS)
+            .expression_attribute_names("#v", attr::VERSION)
+            .expression_attribute_values(":v", n(version));
+        self.update_if(update).await
+    }
 }
 
 /// HeartbeatsTable's partition key: the cluster's ARN, or its name for an agent that sent none

@@ -45,7 +45,8 @@ pub use crate::outbox::{
     send_and_mark,
 };
 pub use crate::securityhub::{
-    BadProductArn, SecurityHubImporter, hub_failure, product_arn_setting, sdk_finding,
+    BadProductArn, SecurityHubImporter, hub_failure, product_account, product_arn_setting,
+    sdk_finding,
 };
 pub use crate::traits::{
     BusError, Coverage, Cursor, DuePage, EntryResult, FindingBus, FindingHub, FindingStore,

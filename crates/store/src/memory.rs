@@ -225,6 +225,17 @@ impl FindingStore for MemoryFindingStore {
             _ => Ok(false),
         }
     }
+
+    async fn forget_import(&self, id: &str, version: u64) -> Result<bool, StoreError> {
+        let mut findings = lock(&self.findings);
+        match findings.get_mut(id) {
+            Some(f) if f.version == version => {
+                f.outbox.security_hub = None;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
 }
 
 impl MemoryFindingStore {

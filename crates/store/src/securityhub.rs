@@ -141,6 +141,12 @@ pub fn product_arn_setting(value: Option<&str>) -> Result<Option<String>, BadPro
     }
 }
 
+/// The account a product ARN belongs to (`arn:<partition>:securityhub:<region>:<account>:...`):
+/// under its default product, Security Hub takes only that account's findings.
+pub fn product_account(product_arn: &str) -> Option<&str> {
+    product_arn.split(':').nth(4).filter(|a| !a.is_empty())
+}
+
 /// What a Security Hub error code means for the caller: Security Hub not enabled in the
 /// account and region (`InvalidAccessException`) is a refusal like AccessDenied; its rate
 /// limit (`LimitExceededException`) is throttling; `InternalException` is an outage.
@@ -221,6 +227,7 @@ mod tests {
             product_arn_setting(Some(arn)).unwrap().as_deref(),
             Some(arn)
         );
+        assert_eq!(product_account(arn), Some("111122223333"));
         for bad in [
             "Enabled",
             "arn:aws:securityhub:eu-west-1:111122223333:hub/default",

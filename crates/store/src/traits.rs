@@ -137,6 +137,14 @@ pub trait FindingStore: Send + Sync {
         due: Timestamp,
         attempts: u32,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Drops a pending import that will never be made (a finding of another account), only if
+    /// the finding is still at `version`. The version is not bumped.
+    fn forget_import(
+        &self,
+        id: &str,
+        version: u64,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }
 
 /// A failed BatchImportFindings call (as a whole; per-finding failures are

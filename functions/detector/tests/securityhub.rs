@@ -451,3 +451,62 @@ async fn with_the_export_off_nothing_is_queued_for_security_hub() {
     }
     assert_eq!(publish_due(&p, now, None).await.unwrap().security_hub, None);
 }
+
+#[tokio::test]
+async fn findings_of_another_account_s_cluster_are_published_but_not_imported() {
+    let t0 = Timestamp::now();
+    let at = |m: i64| Timestamp::from_unix_nanos(t0.unix_nanos() + m * MINUTE);
+    let d = detector();
+    // The agent names its cluster by ARN, in another account: the findings are that account's.
+    let identity = peregrine_wire::AgentIdentity {
+        cluster_arn: Some(
+            "arn:aws:eks:us-east-1:210987654321:cluster/prod-eu"
+                .parse()
+                .unwrap(),
+        ),
+        ..samples::identity(AGENT)
+    };
+    let body = samples::encode_as(identity, 1, &samples::attack(0, samples::T0), at(0))
+        .unwrap()
+        .remove(0)
+        .body;
+    let r = handle_at(&d, sqs(&[("a", &body)]), at(0)).await.unwrap();
+    assert!(r.batch_item_failures.is_empty());
+    let p = publisher(d);
+    let ids = ids(&p);
+    assert_eq!(ids.len(), 3, "published on EventBridge");
+    for id in &ids {
+        assert_eq!(p.store.get(id).unwrap().finding.account_id, "210987654321");
+    }
+
+    // Security Hub takes only this account's findings under its default product: skipped,
+    // and no longer due.
+    let sh = publish_due(&p, at(1), None)
+        .await
+        .unwrap()
+        .security_hub
+        .unwrap();
+    assert_eq!(
+        (sh.due, sh.imported, sh.skipped, sh.failed, sh.still_pending),
+        (3, 0, 3, 0, 0)
+    );
+    assert_eq!(
+        hub(&p).calls(),
+        0,
+        "nothing Security Hub would refuse is sent"
+    );
+    for id in &ids {
+        let s = p.store.get(id).unwrap();
+        assert_eq!(s.outbox.security_hub, None);
+        assert_eq!(s.outbox.last_imported_at, None);
+    }
+    assert_eq!(
+        publish_due(&p, at(2), None)
+            .await
+            .unwrap()
+            .security_hub
+            .unwrap()
+            .due,
+        0
+    );
+}

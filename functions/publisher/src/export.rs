@@ -8,7 +8,7 @@ use std::time::Instant;
 use peregrine_aws::backoff::RetryPolicy;
 use peregrine_event::Timestamp;
 use peregrine_store::{
-    FindingHub, FindingStore, ImportCounts, ImportItem, import_and_mark, set_back,
+    FindingHub, FindingStore, ImportCounts, ImportItem, import_and_mark, product_account, set_back,
 };
 use serde::{Deserialize, Serialize};
 
@@ -25,6 +25,9 @@ pub struct ExportSummary {
     pub imported: usize,
     /// Refused by Security Hub (or not tried after it refused the account), or not mappable.
     pub failed: usize,
+    /// Findings of another account (their cluster's, from its ARN), which Security Hub does not
+    /// take under this account's product: not imported, and no longer due.
+    pub skipped: usize,
     /// Still pending after the run: refused, superseded by a newer version, or not recorded.
     pub still_pending: usize,
     /// The outbox could not be read: the run stopped there.
@@ -43,6 +46,7 @@ pub async fn export_due<S: FindingStore, H: FindingHub>(
 ) -> ExportSummary {
     let mut summary = ExportSummary::default();
     let mut counts = ImportCounts::default();
+    let account = product_account(product_arn);
     let mut cursor = None;
     loop {
         if deadline.is_some_and(|d| Instant::now() >= d) {
@@ -75,6 +79,21 @@ pub async fn export_due<S: FindingStore, H: FindingHub>(
                 continue;
             };
             summary.due += 1;
+            if account.is_some_and(|a| a != stored.finding.account_id) {
+                // Under the default product Security Hub takes only the calling account's
+                // findings; this one is its cluster's account's.
+                tracing::info!(
+                    finding_id = %id,
+                    account = %stored.finding.account_id,
+                    security_hub_skipped = 1,
+                    "not imported into Security Hub: the finding is another account's"
+                );
+                summary.skipped += 1;
+                if let Err(e) = store.forget_import(id, stored.version).await {
+                    tracing::warn!(finding_id = %id, error = %e, "could not drop the Security Hub import; it is skipped again at the next run");
+                }
+                continue;
+            }
             match ImportItem::new(stored, product_arn) {
                 Ok(item) => items.push(item),
                 Err(e) => {
@@ -108,6 +127,7 @@ pub async fn export_due<S: FindingStore, H: FindingHub>(
         security_hub_imported = summary.imported,
         security_hub_failed = summary.failed,
         security_hub_still_pending = summary.still_pending,
+        security_hub_skipped = summary.skipped,
         "security hub export"
     );
     summary

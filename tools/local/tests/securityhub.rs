@@ -418,3 +418,53 @@ async fn a_hostile_finding_is_taken_within_asff_s_limits() {
         assert!(!v.chars().any(char::is_control), "{v:?}");
     }
 }
+
+#[tokio::test]
+async fn findings_of_a_cluster_in_another_account_are_published_but_not_imported() {
+    let e = export().await;
+    e.hub.enable_security_hub().send().await.unwrap();
+    let now = Timestamp::now();
+    // The agent names its cluster by ARN, in another account: the findings are that account's,
+    // which Security Hub does not take under this account's default product (the launcher,
+    // as AWS, would refuse each one).
+    let identity = peregrine_wire::AgentIdentity {
+        cluster_arn: Some(
+            "arn:aws:eks:us-east-1:210987654321:cluster/prod-eu"
+                .parse()
+                .unwrap(),
+        ),
+        ..samples::identity(AGENT)
+    };
+    let body = samples::encode_as(identity, 1, &samples::attack(0, samples::T0), now)
+        .unwrap()
+        .remove(0)
+        .body;
+    handle_at(&e.detector, e.local.sqs_event(&[("a", &body)]), now)
+        .await
+        .unwrap();
+    assert_eq!(
+        e.local
+            .drain("HighSeverityFindingsQueue", Duration::from_secs(1))
+            .await
+            .len(),
+        1,
+        "published on EventBridge"
+    );
+    let sh = publish_due(&e.publisher, now, None)
+        .await
+        .unwrap()
+        .security_hub
+        .unwrap();
+    assert_eq!(
+        (sh.due, sh.imported, sh.skipped, sh.failed, sh.still_pending),
+        (3, 0, 3, 0, 0)
+    );
+    assert!(e.security_hub().await.is_empty());
+    for (f, item) in e.stored().await.values() {
+        assert_eq!(f["accountId"], "210987654321");
+        assert!(
+            !item.contains_key("securityHubState"),
+            "no longer due: {item:?}"
+        );
+    }
+}
