@@ -15,6 +15,7 @@ mod bound;
 mod model;
 mod time;
 
+pub mod asff;
 pub mod eventbridge;
 
 use peregrine_event::Timestamp;

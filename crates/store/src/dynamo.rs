@@ -17,7 +17,8 @@ use peregrine_event::Timestamp;
 use peregrine_finding::Finding;
 
 use crate::model::{
-    ChunkOutcome, ChunkWrite, Outbox, PUBLISH_PENDING, StoredFinding, day, iso, parse_iso,
+    ChunkOutcome, ChunkWrite, HubPending, Outbox, PUBLISH_PENDING, StoredFinding, day, iso,
+    parse_iso,
 };
 use crate::traits::{
     Coverage, Cursor, DuePage, FindingStore, HeartbeatReader, HeartbeatRecord, HeartbeatStore,
@@ -27,6 +28,9 @@ use crate::traits::{
 /// The outbox index (template.yaml, FindingsTable): sparse, keyed by `publishState` and sorted
 /// by `publishDueAt`.
 pub const PUBLISH_INDEX: &str = "byPublishState";
+/// The Security Hub outbox's index: sparse, keyed by `securityHubState` and sorted by
+/// `securityHubDueAt`.
+pub const SECURITY_HUB_INDEX: &str = "bySecurityHubState";
 
 /// Attribute names of a FindingsTable item. The template's key schema and GSIs use `id`,
 /// `type`, `severityLabel`, `clusterName`, `updatedDay`, `updatedAt`, `publishState` and
@@ -49,6 +53,11 @@ pub mod attr {
     pub const PUBLISH_DUE_AT: &str = "publishDueAt";
     pub const LAST_PUBLISHED_AT: &str = "lastPublishedAt";
     pub const LAST_PUBLISHED_COUNT: &str = "lastPublishedCount";
+    /// The Security Hub outbox: `PENDING` while an import is due (`bySecurityHubState`).
+    pub const SECURITY_HUB_STATE: &str = "securityHubState";
+    pub const SECURITY_HUB_DUE_AT: &str = "securityHubDueAt";
+    pub const SECURITY_HUB_ATTEMPTS: &str = "securityHubAttempts";
+    pub const SECURITY_HUB_IMPORTED_AT: &str = "securityHubImportedAt";
     /// BatchDedupeTable's key and TTL attribute.
     pub const BATCH_KEY: &str = "batchKey";
     pub const EXPIRES_AT: &str = "expiresAt";
@@ -108,6 +117,16 @@ pub fn finding_item(f: &StoredFinding) -> Result<Item, serde_json::Error> {
     if let Some(c) = f.outbox.last_published_count {
         item.insert(attr::LAST_PUBLISHED_COUNT.into(), n(c));
     }
+    if let Some(hub) = f.outbox.security_hub {
+        item.insert(attr::SECURITY_HUB_STATE.into(), s(PUBLISH_PENDING));
+        item.insert(attr::SECURITY_HUB_DUE_AT.into(), s(iso(hub.due)));
+        if hub.attempts > 0 {
+            item.insert(attr::SECURITY_HUB_ATTEMPTS.into(), n(hub.attempts));
+        }
+    }
+    if let Some(at) = f.outbox.last_imported_at {
+        item.insert(attr::SECURITY_HUB_IMPORTED_AT.into(), s(iso(at)));
+    }
     Ok(item)
 }
 
@@ -149,6 +168,17 @@ pub fn stored_finding(item: &Item) -> Result<StoredFinding, StoreError> {
     } else {
         None
     };
+    let security_hub = if get_s(item, attr::SECURITY_HUB_STATE) == Some(PUBLISH_PENDING) {
+        Some(HubPending {
+            // Pending without a due time is due now, as for the publish.
+            due: time(attr::SECURITY_HUB_DUE_AT)?.unwrap_or(Timestamp::from_unix_nanos(0)),
+            attempts: get_u64(item, attr::SECURITY_HUB_ATTEMPTS)
+                .and_then(|a| u32::try_from(a).ok())
+                .unwrap_or(0),
+        })
+    } else {
+        None
+    };
     Ok(StoredFinding {
         finding,
         version,
@@ -156,6 +186,8 @@ pub fn stored_finding(item: &Item) -> Result<StoredFinding, StoreError> {
             pending_due,
             last_published_at: time(attr::LAST_PUBLISHED_AT)?,
             last_published_count: get_u64(item, attr::LAST_PUBLISHED_COUNT),
+            security_hub,
+            last_imported_at: time(attr::SECURITY_HUB_IMPORTED_AT)?,
         },
     })
 }
@@ -190,6 +222,7 @@ pub struct DynamoFindingStore {
     client: Client,
     findings_table: String,
     dedupe_table: String,
+    security_hub: bool,
 }
 
 impl DynamoFindingStore {
@@ -198,6 +231,73 @@ impl DynamoFindingStore {
             client,
             findings_table: findings_table.to_owned(),
             dedupe_table: dedupe_table.to_owned(),
+            security_hub: false,
+        }
+    }
+
+    /// With the Security Hub export on, recording a publish also makes an import due.
+    pub fn with_security_hub_export(mut self, on: bool) -> Self {
+        self.security_hub = on;
+        self
+    }
+
+    /// One page of a sparse outbox index (`state = PENDING AND due <= now`), oldest due first.
+    async fn query_pending(
+        &self,
+        index: &str,
+        state: &str,
+        due: &str,
+        now: Timestamp,
+        cursor: Option<Cursor>,
+        limit: i32,
+    ) -> Result<DuePage, StoreError> {
+        let start = cursor.map(|c| c.0.into_iter().map(|(k, v)| (k, s(v))).collect::<Item>());
+        let resp = self
+            .client
+            .query()
+            .table_name(&self.findings_table)
+            .index_name(index)
+            .key_condition_expression("#s = :pending AND #d <= :now")
+            .expression_attribute_names("#s", state)
+            .expression_attribute_names("#d", due)
+            .expression_attribute_values(":pending", s(PUBLISH_PENDING))
+            .expression_attribute_values(":now", s(iso(now)))
+            .projection_expression("#i")
+            .expression_attribute_names("#i", attr::ID)
+            .set_exclusive_start_key(start)
+            .limit(limit.max(1))
+            .send()
+            .await
+            .map_err(|e| aws_error("Query", &e))?;
+        let ids = resp
+            .items()
+            .iter()
+            .filter_map(|i| get_s(i, attr::ID).map(str::to_owned))
+            .collect();
+        let next = resp.last_evaluated_key().map(|k| {
+            Cursor(
+                k.iter()
+                    .filter_map(|(name, v)| Some((name.clone(), v.as_s().ok()?.clone())))
+                    .collect::<BTreeMap<_, _>>(),
+            )
+        });
+        Ok(DuePage { ids, next })
+    }
+
+    /// A conditional UpdateItem that answers `Ok(false)` when its condition failed.
+    async fn update_if(
+        &self,
+        update: aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder,
+    ) -> Result<bool, StoreError> {
+        match update.send().await {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(aws_error("UpdateItem", &e)),
         }
     }
 
@@ -346,37 +446,15 @@ impl FindingStore for DynamoFindingStore {
         cursor: Option<Cursor>,
         limit: i32,
     ) -> Result<DuePage, StoreError> {
-        let start = cursor.map(|c| c.0.into_iter().map(|(k, v)| (k, s(v))).collect::<Item>());
-        let resp = self
-            .client
-            .query()
-            .table_name(&self.findings_table)
-            .index_name(PUBLISH_INDEX)
-            .key_condition_expression("#s = :pending AND #d <= :now")
-            .expression_attribute_names("#s", attr::PUBLISH_STATE)
-            .expression_attribute_names("#d", attr::PUBLISH_DUE_AT)
-            .expression_attribute_values(":pending", s(PUBLISH_PENDING))
-            .expression_attribute_values(":now", s(iso(now)))
-            .projection_expression("#i")
-            .expression_attribute_names("#i", attr::ID)
-            .set_exclusive_start_key(start)
-            .limit(limit.max(1))
-            .send()
-            .await
-            .map_err(|e| aws_error("Query", &e))?;
-        let ids = resp
-            .items()
-            .iter()
-            .filter_map(|i| get_s(i, attr::ID).map(str::to_owned))
-            .collect();
-        let next = resp.last_evaluated_key().map(|k| {
-            Cursor(
-                k.iter()
-                    .filter_map(|(name, v)| Some((name.clone(), v.as_s().ok()?.clone())))
-                    .collect::<BTreeMap<_, _>>(),
-            )
-        });
-        Ok(DuePage { ids, next })
+        self.query_pending(
+            PUBLISH_INDEX,
+            attr::PUBLISH_STATE,
+            attr::PUBLISH_DUE_AT,
+            now,
+            cursor,
+            limit,
+        )
+        .await
     }
 
     async fn mark_published(
@@ -386,12 +464,11 @@ impl FindingStore for DynamoFindingStore {
         at: Timestamp,
         count: u64,
     ) -> Result<bool, StoreError> {
-        let result = self
+        let update = self
             .client
             .update_item()
             .table_name(&self.findings_table)
             .key(attr::ID, s(id))
-            .update_expression("SET #lpa = :at, #lpc = :count, #v = :next REMOVE #ps, #pd")
             .condition_expression("#v = :v")
             .expression_attribute_names("#lpa", attr::LAST_PUBLISHED_AT)
             .expression_attribute_names("#lpc", attr::LAST_PUBLISHED_COUNT)
@@ -401,19 +478,106 @@ impl FindingStore for DynamoFindingStore {
             .expression_attribute_values(":at", s(iso(at)))
             .expression_attribute_values(":count", n(count))
             .expression_attribute_values(":v", n(version))
-            .expression_attribute_values(":next", n(version.saturating_add(1)))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(aws_error("UpdateItem", &e)),
-        }
+            .expression_attribute_values(":next", n(version.saturating_add(1)));
+        // With the Security Hub export on, what was published is due for import now, its
+        // failed attempts (of an older version) forgotten.
+        let update = if self.security_hub {
+            update
+                .update_expression(
+                    "SET #lpa = :at, #lpc = :count, #v = :next, #hs = :pending, #hd = :at \
+                     REMOVE #ps, #pd, #ha",
+                )
+                .expression_attribute_names("#hs", attr::SECURITY_HUB_STATE)
+                .expression_attribute_names("#hd", attr::SECURITY_HUB_DUE_AT)
+                .expression_attribute_names("#ha", attr::SECURITY_HUB_ATTEMPTS)
+                .expression_attribute_values(":pending", s(PUBLISH_PENDING))
+        } else {
+            update.update_expression("SET #lpa = :at, #lpc = :count, #v = :next REMOVE #ps, #pd")
+        };
+        self.update_if(update).await
+    }
+
+    async fn query_hub_due(
+        &self,
+        now: Timestamp,
+        cursor: Option<Cursor>,
+        limit: i32,
+    ) -> Result<DuePage, StoreError> {
+        self.query_pending(
+            SECURITY_HUB_INDEX,
+            attr::SECURITY_HUB_STATE,
+            attr::SECURITY_HUB_DUE_AT,
+            now,
+            cursor,
+            limit,
+        )
+        .await
+    }
+
+    async fn mark_imported(
+        &self,
+        id: &str,
+        version: u64,
+        at: Timestamp,
+    ) -> Result<bool, StoreError> {
+        // Conditional on the version imported, so a newer version stays due; the version is
+        // not bumped, so this never makes a publish or a detector write retry.
+        let update = self
+            .client
+            .update_item()
+            .table_name(&self.findings_table)
+            .key(attr::ID, s(id))
+            .update_expression("SET #hi = :at REMOVE #hs, #hd, #ha")
+            .condition_expression("#v = :v")
+            .expression_attribute_names("#hi", attr::SECURITY_HUB_IMPORTED_AT)
+            .expression_attribute_names("#hs", attr::SECURITY_HUB_STATE)
+            .expression_attribute_names("#hd", attr::SECURITY_HUB_DUE_AT)
+            .expression_attribute_names("#ha", attr::SECURITY_HUB_ATTEMPTS)
+            .expression_attribute_names("#v", attr::VERSION)
+            .expression_attribute_values(":at", s(iso(at)))
+            .expression_attribute_values(":v", n(version));
+        self.update_if(update).await
+    }
+
+    async fn defer_import(
+        &self,
+        id: &str,
+        version: u64,
+        due: Timestamp,
+        attempts: u32,
+    ) -> Result<bool, StoreError> {
+        let update = self
+            .client
+            .update_item()
+            .table_name(&self.findings_table)
+            .key(attr::ID, s(id))
+            .update_expression("SET #hd = :due, #ha = :n")
+            .condition_expression("#v = :v AND #hs = :pending")
+            .expression_attribute_names("#hd", attr::SECURITY_HUB_DUE_AT)
+            .expression_attribute_names("#ha", attr::SECURITY_HUB_ATTEMPTS)
+            .expression_attribute_names("#hs", attr::SECURITY_HUB_STATE)
+            .expression_attribute_names("#v", attr::VERSION)
+            .expression_attribute_values(":due", s(iso(due)))
+            .expression_attribute_values(":n", n(attempts))
+            .expression_attribute_values(":pending", s(PUBLISH_PENDING))
+            .expression_attribute_values(":v", n(version));
+        self.update_if(update).await
+    }
+
+    async fn forget_import(&self, id: &str, version: u64) -> Result<bool, StoreError> {
+        let update = self
+            .client
+            .update_item()
+            .table_name(&self.findings_table)
+            .key(attr::ID, s(id))
+            .update_expression("REMOVE #hs, #hd, #ha")
+            .condition_expression("#v = :v")
+            .expression_attribute_names("#hs", attr::SECURITY_HUB_STATE)
+            .expression_attribute_names("#hd", attr::SECURITY_HUB_DUE_AT)
+            .expression_attribute_names("#ha", attr::SECURITY_HUB_ATTEMPTS)
+            .expression_attribute_names("#v", attr::VERSION)
+            .expression_attribute_values(":v", n(version));
+        self.update_if(update).await
     }
 }
 
@@ -643,6 +807,11 @@ mod tests {
                 pending_due: Some(now),
                 last_published_at: parse_iso("2026-11-24T09:00:00Z"),
                 last_published_count: Some(3),
+                security_hub: Some(HubPending {
+                    due: parse_iso("2026-11-24T09:00:00Z").unwrap(),
+                    attempts: 2,
+                }),
+                last_imported_at: parse_iso("2026-11-24T08:00:00Z"),
             },
         };
         let item = finding_item(&stored).unwrap();
@@ -652,18 +821,26 @@ mod tests {
         assert_eq!(get_s(&item, "updatedAt"), Some("2026-11-24T10:00:00.500Z"));
         assert_eq!(get_s(&item, "publishState"), Some("PENDING"));
         assert_eq!(item.get("severity").unwrap().as_n().unwrap(), "5");
+        assert_eq!(get_s(&item, "securityHubState"), Some("PENDING"));
+        assert_eq!(
+            get_s(&item, "securityHubDueAt"),
+            Some("2026-11-24T09:00:00.000Z")
+        );
+        assert_eq!(get_u64(&item, "securityHubAttempts"), Some(2));
         assert_eq!(stored_finding(&item).unwrap(), stored);
 
         // Published: the sparse index attributes are gone.
         let published = StoredFinding {
             outbox: Outbox {
                 pending_due: None,
+                security_hub: None,
                 ..stored.outbox
             },
             ..stored
         };
         let item = finding_item(&published).unwrap();
         assert!(!item.contains_key("publishState") && !item.contains_key("publishDueAt"));
+        assert!(!item.contains_key("securityHubState") && !item.contains_key("securityHubDueAt"));
         assert_eq!(stored_finding(&item).unwrap(), published);
 
         let mut broken = item.clone();

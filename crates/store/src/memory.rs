@@ -7,12 +7,13 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use peregrine_aws::Failure;
 use peregrine_event::Timestamp;
+use peregrine_finding::asff::AsffFinding;
 use peregrine_finding::eventbridge::PutEventsEntry;
 
-use crate::model::{ChunkOutcome, ChunkWrite, StoredFinding, iso};
+use crate::model::{ChunkOutcome, ChunkWrite, HubPending, Outbox, StoredFinding, iso};
 use crate::traits::{
-    BusError, Cursor, DuePage, EntryResult, FindingBus, FindingStore, HeartbeatReader,
-    HeartbeatRecord, HeartbeatStore, StoreError, latest_per_node,
+    BusError, Cursor, DuePage, EntryResult, FindingBus, FindingHub, FindingStore, HeartbeatReader,
+    HeartbeatRecord, HeartbeatStore, HubError, ImportResult, StoreError, latest_per_node,
 };
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -31,11 +32,18 @@ pub struct MemoryFindingStore {
     transactions: Mutex<usize>,
     /// (transactions to let through, then how many to fail as throttled).
     throttle: Mutex<(usize, usize)>,
+    security_hub: bool,
 }
 
 impl MemoryFindingStore {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// With the Security Hub export on, recording a publish also makes an import due.
+    pub fn with_security_hub_export(mut self, on: bool) -> Self {
+        self.security_hub = on;
+        self
     }
 
     /// A snapshot of one finding.
@@ -144,38 +152,7 @@ impl FindingStore for MemoryFindingStore {
         cursor: Option<Cursor>,
         limit: i32,
     ) -> Result<DuePage, StoreError> {
-        let findings = lock(&self.findings);
-        // (due, id) order, as the index sorts by publishDueAt.
-        let mut due: Vec<(String, String)> = findings
-            .values()
-            .filter_map(|f| {
-                f.outbox
-                    .pending_due
-                    .filter(|d| iso(*d) <= iso(now))
-                    .map(|d| (iso(d), f.finding.id.clone()))
-            })
-            .collect();
-        due.sort();
-        let start = cursor
-            .and_then(|c| Some((c.0.get("publishDueAt")?.clone(), c.0.get("id")?.clone())))
-            .map(|after| due.partition_point(|x| x <= &after))
-            .unwrap_or(0);
-        let limit = usize::try_from(limit.max(1)).unwrap_or(1);
-        let page: Vec<(String, String)> = due.iter().skip(start).take(limit).cloned().collect();
-        let next = if start + page.len() < due.len() {
-            page.last().map(|(d, id)| {
-                Cursor(BTreeMap::from([
-                    ("publishDueAt".to_owned(), d.clone()),
-                    ("id".to_owned(), id.clone()),
-                ]))
-            })
-        } else {
-            None
-        };
-        Ok(DuePage {
-            ids: page.into_iter().map(|(_, id)| id).collect(),
-            next,
-        })
+        Ok(self.due_page(now, cursor, limit, "publishDueAt", |o| o.pending_due))
     }
 
     async fn mark_published(
@@ -192,9 +169,114 @@ impl FindingStore for MemoryFindingStore {
                 f.outbox.pending_due = None;
                 f.outbox.last_published_at = Some(at);
                 f.outbox.last_published_count = Some(count);
+                if self.security_hub {
+                    f.outbox.security_hub = Some(HubPending {
+                        due: at,
+                        attempts: 0,
+                    });
+                }
                 Ok(true)
             }
             _ => Ok(false),
+        }
+    }
+
+    async fn query_hub_due(
+        &self,
+        now: Timestamp,
+        cursor: Option<Cursor>,
+        limit: i32,
+    ) -> Result<DuePage, StoreError> {
+        Ok(self.due_page(now, cursor, limit, "securityHubDueAt", |o| {
+            o.security_hub.map(|h| h.due)
+        }))
+    }
+
+    async fn mark_imported(
+        &self,
+        id: &str,
+        version: u64,
+        at: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let mut findings = lock(&self.findings);
+        match findings.get_mut(id) {
+            Some(f) if f.version == version => {
+                f.outbox.security_hub = None;
+                f.outbox.last_imported_at = Some(at);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn defer_import(
+        &self,
+        id: &str,
+        version: u64,
+        due: Timestamp,
+        attempts: u32,
+    ) -> Result<bool, StoreError> {
+        let mut findings = lock(&self.findings);
+        match findings.get_mut(id) {
+            Some(f) if f.version == version && f.outbox.security_hub.is_some() => {
+                f.outbox.security_hub = Some(HubPending { due, attempts });
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn forget_import(&self, id: &str, version: u64) -> Result<bool, StoreError> {
+        let mut findings = lock(&self.findings);
+        match findings.get_mut(id) {
+            Some(f) if f.version == version => {
+                f.outbox.security_hub = None;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+}
+
+impl MemoryFindingStore {
+    /// One page of an outbox, in (due, id) order as the sparse indexes sort it.
+    fn due_page(
+        &self,
+        now: Timestamp,
+        cursor: Option<Cursor>,
+        limit: i32,
+        due_attr: &str,
+        pending: impl Fn(&Outbox) -> Option<Timestamp>,
+    ) -> DuePage {
+        let findings = lock(&self.findings);
+        let mut due: Vec<(String, String)> = findings
+            .values()
+            .filter_map(|f| {
+                pending(&f.outbox)
+                    .filter(|d| iso(*d) <= iso(now))
+                    .map(|d| (iso(d), f.finding.id.clone()))
+            })
+            .collect();
+        due.sort();
+        let start = cursor
+            .and_then(|c| Some((c.0.get(due_attr)?.clone(), c.0.get("id")?.clone())))
+            .map(|after| due.partition_point(|x| x <= &after))
+            .unwrap_or(0);
+        let limit = usize::try_from(limit.max(1)).unwrap_or(1);
+        let page: Vec<(String, String)> = due.iter().skip(start).take(limit).cloned().collect();
+        let next = if start + page.len() < due.len() {
+            page.last().map(|(d, id)| {
+                Cursor(BTreeMap::from([
+                    (due_attr.to_owned(), d.clone()),
+                    ("id".to_owned(), id.clone()),
+                ]))
+            })
+        } else {
+            None
+        };
+        DuePage {
+            ids: page.into_iter().map(|(_, id)| id).collect(),
+            next,
         }
     }
 }
@@ -250,6 +332,85 @@ impl FindingBus for MemoryBus {
                     EntryResult::Published {
                         event_id: format!("event-{}", events.len()),
                     }
+                }
+            })
+            .collect())
+    }
+}
+
+/// Security Hub in memory: the findings it took, by `Id` (an import of the same `Id` replaces
+/// it, as Security Hub updates it); it can be told to refuse calls or single findings.
+#[derive(Default)]
+pub struct MemoryHub {
+    findings: Mutex<BTreeMap<String, AsffFinding>>,
+    /// Errors the next calls fail with, in order.
+    refusals: Mutex<Vec<HubError>>,
+    /// Finding ids refused with this error code, call after call.
+    failing: Mutex<BTreeMap<String, String>>,
+    calls: Mutex<usize>,
+}
+
+impl MemoryHub {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// What Security Hub holds now, by `Id`.
+    pub fn findings(&self) -> BTreeMap<String, AsffFinding> {
+        lock(&self.findings).clone()
+    }
+
+    pub fn calls(&self) -> usize {
+        *lock(&self.calls)
+    }
+
+    /// Fails the next call with this error (queued after earlier ones).
+    pub fn refuse_next(&self, e: HubError) {
+        lock(&self.refusals).push(e);
+    }
+
+    /// Refuses the finding with this `Id` with this error code, or takes it again (`None`).
+    pub fn fail_finding(&self, id: &str, code: Option<&str>) {
+        let mut failing = lock(&self.failing);
+        match code {
+            Some(c) => {
+                failing.insert(id.to_owned(), c.to_owned());
+            }
+            None => {
+                failing.remove(id);
+            }
+        }
+    }
+}
+
+impl FindingHub for MemoryHub {
+    async fn batch_import(&self, findings: &[AsffFinding]) -> Result<Vec<ImportResult>, HubError> {
+        *lock(&self.calls) += 1;
+        {
+            let mut refusals = lock(&self.refusals);
+            if !refusals.is_empty() {
+                return Err(refusals.remove(0));
+            }
+        }
+        if findings.len() > peregrine_finding::asff::MAX_FINDINGS_PER_CALL {
+            return Err(HubError {
+                failure: Failure::Invalid,
+                code: "InvalidInputException".into(),
+                message: format!("{} findings, over 100", findings.len()),
+            });
+        }
+        let failing = lock(&self.failing).clone();
+        let mut held = lock(&self.findings);
+        Ok(findings
+            .iter()
+            .map(|f| match failing.get(&f.id) {
+                Some(code) => ImportResult::Failed {
+                    code: code.clone(),
+                    message: "injected".into(),
+                },
+                None => {
+                    held.insert(f.id.clone(), f.clone());
+                    ImportResult::Imported
                 }
             })
             .collect())

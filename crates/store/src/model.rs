@@ -8,8 +8,9 @@ use peregrine_event::Timestamp;
 use peregrine_finding::Finding;
 use serde::Deserialize;
 
-/// `publishState` while a publish is due; the attribute is absent otherwise (the
-/// `byPublishState` index is sparse).
+/// `publishState` while a publish is due, and `securityHubState` while an import into Security
+/// Hub is; each attribute is absent otherwise (the `byPublishState` and `bySecurityHubState`
+/// indexes are sparse).
 pub const PUBLISH_PENDING: &str = "PENDING";
 
 /// A finding as stored in FindingsTable.
@@ -29,6 +30,20 @@ pub struct Outbox {
     pub last_published_at: Option<Timestamp>,
     /// The finding's `count` when it was last published.
     pub last_published_count: Option<u64>,
+    /// `securityHubState = PENDING`: the finding was published since it was last imported into
+    /// Security Hub (only with the export on; see `docs/securityhub.md`).
+    pub security_hub: Option<HubPending>,
+    /// When Security Hub last took the finding.
+    pub last_imported_at: Option<Timestamp>,
+}
+
+/// A Security Hub import that is due: the second outbox, beside the EventBridge one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HubPending {
+    /// `securityHubDueAt`: due from this time (set back after each failed attempt).
+    pub due: Timestamp,
+    /// `securityHubAttempts`: failed attempts since the publish that made it due.
+    pub attempts: u32,
 }
 
 /// One conditional write of a finding inside a chunk's transaction.

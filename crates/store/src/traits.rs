@@ -1,7 +1,7 @@
 //! The adapters the functions use, behind small traits: the findings store (with the batch
-//! dedupe markers), the findings bus and the heartbeat store. DynamoDB and EventBridge implement
-//! them in `dynamo.rs` and `eventbridge.rs`; `memory.rs` has in-memory ones for unit tests of
-//! the aggregation and publishing logic.
+//! dedupe markers), the findings bus, Security Hub and the heartbeat store. DynamoDB, EventBridge
+//! and Security Hub implement them in `dynamo.rs`, `eventbridge.rs` and `securityhub.rs`;
+//! `memory.rs` has in-memory ones for unit tests of the aggregation and publishing logic.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Debug;
@@ -10,6 +10,7 @@ use std::future::Future;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use peregrine_aws::Failure;
 use peregrine_event::Timestamp;
+use peregrine_finding::asff::AsffFinding;
 use peregrine_finding::eventbridge::PutEventsEntry;
 
 use crate::model::{ChunkOutcome, ChunkWrite, StoredFinding};
@@ -99,7 +100,7 @@ pub trait FindingStore: Send + Sync {
     /// Records a publish: clears the pending state and sets `lastPublishedAt` and
     /// `lastPublishedCount`, only if the finding is still at `version` (the one published).
     /// `Ok(false)` when it changed meanwhile: it stays pending and is published again with
-    /// the newer data.
+    /// the newer data. With the Security Hub export on, it also makes an import due at `at`.
     fn mark_published(
         &self,
         id: &str,
@@ -107,6 +108,70 @@ pub trait FindingStore: Send + Sync {
         at: Timestamp,
         count: u64,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Findings with `securityHubState = PENDING` and `securityHubDueAt <= now`, oldest due
+    /// first (the `bySecurityHubState` index).
+    fn query_hub_due(
+        &self,
+        now: Timestamp,
+        cursor: Option<Cursor>,
+        limit: i32,
+    ) -> impl Future<Output = Result<DuePage, StoreError>> + Send;
+
+    /// Records an import into Security Hub: clears the pending import and sets
+    /// `securityHubImportedAt`, only if the finding is still at `version`. `Ok(false)` when it
+    /// changed meanwhile: the newer version stays due. The version is not bumped.
+    fn mark_imported(
+        &self,
+        id: &str,
+        version: u64,
+        at: Timestamp,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Sets a failed import back: due again at `due`, after `attempts` failed attempts, only if
+    /// the finding is still at `version` and pending. The version is not bumped.
+    fn defer_import(
+        &self,
+        id: &str,
+        version: u64,
+        due: Timestamp,
+        attempts: u32,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Drops a pending import that will never be made (a finding of another account), only if
+    /// the finding is still at `version`. The version is not bumped.
+    fn forget_import(
+        &self,
+        id: &str,
+        version: u64,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+}
+
+/// A failed BatchImportFindings call (as a whole; per-finding failures are
+/// [`ImportResult::Failed`]).
+#[derive(Debug, thiserror::Error)]
+#[error("BatchImportFindings failed ({failure:?}): {code}: {message}")]
+pub struct HubError {
+    pub failure: Failure,
+    /// The service's error code (`InvalidAccessException`: Security Hub is not enabled).
+    pub code: String,
+    pub message: String,
+}
+
+/// What became of one finding of a BatchImportFindings call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ImportResult {
+    Imported,
+    Failed { code: String, message: String },
+}
+
+/// Security Hub, as a finding provider sees it.
+pub trait FindingHub: Send + Sync {
+    /// Imports at most 100 findings in one call; one result per finding, in order.
+    fn batch_import(
+        &self,
+        findings: &[AsffFinding],
+    ) -> impl Future<Output = Result<Vec<ImportResult>, HubError>> + Send;
 }
 
 /// A failed PutEvents call (as a whole; per-entry failures are [`EntryResult::Failed`]).

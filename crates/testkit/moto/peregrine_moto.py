@@ -32,6 +32,17 @@ AccessDenied as AWS does (moto assumes any role ARN, so a member account without
 look reachable to the coverage sweeper). moto itself creates OrganizationAccountAccessRole with
 each account CreateAccount makes, as AWS does; tests reach member accounts through it.
 
+And Security Hub's BatchImportFindings as AWS checks it (moto takes anything): refused with
+InvalidAccessException unless EnableSecurityHub was called in the account and region, more than
+100 findings refused as a whole, and each finding refused on its own (FailedFindings,
+InvalidInput) unless it has the required members, is the calling account's (AwsAccountId)
+under its default product ARN, and keeps ASFF's limits: Id and GeneratorId at most 512
+characters, Title 1 to 256, Description 1 to 1024, at most 50 Types, at most 50 ProductFields
+(key 128, value 2048 characters), 1 to 32 Resources (`Details.Other`: at most 50 pairs, keys
+under 128 and values under 1024 characters), at most 240 KB of JSON, and every string
+matching ASFF's `.*\\S.*` (a visible character, and, as the pattern reads in Java, no line
+break).
+
 And one change to how moto's DynamoDB finds a Query's items, not to what it returns: moto
 reads and sorts the whole table for every Query on a table's own key (`Table.query` calls
 `all_items()`), so a Query costs O(table) where DynamoDB reads one partition. At the coverage
@@ -49,6 +60,7 @@ management") lists the limits.
 
 import datetime
 import json
+import re
 import sys
 import threading
 import urllib.parse
@@ -570,6 +582,113 @@ def patch_assume_role_trust():
     STSBackend.assume_role = assume_role
 
 
+# --- Security Hub: BatchImportFindings as AWS checks it -----------------------------------------
+
+ASFF_REQUIRED = (
+    "SchemaVersion",
+    "Id",
+    "ProductArn",
+    "GeneratorId",
+    "AwsAccountId",
+    "Types",
+    "CreatedAt",
+    "UpdatedAt",
+    "Severity",
+    "Title",
+    "Description",
+    "Resources",
+)
+ASFF_LENGTHS = {"Id": 512, "GeneratorId": 512, "Title": 256, "Description": 1024}
+ASFF_MAX_BYTES = 240 * 1024
+ASFF_TEXT = re.compile(r".*\S.*")
+
+
+def _asff_strings(value, at):
+    if isinstance(value, str):
+        yield at, value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from _asff_strings(k, f"{at}/<key>")
+            yield from _asff_strings(v, f"{at}/{k}")
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _asff_strings(v, f"{at}/{i}")
+
+
+def _asff_problem(backend, finding):
+    """Why Security Hub would refuse this finding, or None."""
+    missing = [k for k in ASFF_REQUIRED if k not in finding]
+    if missing:
+        return f"missing {', '.join(missing)}"
+    if finding["AwsAccountId"] != backend.account_id:
+        return f"AwsAccountId {finding['AwsAccountId']} is not the calling account {backend.account_id}"
+    product = f"arn:aws:securityhub:{backend.region_name}:{backend.account_id}:product/{backend.account_id}/default"
+    if finding["ProductArn"] != product:
+        return f"ProductArn {finding['ProductArn']} is not {product}"
+    for key, most in ASFF_LENGTHS.items():
+        if len(finding[key]) > most:
+            return f"{key} is {len(finding[key])} characters, over {most}"
+    severity = finding["Severity"]
+    if "Label" not in severity and "Normalized" not in severity:
+        return "Severity has neither Label nor Normalized"
+    if len(finding["Types"]) > 50:
+        return "more than 50 Types"
+    fields = finding.get("ProductFields", {})
+    if len(fields) > 50:
+        return f"{len(fields)} ProductFields, over 50"
+    for k, v in fields.items():
+        if len(k) > 128 or len(v) > 2048:
+            return f"ProductFields {k[:40]}... over the key or value limit"
+    if not 1 <= len(finding["Resources"]) <= 32:
+        return f"{len(finding['Resources'])} Resources"
+    for resource in finding["Resources"]:
+        other = resource.get("Details", {}).get("Other", {})
+        if len(other) > 50 or any(len(k) >= 128 or len(v) >= 1024 for k, v in other.items()):
+            return "Details.Other over 50 pairs, or a key of 128 or a value of 1024 characters"
+    for key in ("CreatedAt", "UpdatedAt", "FirstObservedAt", "LastObservedAt"):
+        if key in finding:
+            try:
+                datetime.datetime.fromisoformat(finding[key])
+            except ValueError:
+                return f"{key} {finding[key]!r} is not a timestamp"
+    for at, text in _asff_strings(finding, ""):
+        if not ASFF_TEXT.fullmatch(text):
+            return f"{at} does not match .*\\S.*"
+    size = len(json.dumps(finding, separators=(",", ":"), ensure_ascii=False).encode())
+    if size > ASFF_MAX_BYTES:
+        return f"the finding is {size} bytes, over 240 KB"
+    return None
+
+
+def patch_security_hub():
+    from moto.securityhub.exceptions import InvalidInputException, SecurityHubClientError
+    from moto.securityhub.models import SecurityHubBackend
+
+    original = SecurityHubBackend.batch_import_findings
+
+    def batch_import_findings(self, findings):
+        if not self.enabled:
+            raise SecurityHubClientError(
+                "InvalidAccessException",
+                f"Account {self.account_id} is not subscribed to AWS Security Hub",
+            )
+        if len(findings) > 100:
+            raise InvalidInputException(
+                op="BatchImportFindings", msg=f"{len(findings)} findings, over 100"
+            )
+        taken, refused = [], []
+        for finding in findings:
+            problem = _asff_problem(self, finding)
+            if problem is None:
+                taken.append(finding)
+            else:
+                refused.append(
+                    {"Id": finding.get("Id", ""), "ErrorCode": "InvalidInput", "ErrorMessage": problem}
+                )
+        failed, succeeded, failures = original(self, taken)
+        return failed + len(refused), succeeded, failures + refused
+
+    SecurityHubBackend.batch_import_findings = batch_import_findings
 _partition = threading.local()
 
 
@@ -640,6 +759,7 @@ ROUTES = [
 
 def register():
     patch_assume_role_trust()
+    patch_security_hub()
     patch_dynamodb_query_by_partition()
     access_control.IAMRequestBase.check_signature = _check_signature
     for method, handler in HANDLERS.items():

@@ -247,6 +247,43 @@ pub fn release_agent_write(index: u32, t: i64) -> Vec<Event> {
         .collect()
 }
 
+/// A string of `len` bytes, mostly control characters (NUL, BEL, newlines, terminal escapes),
+/// starting with a terminal title escape that names `tag`.
+pub fn hostile_path(len: usize, tag: usize) -> String {
+    let mut s = format!("/\u{1b}]0;pwned{tag}\u{7}\n");
+    while s.len() < len {
+        s.push(['\0', '\u{7}', '\n', '\r', '\u{1b}', '\u{9b}'][s.len() % 6]);
+    }
+    while s.len() > len {
+        s.pop();
+    }
+    s
+}
+
+/// The release_agent write of pod 0 (High severity) by a process with a 120 KB argv, a 4 KiB
+/// working directory and eight ancestors with 4 KiB paths, all full of control characters:
+/// the largest, most hostile finding a workload can ask for.
+pub fn hostile_release_agent_write() -> Option<Event> {
+    let mut ev = release_agent_write(0, T0).into_iter().next()?;
+    let p = Arc::make_mut(&mut ev.process);
+    let first = p.lineage.first().cloned().unwrap_or_default();
+    p.lineage = (0..8)
+        .map(|i| Ancestor {
+            exe: hostile_path(4096, i),
+            comm: hostile_path(15, i),
+            pid: 1000 + i as u32,
+            ..first.clone()
+        })
+        .collect();
+    p.argv = vec![
+        "sh".into(),
+        "-c".into(),
+        format!("{}{}", hostile_path(60_000, 99), "A".repeat(60_000)),
+    ];
+    p.cwd = hostile_path(4096, 98);
+    Some(ev)
+}
+
 /// `n` events of ordinary node activity starting at `t0`: kubelet and containerd on the host,
 /// nginx, a JVM and fluent-bit in pods, liveness probes (fork, exec, connect, exit), log
 /// writes, DNS and API connects. No rule fires on any of it.

@@ -99,8 +99,7 @@ pub fn plan_write(
                 version: 1,
                 outbox: Outbox {
                     pending_due: Some(now),
-                    last_published_at: None,
-                    last_published_count: None,
+                    ..Outbox::default()
                 },
             },
             expected_version: None,
@@ -130,7 +129,7 @@ pub fn plan_write(
 mod tests {
     use super::*;
     use peregrine_finding::{FindingEnv, NewFinding, Resource, RuleExplanation, RuntimeContext};
-    use peregrine_store::parse_iso;
+    use peregrine_store::{HubPending, parse_iso};
 
     fn t(s: &str) -> Timestamp {
         parse_iso(s).unwrap()
@@ -226,6 +225,7 @@ mod tests {
             pending_due: None,
             last_published_at: Some(t("2026-11-24T10:00:00Z")),
             last_published_count: Some(1),
+            ..Outbox::default()
         };
         assert_eq!(
             next_publish_due(&published, now, f),
@@ -277,6 +277,12 @@ mod tests {
                 pending_due: None,
                 last_published_at: Some(t("2026-11-24T10:00:01Z")),
                 last_published_count: Some(1),
+                // Published, and not yet taken by Security Hub.
+                security_hub: Some(HubPending {
+                    due: t("2026-11-24T10:00:01Z"),
+                    attempts: 2,
+                }),
+                last_imported_at: None,
             },
         };
         let upd = plan_write(
@@ -296,6 +302,9 @@ mod tests {
         assert_eq!(upd.item.finding.updated_at.timestamp(), now);
         assert_eq!(upd.item.outbox.pending_due, Some(t("2026-11-24T10:15:01Z")));
         assert_eq!(upd.item.outbox.last_published_count, Some(1));
+        // An update leaves a pending Security Hub import as it was: the update is imported
+        // after it is published.
+        assert_eq!(upd.item.outbox.security_hub, stored.outbox.security_hub);
 
         let other = finding("b", "2026-11-24T10:19:00Z", "2026-11-24T10:20:00Z");
         assert!(plan_write(&other, Some(&stored), now, PublishingFrequency::OneHour).is_err());

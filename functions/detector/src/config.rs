@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use peregrine_lambda::env::{self, EnvError, FromEnv};
-use peregrine_store::{PublishingFrequency, UnknownFrequency};
+use peregrine_store::{BadProductArn, PublishingFrequency, UnknownFrequency, product_arn_setting};
 
 use crate::sender::{DEFAULT_SKEW, SenderMap, SenderMapError, SkewWindow};
 
@@ -17,6 +17,8 @@ pub enum ConfigError {
     Frequency(#[from] UnknownFrequency),
     #[error(transparent)]
     Senders(#[from] SenderMapError),
+    #[error("SECURITY_HUB_PRODUCT_ARN: {0}")]
+    SecurityHub(#[from] BadProductArn),
 }
 
 /// The detector's settings.
@@ -43,6 +45,10 @@ pub struct Config {
     /// `CLOCK_SKEW_FUTURE_SECONDS` / `CLOCK_SKEW_PAST_SECONDS`: agent times outside this
     /// window around the receive time are clamped to it and flagged.
     pub skew: SkewWindow,
+    /// `SECURITY_HUB_PRODUCT_ARN` (the template's `SecurityHubExport`): when set, each publish
+    /// the detector records also makes an import into Security Hub due, which the publisher
+    /// carries out. The detector itself never calls Security Hub.
+    pub security_hub_product_arn: Option<String>,
 }
 
 /// Heartbeat rows expire a week after the agent last reported.
@@ -79,6 +85,9 @@ impl FromEnv for Config {
                 future: env::seconds(&get, "CLOCK_SKEW_FUTURE_SECONDS", DEFAULT_SKEW.future)?,
                 past: env::seconds(&get, "CLOCK_SKEW_PAST_SECONDS", DEFAULT_SKEW.past)?,
             },
+            security_hub_product_arn: product_arn_setting(
+                get("SECURITY_HUB_PRODUCT_ARN").as_deref(),
+            )?,
         })
     }
 }
@@ -116,6 +125,7 @@ mod tests {
         assert_eq!(c.deadline_margin, DEFAULT_DEADLINE_MARGIN);
         assert_eq!(c.agent_senders, None);
         assert_eq!(c.skew, DEFAULT_SKEW);
+        assert_eq!(c.security_hub_product_arn, None);
     }
 
     #[test]

@@ -69,7 +69,8 @@ impl AwsDeps {
     pub fn from_sdk(sdk: &SdkConfig, config: Config) -> Result<Self, DetectorError> {
         let dynamo = aws_sdk_dynamodb::Client::new(sdk);
         Deps::new(
-            DynamoFindingStore::new(dynamo.clone(), &config.findings_table, &config.dedupe_table),
+            DynamoFindingStore::new(dynamo.clone(), &config.findings_table, &config.dedupe_table)
+                .with_security_hub_export(config.security_hub_product_arn.is_some()),
             EventBridgeBus::new(
                 aws_sdk_eventbridge::Client::new(sdk),
                 &config.event_bus_name,

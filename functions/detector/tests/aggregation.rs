@@ -13,7 +13,7 @@ use peregrine_detector::{Config, Deps, RetryPolicy, handle_at};
 use peregrine_event::Timestamp;
 use peregrine_lambda::FromEnv;
 use peregrine_publisher::{PublisherDeps, publish_due};
-use peregrine_store::memory::{MemoryBus, MemoryFindingStore, MemoryHeartbeats};
+use peregrine_store::memory::{MemoryBus, MemoryFindingStore, MemoryHeartbeats, MemoryHub};
 use peregrine_store::{PublishItem, iso, send_and_mark};
 use peregrine_testkit::samples;
 
@@ -255,7 +255,9 @@ async fn the_outbox_publishes_what_failed_and_what_is_due() {
     let publisher = PublisherDeps {
         store: d.store,
         bus: d.bus,
+        hub: None::<MemoryHub>,
         config: peregrine_publisher::Config::from_lookup(lookup).unwrap(),
+        retry: RetryPolicy::default(),
     };
     // Still failing: stays pending.
     let s = publish_due(&publisher, at(1), None).await.unwrap();

@@ -4,7 +4,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test crate: failing loudly is the point
 
-use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 mod common;
@@ -12,7 +11,7 @@ mod common;
 use aws_lambda_events::sqs::SqsBatchResponse;
 use common::{Local, local};
 use peregrine_detector::handle;
-use peregrine_event::{Ancestor, Event, Timestamp};
+use peregrine_event::Timestamp;
 use peregrine_finding::eventbridge::MAX_ENTRY_BYTES;
 use peregrine_finding::{MAX_FIELD_BYTES, MAX_FINDING_BYTES, TRUNCATION_MARKER};
 use peregrine_testkit::samples;
@@ -53,44 +52,6 @@ impl Local {
     }
 }
 
-/// A 4 KiB path that is mostly control characters: NUL, BEL, newlines, terminal escapes.
-fn hostile_path(len: usize, tag: usize) -> String {
-    let mut s = format!("/\u{1b}]0;pwned{tag}\u{7}\n");
-    while s.len() < len {
-        s.push(['\0', '\u{7}', '\n', '\r', '\u{1b}', '\u{9b}'][s.len() % 6]);
-    }
-    while s.len() > len {
-        s.pop();
-    }
-    s
-}
-
-/// The release_agent write of pod 0, by a process with a huge argv whose eight ancestors each
-/// have a 4 KiB path full of control characters.
-fn hostile_event() -> Event {
-    let mut ev = samples::release_agent_write(0, samples::T0)
-        .into_iter()
-        .next()
-        .expect("the release_agent write");
-    let p = Arc::make_mut(&mut ev.process);
-    let first = p.lineage.first().cloned().unwrap_or_default();
-    p.lineage = (0..8)
-        .map(|i| Ancestor {
-            exe: hostile_path(4096, i),
-            comm: hostile_path(15, i),
-            pid: 1000 + i as u32,
-            ..first.clone()
-        })
-        .collect();
-    p.argv = vec![
-        "sh".into(),
-        "-c".into(),
-        format!("{}{}", hostile_path(60_000, 99), "A".repeat(60_000)),
-    ];
-    p.cwd = hostile_path(4096, 98);
-    ev
-}
-
 fn no_raw_control(what: &str, s: &str) {
     assert!(
         !s.chars().any(char::is_control),
@@ -108,7 +69,7 @@ fn failures(r: &SqsBatchResponse) -> Vec<String> {
 #[tokio::test]
 async fn a_hostile_finding_is_bounded_in_dynamodb_and_on_the_bus() {
     let l = local().await;
-    let events = vec![hostile_event()];
+    let events = vec![samples::hostile_release_agent_write().expect("the release_agent write")];
     let msgs = samples::encode(AGENT, 1, &events, Timestamp::now()).unwrap();
     assert_eq!(msgs.len(), 1);
     let r = handle(&l.deps, l.invocation(&[("m-1", &msgs[0].body)], 0))

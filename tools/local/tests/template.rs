@@ -167,7 +167,8 @@ async fn provisioned_resources_match_the_template() {
             );
         }
     }
-    // FindingsTable has the five GSIs, and the outbox index the code queries is among them.
+    // FindingsTable has the six GSIs, and the two outbox indexes the code queries are among
+    // them, keyed by the attributes the code writes.
     let findings = &raw["Resources"]["FindingsTable"]["Properties"]["GlobalSecondaryIndexes"];
     let names: Vec<String> = findings
         .as_sequence()
@@ -175,26 +176,34 @@ async fn provisioned_resources_match_the_template() {
         .iter()
         .map(|g| text(&g["IndexName"]))
         .collect();
-    assert_eq!(names.len(), 5);
-    let outbox = findings
-        .as_sequence()
-        .unwrap()
-        .iter()
-        .find(|g| text(&g["IndexName"]) == peregrine_store::PUBLISH_INDEX)
-        .expect("the publisher's index is in the template");
-    assert_eq!(
-        keys_of(&outbox["KeySchema"]),
-        [
-            (
-                peregrine_store::attr::PUBLISH_STATE.to_owned(),
-                "HASH".to_owned()
-            ),
-            (
-                peregrine_store::attr::PUBLISH_DUE_AT.to_owned(),
-                "RANGE".to_owned()
-            )
-        ]
-    );
+    assert_eq!(names.len(), 6);
+    for (index, state, due) in [
+        (
+            peregrine_store::PUBLISH_INDEX,
+            peregrine_store::attr::PUBLISH_STATE,
+            peregrine_store::attr::PUBLISH_DUE_AT,
+        ),
+        (
+            peregrine_store::SECURITY_HUB_INDEX,
+            peregrine_store::attr::SECURITY_HUB_STATE,
+            peregrine_store::attr::SECURITY_HUB_DUE_AT,
+        ),
+    ] {
+        let outbox = findings
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .find(|g| text(&g["IndexName"]) == index)
+            .unwrap_or_else(|| panic!("the publisher's index {index} is in the template"));
+        assert_eq!(
+            keys_of(&outbox["KeySchema"]),
+            [
+                (state.to_owned(), "HASH".to_owned()),
+                (due.to_owned(), "RANGE".to_owned())
+            ],
+            "{index}"
+        );
+    }
 
     // Queues: names, sizes, visibility, retention, redrive.
     let sqs = local.sqs();
@@ -298,6 +307,8 @@ async fn provisioned_resources_match_the_template() {
         ("AGENT_SENDERS", String::new()),
         ("CLOCK_SKEW_FUTURE_SECONDS", "600".to_owned()),
         ("CLOCK_SKEW_PAST_SECONDS", "86400".to_owned()),
+        // SecurityHubExport is Disabled by default.
+        ("SECURITY_HUB_PRODUCT_ARN", String::new()),
         ("RUST_LOG", "info".to_owned()),
         ("AWS_REGION", "us-east-1".to_owned()),
     ];
@@ -312,6 +323,18 @@ async fn provisioned_resources_match_the_template() {
     );
     assert_eq!(publisher.get("EVENT_BUS_NAME"), Some(&bus));
     assert!(!publisher.contains_key("DEDUPE_TABLE"));
+    assert_eq!(
+        publisher
+            .get("SECURITY_HUB_PRODUCT_ARN")
+            .map(String::as_str),
+        Some("")
+    );
+    let publisher_config: peregrine_publisher::Config =
+        peregrine_local::function_config(&local.stack, peregrine_publisher::BINARY).unwrap();
+    assert_eq!(
+        publisher_config.security_hub_product_arn, None,
+        "export off"
+    );
     let f = &local.stack.functions["DetectorFunction"];
     let source = f.sqs.as_ref().unwrap();
     assert_eq!(
@@ -518,6 +541,23 @@ fn statement<'a>(v: &'a Yaml, sid: &str) -> Option<&'a Yaml> {
     }
 }
 
+/// The condition of the `!If [condition, statement, ...]` whose statement has this `Sid`.
+fn condition_of(v: &Yaml, sid: &str) -> Option<String> {
+    match v {
+        Yaml::Tagged(t) if t.tag == "!If" => {
+            let items = t.value.as_sequence()?;
+            if items.get(1).is_some_and(|s| s["Sid"].as_str() == Some(sid)) {
+                return items.first().map(text);
+            }
+            items.iter().find_map(|x| condition_of(x, sid))
+        }
+        Yaml::Tagged(t) => condition_of(&t.value, sid),
+        Yaml::Mapping(m) => m.values().find_map(|x| condition_of(x, sid)),
+        Yaml::Sequence(items) => items.iter().find_map(|x| condition_of(x, sid)),
+        _ => None,
+    }
+}
+
 /// The text of a `!Ref` (or `!Join`…) tag: (tag, value as YAML).
 fn tagged(v: &Yaml) -> (String, String) {
     match v {
@@ -607,6 +647,62 @@ async fn sender_parameters_reach_the_detector_config() {
     );
     assert_eq!(config.skew.future.as_secs(), 120);
     assert_eq!(config.skew.past.as_secs(), 86_400);
+}
+
+#[test]
+fn the_security_hub_export_is_a_parameter_wired_to_both_functions_and_one_grant() {
+    let raw = raw();
+    let p = &raw["Parameters"]["SecurityHubExport"];
+    assert_eq!(p["Default"].as_str(), Some("Disabled"));
+    assert_eq!(
+        p["AllowedValues"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(text)
+            .collect::<Vec<_>>(),
+        ["Enabled", "Disabled"]
+    );
+    let cond = serde_yaml_ng::to_string(&raw["Conditions"]["ExportToSecurityHub"]).unwrap();
+    assert!(
+        cond.contains("!Equals") && cond.contains("SecurityHubExport") && cond.contains("Enabled"),
+        "{cond}"
+    );
+    // The account's own default product: what the grant names and the functions are told.
+    let product = "arn:${AWS::Partition}:securityhub:${AWS::Region}:${AWS::AccountId}:product/${AWS::AccountId}/default";
+    for function in ["DetectorFunction", "PublisherFunction"] {
+        let v = &raw["Resources"][function]["Properties"]["Environment"]["Variables"]["SECURITY_HUB_PRODUCT_ARN"];
+        let text = serde_yaml_ng::to_string(v).unwrap();
+        assert!(
+            text.contains("!If") && text.contains("ExportToSecurityHub") && text.contains(product),
+            "{function}: {text}"
+        );
+    }
+    // Only the publisher may import, only under that product, only with the export on.
+    let policy = &raw["Resources"]["PublisherFunctionRole"]["Properties"]["Policies"];
+    let grant = statement(policy, "ImportFindingsIntoSecurityHub").expect("the import grant");
+    assert_eq!(grant["Effect"].as_str(), Some("Allow"));
+    assert_eq!(
+        grant["Action"].as_str(),
+        Some("securityhub:BatchImportFindings")
+    );
+    assert_eq!(
+        tagged(&grant["Resource"]),
+        ("!Sub".to_owned(), product.to_owned())
+    );
+    assert_eq!(
+        condition_of(policy, "ImportFindingsIntoSecurityHub").as_deref(),
+        Some("ExportToSecurityHub"),
+        "the grant exists only with the export on"
+    );
+    for role in ["DetectorFunctionRole", "CoverageFunctionRole"] {
+        let text =
+            serde_yaml_ng::to_string(&raw["Resources"][role]["Properties"]["Policies"]).unwrap();
+        assert!(
+            !text.contains("securityhub:"),
+            "{role} has no Security Hub grant"
+        );
+    }
 }
 
 /// The findings API: reachable only through IAM (its function URL's AuthType), and its role
