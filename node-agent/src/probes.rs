@@ -53,6 +53,10 @@ pub enum ProbeError {
     #[error(transparent)]
     Offsets(#[from] OffsetError),
     #[error(
+        "this agent was built without its eBPF object (AYA_BUILD_SKIP=1, meant for lints only): rebuild without it"
+    )]
+    NoObject,
+    #[error(
         "loading the eBPF object failed: {0}; the agent needs root (or CAP_BPF + CAP_PERFMON) and a kernel with BPF ring buffers (5.8+)"
     )]
     Load(#[source] aya::EbpfError),
@@ -328,6 +332,9 @@ impl Probes {
             wakeup_bytes: wakeup_bytes(opts.ring_buffer_bytes.max(4096).next_power_of_two()),
             compat_results: u32::from(opts.compat_syscalls == CompatSyscalls::Results),
         };
+        if OBJECT.is_empty() {
+            return Err(ProbeError::NoObject);
+        }
         let cpus =
             aya::util::nr_cpus().map_err(|(what, e)| ProbeError::Cpus(format!("{what}: {e}")))?;
         let ring = opts.ring_buffer_bytes.max(4096).next_power_of_two();
