@@ -12,7 +12,11 @@
 //! an entry in two lists reports both. A trusted entry covering the value (any trusted
 //! address, network, name or hash) suppresses the match.
 
-use std::collections::HashMap;
+use std::collections::HashMap as StdMap;
+
+/// foldhash's randomly seeded hasher: lookups hash event values (attacker-chosen) but never
+/// insert them, and the seed is per process; SipHash would cost a third of a lookup.
+type HashMap<K, V> = StdMap<K, V, foldhash::fast::RandomState>;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
@@ -535,7 +539,7 @@ impl Intel {
     }
 
     fn hits(&self, mut head: u32) -> Vec<Hit<'_>> {
-        let mut v = Vec::new();
+        let mut v = Vec::with_capacity(1);
         while let Some(h) = self.hits.get(head as usize) {
             if let Some(list) = self.lists.get(h.list as usize) {
                 v.push(Hit {
