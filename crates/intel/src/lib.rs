@@ -19,10 +19,12 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod builtin;
 mod indicator;
 mod matcher;
 mod parse;
 
+pub use crate::builtin::{BUILTIN, BuiltinError, BuiltinList, add_builtin};
 pub use crate::indicator::{
     Indicator, Invalid, MAX_DOMAIN_LEN, MAX_THREAT_NAME_LEN, Sha256Hex, canonical_ip,
     decode_sha256, normalise_domain, parse_domain, parse_indicator, parse_net, parse_sha256,
