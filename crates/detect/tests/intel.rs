@@ -1,5 +1,6 @@
 //! Threat-list detections: the events that fire each type, near misses, and trusted entries
 //! that suppress a match.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test crate: failing loudly is the point
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -73,7 +74,10 @@ fn exec(sha: Option<&str>) -> Event {
 }
 
 /// (finding type, severity, list names) of each match.
-fn fired(e: &Engine, ev: &Event) -> Vec<(String, f64, Vec<String>)> {
+/// (finding type, severity, list names).
+type Fired = Vec<(String, f64, Vec<String>)>;
+
+fn fired(e: &Engine, ev: &Event) -> Fired {
     let mut out: Vec<Match> = Vec::new();
     e.evaluate(ev, &mut out);
     out.into_iter()
@@ -99,7 +103,7 @@ fn fires_misses_and_suppressions() {
         )]
     };
     let none = Vec::new();
-    let cases: Vec<(&str, Event, Vec<(String, f64, Vec<String>)>)> = vec![
+    let cases: Vec<(&str, Event, Fired)> = vec![
         (
             "c2 address",
             connect("203.0.113.5"),

@@ -430,13 +430,8 @@ fn disjoint<T: Addr>(nets: HashMap<(T, u8), u32>) -> Vec<Range<T>> {
     for ((start, len), hit) in nets {
         let end = T::last_of(start, len);
         close(&mut out, &mut stack, &mut cursor, Some(start));
-        match stack.last() {
-            Some(top) => {
-                if let (Some(c), Some(before)) = (cursor, start.prev()) {
-                    emit(&mut out, c, before, top);
-                }
-            }
-            None => {}
+        if let (Some(top), Some(c), Some(before)) = (stack.last(), cursor, start.prev()) {
+            emit(&mut out, c, before, top);
         }
         cursor = Some(start);
         stack.push((end, start, len, hit));

@@ -425,7 +425,8 @@ fn parse_fireeye(text: &str, out: &mut ParsedList) {
             .filter_map(|&c| rec.get(c))
             .find(|s| !s.is_empty());
         let get = |c: Option<usize>| c.and_then(|c| rec.get(c)).filter(|s| !s.is_empty());
-        let mut any = false;
+        // A record about a URL, an email or an MD5 only has none of these: nothing to match,
+        // and not an error.
         for (value, parse) in [
             (get(ip), parse_net as fn(&str) -> Result<Indicator, Invalid>),
             (get(cidr), parse_net),
@@ -435,12 +436,9 @@ fn parse_fireeye(text: &str, out: &mut ParsedList) {
             }),
         ] {
             if let Some(v) = value {
-                any = true;
                 out.push(at, v, parse(v), name);
             }
         }
-        // A record about a URL, an email or an MD5 only: nothing to match, not an error.
-        let _ = any;
     }
 }
 
@@ -588,13 +586,11 @@ fn parse_stix1(text: &str, out: &mut ParsedList) {
                     b"Indicator" => {
                         title = None;
                     }
-                    b"Properties" | b"Object" => {
-                        if local.as_ref() == b"Properties" {
-                            in_domain_props = e.attributes().flatten().any(|a| {
-                                a.key.local_name().as_ref() == b"type"
-                                    && a.value.windows(10).any(|w| w == b"DomainName")
-                            });
-                        }
+                    b"Properties" => {
+                        in_domain_props = e.attributes().flatten().any(|a| {
+                            a.key.local_name().as_ref() == b"type"
+                                && a.value.windows(10).any(|w| w == b"DomainName")
+                        });
                     }
                     b"Simple_Hash_Value" => current = Some((Stix1Value::Hash, String::new())),
                     b"Type" => current = Some((Stix1Value::HashType, String::new())),

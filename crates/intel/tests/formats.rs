@@ -1,6 +1,7 @@
 //! One test per GuardDuty list format, with samples written for these tests (documentation
 //! addresses 192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24, 2001:db8::/32 and `.example`
 //! names).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test crate: failing loudly is the point
 
 use peregrine_intel::{Format, Location, ParseError, Reason, parse};
 

@@ -1,5 +1,6 @@
 //! Matching semantics: most specific entry, every list holding it, trusted suppression,
 //! wildcards and CNAME chains; and the network table against a brute-force reference.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test crate: failing loudly is the point
 
 use std::net::{IpAddr, Ipv4Addr};
 
