@@ -3,7 +3,9 @@
 use std::fmt;
 
 use peregrine_event::{Event, Kind};
-use peregrine_finding::{Evidence, FindingEnv, MitreTag, RuntimeContext};
+use peregrine_finding::{Evidence, FindingEnv, MitreTag, RuntimeContext, ThreatIntelligenceDetail};
+use peregrine_intel::Intel;
+use std::sync::Arc;
 
 use crate::field::Subject;
 use crate::program::Program;
@@ -104,6 +106,8 @@ pub struct Match {
     pub evidence: Vec<Evidence>,
     pub context: RuntimeContext,
     pub aggregation: AggregationKey,
+    /// For a threat-list match, every list that matched: `service.evidence.threatIntelligenceDetails`.
+    pub threat_intel: Vec<ThreatIntelligenceDetail>,
 }
 
 impl Match {
@@ -157,6 +161,8 @@ pub struct Engine {
     /// specialised for that kind: an event visits only these.
     by_kind: Vec<Box<[(usize, Program)]>>,
     warnings: Vec<EngineWarning>,
+    /// Threat and trusted lists, looked up for connect and exec events.
+    intel: Option<Arc<Intel>>,
 }
 
 impl Engine {
@@ -208,12 +214,28 @@ impl Engine {
             rules,
             by_kind: by_kind.into_iter().map(Vec::into_boxed_slice).collect(),
             warnings,
+            intel: None,
         }
+    }
+
+    /// Adds threat-intelligence lists: connect events' remote addresses and exec events'
+    /// SHA-256s are looked up in them (docs/threat-intel.md). Replaces lists set before.
+    pub fn with_intel(mut self, intel: Arc<Intel>) -> Engine {
+        self.intel = Some(intel);
+        self
+    }
+
+    /// The threat-intelligence lists in use, if any.
+    pub fn intel(&self) -> Option<&Intel> {
+        self.intel.as_deref()
     }
 
     /// Evaluates one event, appending a [`Match`] per rule that fires. Allocates nothing unless
     /// a rule fires (or reads `process.cmdline`).
     pub fn evaluate(&self, ev: &Event, out: &mut Vec<Match>) {
+        if let Some(intel) = &self.intel {
+            crate::intel::evaluate(intel, ev, out);
+        }
         let Some(candidates) = kind_slot(ev.kind).and_then(|s| self.by_kind.get(s)) else {
             return;
         };
@@ -273,5 +295,6 @@ fn make_match(rule: &Rule, s: &Subject<'_>) -> Match {
             resource,
             values: rule.aggregation_values(s),
         },
+        threat_intel: Vec::new(),
     }
 }

@@ -58,6 +58,7 @@ mod engine;
 mod error;
 mod field;
 mod glob;
+mod intel;
 mod matcher;
 mod pred;
 mod program;
@@ -74,5 +75,6 @@ pub use crate::engine::{
 };
 pub use crate::error::{At, RuleError};
 pub use crate::field::{Field, FieldType, O_APPEND, O_CREAT, O_RDWR, O_TRUNC, O_WRONLY};
+pub use crate::intel::{INTEL_FINDING_TYPES, IntelFindingType, address_type, file_type};
 pub use crate::report::to_finding;
 pub use crate::rule::{Maturity, RULE_PACK_MAJOR, RuleInfo, RuleSet};

@@ -2,7 +2,7 @@
 
 use peregrine_event::{Event, Timestamp};
 use peregrine_finding::{
-    Finding, FindingEnv, NewFinding, ProcessDetails, Resource, RuleExplanation,
+    Finding, FindingEnv, NewFinding, ProcessDetails, Resource, RuleExplanation, ServiceEvidence,
 };
 
 use crate::engine::{KeyScope, Match};
@@ -88,7 +88,7 @@ pub fn to_finding(m: &Match, ev: &Event, env: &FindingEnv, now: Timestamp) -> Fi
         container_detail(ev),
         m.rule_id
     ));
-    Finding::new(
+    let mut finding = Finding::new(
         env,
         NewFinding {
             finding_type: m.finding_type.clone(),
@@ -108,5 +108,11 @@ pub fn to_finding(m: &Match, ev: &Event, env: &FindingEnv, now: Timestamp) -> Fi
             event_time: ev.time,
             now,
         },
-    )
+    );
+    if !m.threat_intel.is_empty() {
+        finding.service.evidence = Some(ServiceEvidence {
+            threat_intelligence_details: m.threat_intel.clone(),
+        });
+    }
+    finding
 }

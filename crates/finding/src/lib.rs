@@ -390,6 +390,7 @@ impl Finding {
                     context: Some(n.context),
                 }),
                 detection: Some(Detection { rule: Some(n.rule) }),
+                evidence: None,
             },
         };
         finding.bound();

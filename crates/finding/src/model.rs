@@ -160,6 +160,29 @@ pub struct Service {
     pub runtime_details: Option<RuntimeDetails>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detection: Option<Detection>,
+    /// `service.evidence`: the threat-intelligence entries behind a list-based finding.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<ServiceEvidence>,
+}
+
+/// `service.evidence` (GuardDuty shape `Evidence`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceEvidence {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub threat_intelligence_details: Vec<ThreatIntelligenceDetail>,
+}
+
+/// One list that matched (GuardDuty shape `ThreatIntelligenceDetail`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ThreatIntelligenceDetail {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threat_list_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub threat_names: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threat_file_sha256: Option<String>,
 }
 
 /// `service.additionalInfo`: `value` is itself a JSON document, as a string.
