@@ -17,7 +17,6 @@
 //! See `docs/api.md`.
 
 mod config;
-mod criteria;
 mod error;
 mod ops;
 mod store;
@@ -31,9 +30,9 @@ use serde::Serialize;
 use serde_json::Value;
 
 pub use crate::config::Config;
-pub use crate::criteria::{FIELDS, Kind};
 pub use crate::error::ApiError;
 pub use crate::store::{ApiStore, MAX_CANDIDATES, Plan};
+pub use peregrine_criteria::{FIELDS, Kind};
 
 /// The Lambda binary (`BuildProperties.Binary` in template.yaml).
 pub const BINARY: &str = "peregrine-api";
@@ -155,7 +154,7 @@ async fn serve(deps: &ApiDeps, req: &LambdaFunctionUrlRequest) -> Result<Value, 
     let Some((detector, op)) = route(path) else {
         return Err(ApiError::NotFound(format!(
             "No operation at {}.",
-            criteria::quoted(path)
+            peregrine_criteria::quoted(path)
         )));
     };
     let method = req.request_context.http.method.as_deref().unwrap_or("POST");
@@ -163,7 +162,7 @@ async fn serve(deps: &ApiDeps, req: &LambdaFunctionUrlRequest) -> Result<Value, 
         return Err(ApiError::bad(format!(
             "{} takes POST, not {}.",
             op.name(),
-            criteria::quoted(method)
+            peregrine_criteria::quoted(method)
         )));
     }
     if detector != deps.config.detector_id {

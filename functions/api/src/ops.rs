@@ -8,10 +8,10 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use crate::criteria::{Criteria, FindingCriteria, Sort, SortCriteria, quoted};
 use crate::error::ApiError;
 use crate::store::Plan;
 use crate::{ApiDeps, Operation, token};
+use peregrine_criteria::{Criteria, FindingCriteria, Sort, SortCriteria, quoted};
 
 /// ListFindings' and GetFindings' `maxResults` and id limits, as GuardDuty's.
 pub const MAX_RESULTS: i64 = 50;

@@ -10,8 +10,8 @@ use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
 use peregrine_event::Timestamp;
 use peregrine_store::{StoreError, StoredFinding, attr, finding_item, iso, stored_finding};
 
-use crate::criteria::Criteria;
 use crate::error::ApiError;
+use peregrine_criteria::Criteria;
 
 type Item = HashMap<String, AttributeValue>;
 
