@@ -15,6 +15,7 @@
 
 mod dynamo;
 mod eventbridge;
+mod filters;
 mod import;
 pub mod memory;
 mod model;
@@ -28,6 +29,10 @@ pub use crate::dynamo::{
     attr, finding_item, heartbeat_from_item, heartbeat_item, stored_finding,
 };
 pub use crate::eventbridge::EventBridgeBus;
+pub use crate::filters::{
+    DynamoFilterStore, FilterWrite, MAX_FILTER_ITEM_BYTES, StoredFilter, filter_attr, filter_item,
+    stored_filter,
+};
 pub use crate::import::{
     ImportCounts, ImportItem, MAX_IMPORT_CALL_BYTES, import_and_mark, import_ranges,
     import_retry_delay, loggable, set_back,

@@ -20,6 +20,9 @@ pub struct StoredFinding {
     /// Incremented by every write; each write is conditional on the version it read.
     pub version: u64,
     pub outbox: Outbox,
+    /// `expiresAt`, epoch seconds: FindingsTable's TTL attribute. The detector sets it to
+    /// `FindingRetentionDays` after each create or update; `None` never expires.
+    pub expires_at: Option<i64>,
 }
 
 /// The publish state of a finding.

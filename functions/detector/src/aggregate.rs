@@ -10,7 +10,10 @@ use std::collections::BTreeMap;
 use peregrine_event::Timestamp;
 use peregrine_finding::{Finding, FindingError};
 
-use peregrine_store::{FindingWrite, Outbox, PublishingFrequency, StoredFinding, add};
+use peregrine_criteria::ArchiveRules;
+use peregrine_store::{
+    FindingWrite, Outbox, PublishingFrequency, StoredFinding, add, epoch_seconds,
+};
 
 /// TransactWriteItems takes at most 100 actions: the chunk's dedupe marker plus 99 findings.
 pub const MAX_FINDINGS_PER_CHUNK: usize = 99;
@@ -80,6 +83,30 @@ pub fn next_publish_due(
     }
 }
 
+/// Applies the suppression filters and the retention to a planned write: the finding expires
+/// `retention` after `now` (FindingsTable's TTL), and when an `ARCHIVE` filter matches it (as
+/// merged), it is stored archived with nothing due: no EventBridge publish, no Security Hub
+/// import, now or later. Returns the name of the filter that archived it.
+pub fn settle_write<'r>(
+    write: &mut FindingWrite,
+    rules: &'r ArchiveRules,
+    now: Timestamp,
+    retention: std::time::Duration,
+) -> Result<Option<&'r str>, FindingError> {
+    write.item.expires_at = Some(epoch_seconds(add(now, retention)));
+    if rules.is_empty() {
+        return Ok(None);
+    }
+    let json = serde_json::to_value(&write.item.finding)?;
+    let Some(name) = rules.first_match(&json) else {
+        return Ok(None);
+    };
+    write.item.finding.service.archived = true;
+    write.item.outbox.pending_due = None;
+    write.item.outbox.security_hub = None;
+    Ok(Some(name))
+}
+
 /// The write for one grouped finding of a batch, given what is stored under its id.
 ///
 /// - Not stored: a new finding, version 1, publish due now (the detector publishes it right
@@ -101,6 +128,7 @@ pub fn plan_write(
                     pending_due: Some(now),
                     ..Outbox::default()
                 },
+                expires_at: None,
             },
             expected_version: None,
         }),
@@ -118,6 +146,7 @@ pub fn plan_write(
                         pending_due: Some(next_publish_due(&stored.outbox, now, frequency)),
                         ..stored.outbox
                     },
+                    expires_at: stored.expires_at,
                 },
                 expected_version: Some(stored.version),
             })
@@ -284,6 +313,7 @@ mod tests {
                 }),
                 last_imported_at: None,
             },
+            expires_at: None,
         };
         let upd = plan_write(
             &occurrence,

@@ -19,6 +19,8 @@ pub enum ConfigError {
     Senders(#[from] SenderMapError),
     #[error("SECURITY_HUB_PRODUCT_ARN: {0}")]
     SecurityHub(#[from] BadProductArn),
+    #[error("FINDING_RETENTION_DAYS: {0:?} is not a number of days from 1 to 3650")]
+    Retention(String),
 }
 
 /// The detector's settings.
@@ -49,7 +51,16 @@ pub struct Config {
     /// the detector records also makes an import into Security Hub due, which the publisher
     /// carries out. The detector itself never calls Security Hub.
     pub security_hub_product_arn: Option<String>,
+    /// `FILTERS_TABLE`: the suppression filters the detector applies to each finding it
+    /// creates or updates. Unset: no filters (a stack without FiltersTable).
+    pub filters_table: Option<String>,
+    /// `FINDING_RETENTION_DAYS` (the template's `FindingRetentionDays`): a finding expires
+    /// (FindingsTable's TTL) this long after it was last created or updated.
+    pub finding_retention: Duration,
 }
+
+/// GuardDuty keeps findings 90 days.
+pub const DEFAULT_FINDING_RETENTION: Duration = Duration::from_secs(90 * 24 * 60 * 60);
 
 /// Heartbeat rows expire a week after the agent last reported.
 pub const HEARTBEAT_TTL: Duration = Duration::from_secs(7 * 24 * 60 * 60);
@@ -88,6 +99,17 @@ impl FromEnv for Config {
             security_hub_product_arn: product_arn_setting(
                 get("SECURITY_HUB_PRODUCT_ARN").as_deref(),
             )?,
+            filters_table: env::optional(&get, "FILTERS_TABLE"),
+            finding_retention: match env::optional(&get, "FINDING_RETENTION_DAYS") {
+                None => DEFAULT_FINDING_RETENTION,
+                Some(d) => d
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|d| (1..=3650).contains(d))
+                    .map(|d| Duration::from_secs(d * 24 * 60 * 60))
+                    .ok_or(ConfigError::Retention(d))?,
+            },
         })
     }
 }
