@@ -38,8 +38,9 @@ pub use crate::import::{
     import_retry_delay, loggable, set_back,
 };
 pub use crate::model::{
-    ChunkOutcome, ChunkWrite, FindingWrite, HubPending, Outbox, PUBLISH_PENDING,
-    PublishingFrequency, StoredFinding, UnknownFrequency, add, day, epoch_seconds, iso, parse_iso,
+    BadRetention, ChunkOutcome, ChunkWrite, DEFAULT_RETENTION_DAYS, FindingWrite, HubPending,
+    Outbox, PUBLISH_PENDING, PublishingFrequency, StoredFinding, UnknownFrequency, add, day,
+    epoch_seconds, iso, parse_iso, retention_setting, settle_write,
 };
 pub use crate::org::{
     ConfigStore, CoverageStore, DynamoConfigStore, DynamoCoverageStore, KIND_INDEX, OrgConfig,

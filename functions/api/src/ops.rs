@@ -37,6 +37,16 @@ pub async fn run(deps: &ApiDeps, op: Operation, body: &[u8]) -> Result<Value, Ap
             update(deps, &r.finding_ids, |f| set_archived(f, false)).await
         }
         Operation::Feedback => feedback(deps, parse(body)?).await,
+        // Served by `filters` and `samples` (lib.rs dispatches them there).
+        Operation::CreateSampleFindings
+        | Operation::CreateFilter
+        | Operation::ListFilters
+        | Operation::GetFilter
+        | Operation::UpdateFilter
+        | Operation::DeleteFilter => Err(ApiError::NotFound(format!(
+            "{} is not a findings operation.",
+            op.name()
+        ))),
     }
 }
 
@@ -50,7 +60,7 @@ fn sanitize(s: &str) -> String {
     clean
 }
 
-fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+pub(crate) fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|e| {
         ApiError::bad(format!(
             "The request body is not valid: {}",

@@ -10,10 +10,7 @@ use std::collections::BTreeMap;
 use peregrine_event::Timestamp;
 use peregrine_finding::{Finding, FindingError};
 
-use peregrine_criteria::ArchiveRules;
-use peregrine_store::{
-    FindingWrite, Outbox, PublishingFrequency, StoredFinding, add, epoch_seconds,
-};
+use peregrine_store::{FindingWrite, Outbox, PublishingFrequency, StoredFinding, add};
 
 /// TransactWriteItems takes at most 100 actions: the chunk's dedupe marker plus 99 findings.
 pub const MAX_FINDINGS_PER_CHUNK: usize = 99;
@@ -81,30 +78,6 @@ pub fn next_publish_due(
         (None, Some(after_last)) => after_last,
         (None, None) => now,
     }
-}
-
-/// Applies the suppression filters and the retention to a planned write: the finding expires
-/// `retention` after `now` (FindingsTable's TTL), and when an `ARCHIVE` filter matches it (as
-/// merged), it is stored archived with nothing due: no EventBridge publish, no Security Hub
-/// import, now or later. Returns the name of the filter that archived it.
-pub fn settle_write<'r>(
-    write: &mut FindingWrite,
-    rules: &'r ArchiveRules,
-    now: Timestamp,
-    retention: std::time::Duration,
-) -> Result<Option<&'r str>, FindingError> {
-    write.item.expires_at = Some(epoch_seconds(add(now, retention)));
-    if rules.is_empty() {
-        return Ok(None);
-    }
-    let json = serde_json::to_value(&write.item.finding)?;
-    let Some(name) = rules.first_match(&json) else {
-        return Ok(None);
-    };
-    write.item.finding.service.archived = true;
-    write.item.outbox.pending_due = None;
-    write.item.outbox.security_hub = None;
-    Ok(Some(name))
 }
 
 /// The write for one grouped finding of a batch, given what is stored under its id.

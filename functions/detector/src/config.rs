@@ -4,7 +4,10 @@
 use std::time::Duration;
 
 use peregrine_lambda::env::{self, EnvError, FromEnv};
-use peregrine_store::{BadProductArn, PublishingFrequency, UnknownFrequency, product_arn_setting};
+use peregrine_store::{
+    BadProductArn, BadRetention, PublishingFrequency, UnknownFrequency, product_arn_setting,
+    retention_setting,
+};
 
 use crate::sender::{DEFAULT_SKEW, SenderMap, SenderMapError, SkewWindow};
 
@@ -19,8 +22,8 @@ pub enum ConfigError {
     Senders(#[from] SenderMapError),
     #[error("SECURITY_HUB_PRODUCT_ARN: {0}")]
     SecurityHub(#[from] BadProductArn),
-    #[error("FINDING_RETENTION_DAYS: {0:?} is not a number of days from 1 to 3650")]
-    Retention(String),
+    #[error("FINDING_RETENTION_DAYS: {0}")]
+    Retention(#[from] BadRetention),
 }
 
 /// The detector's settings.
@@ -60,7 +63,8 @@ pub struct Config {
 }
 
 /// GuardDuty keeps findings 90 days.
-pub const DEFAULT_FINDING_RETENTION: Duration = Duration::from_secs(90 * 24 * 60 * 60);
+pub const DEFAULT_FINDING_RETENTION: Duration =
+    Duration::from_secs(peregrine_store::DEFAULT_RETENTION_DAYS * 24 * 60 * 60);
 
 /// Heartbeat rows expire a week after the agent last reported.
 pub const HEARTBEAT_TTL: Duration = Duration::from_secs(7 * 24 * 60 * 60);
@@ -100,16 +104,7 @@ impl FromEnv for Config {
                 get("SECURITY_HUB_PRODUCT_ARN").as_deref(),
             )?,
             filters_table: env::optional(&get, "FILTERS_TABLE"),
-            finding_retention: match env::optional(&get, "FINDING_RETENTION_DAYS") {
-                None => DEFAULT_FINDING_RETENTION,
-                Some(d) => d
-                    .trim()
-                    .parse::<u64>()
-                    .ok()
-                    .filter(|d| (1..=3650).contains(d))
-                    .map(|d| Duration::from_secs(d * 24 * 60 * 60))
-                    .ok_or(ConfigError::Retention(d))?,
-            },
+            finding_retention: retention_setting(get("FINDING_RETENTION_DAYS").as_deref())?,
         })
     }
 }

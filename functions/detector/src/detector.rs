@@ -15,12 +15,12 @@ use peregrine_lambda::{InvocationError, partial_batch_until, stop_before};
 use peregrine_store::{
     ChunkOutcome, ChunkWrite, Coverage, DynamoFindingStore, DynamoHeartbeatStore, EventBridgeBus,
     FindingBus, FindingStore, FindingWrite, HeartbeatRecord, HeartbeatStore, PublishCounts,
-    PublishItem, StoreError, add, epoch_seconds, iso, send_and_mark,
+    PublishItem, StoreError, add, epoch_seconds, iso, send_and_mark, settle_write,
 };
 use peregrine_wire::{Header, Heartbeat, Message, ProbeState, WireError};
 use serde::Serialize;
 
-use crate::aggregate::{chunk, group_findings, plan_write, settle_write};
+use crate::aggregate::{chunk, group_findings, plan_write};
 use crate::config::{Config, ConfigError, HEARTBEAT_TTL};
 use crate::sender::{Rejection, authorize};
 

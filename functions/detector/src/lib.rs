@@ -16,7 +16,6 @@ mod sender;
 
 pub use crate::aggregate::{
     MAX_CHUNK_BYTES, MAX_FINDINGS_PER_CHUNK, chunk, group_findings, next_publish_due, plan_write,
-    settle_write,
 };
 /// The Lambda binary (`BuildProperties.Binary` in template.yaml).
 pub const BINARY: &str = "peregrine-detector";
