@@ -427,7 +427,7 @@ async fn filters_round_trip_with_ranks_updates_deletes_pages_and_bad_requests() 
     assert_eq!((page, last), (vec!["first".to_owned()], None));
 
     // Malformed requests.
-    let bad_body = |b: Value| async move { e.bad("POST", "/filter", Some(b)).await };
+    let bad_body = |b: Value| e.bad("POST", "/filter", Some(b));
     assert!(
         bad_body(json!({"name": "no spaces!", "findingCriteria": criteria}))
             .await
