@@ -69,7 +69,7 @@ async fn provisioned_resources_match_the_template() {
 
     // Tables: name, keys, attribute definitions, every GSI, billing, TTL.
     let tables = resources_of(&raw, "AWS::DynamoDB::Table");
-    assert_eq!(tables.len(), 5);
+    assert_eq!(tables.len(), 6, "{tables:?}");
     for id in &tables {
         let props = &raw["Resources"][id.as_str()]["Properties"];
         let name = format!("{prefix}-{id}");
