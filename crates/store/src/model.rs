@@ -60,6 +60,22 @@ pub struct FindingWrite {
 }
 
 impl FindingWrite {
+    /// The write of a finding not stored yet: version 1, its publish due `now`.
+    pub fn new_finding(finding: Finding, now: Timestamp) -> FindingWrite {
+        FindingWrite {
+            item: StoredFinding {
+                finding,
+                version: 1,
+                outbox: Outbox {
+                    pending_due: Some(now),
+                    ..Outbox::default()
+                },
+                expires_at: None,
+            },
+            expected_version: None,
+        }
+    }
+
     pub fn is_new(&self) -> bool {
         self.expected_version.is_none()
     }

@@ -39,7 +39,7 @@ use serde_json::Value;
 
 pub use crate::config::{Config, ConfigError};
 pub use crate::error::ApiError;
-pub use crate::samples::{SAMPLE_MARK, sample_finding};
+pub use crate::samples::{SAMPLE_MARK, sample_finding, sample_problems};
 pub use crate::store::{ApiStore, MAX_CANDIDATES, Plan};
 pub use peregrine_criteria::{FIELDS, Kind};
 

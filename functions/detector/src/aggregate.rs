@@ -93,18 +93,7 @@ pub fn plan_write(
     frequency: PublishingFrequency,
 ) -> Result<FindingWrite, FindingError> {
     match current {
-        None => Ok(FindingWrite {
-            item: StoredFinding {
-                finding: occurrence.clone(),
-                version: 1,
-                outbox: Outbox {
-                    pending_due: Some(now),
-                    ..Outbox::default()
-                },
-                expires_at: None,
-            },
-            expected_version: None,
-        }),
+        None => Ok(FindingWrite::new_finding(occurrence.clone(), now)),
         Some(stored) => {
             let mut merged = stored.finding.clone();
             merged.record_occurrence(occurrence)?;
