@@ -213,7 +213,7 @@ pub async fn create(deps: &ApiDeps, body: &[u8], account_id: &str) -> Result<Val
     let env = FindingEnv {
         account_id: account_id.to_owned(),
         region: deps.config.region.clone(),
-        partition: partition(&deps.config.region).to_owned(),
+        partition: peregrine_aws::partition(&deps.config.region).to_owned(),
         detector_id: deps.config.detector_id.clone(),
         cluster_name: placeholder("EKSClusterName"),
         node_name: placeholder("NodeName"),
@@ -284,16 +284,6 @@ pub fn sample_problems(json: &Value) -> Vec<String> {
         out.push("the process is not the placeholder".into());
     }
     out
-}
-
-fn partition(region: &str) -> &'static str {
-    if region.starts_with("cn-") {
-        "aws-cn"
-    } else if region.starts_with("us-gov-") {
-        "aws-us-gov"
-    } else {
-        "aws"
-    }
 }
 
 #[cfg(test)]
