@@ -14,6 +14,7 @@
 mod bound;
 mod model;
 mod time;
+mod types;
 
 pub mod asff;
 pub mod eventbridge;
@@ -28,6 +29,7 @@ pub use crate::bound::{
 };
 pub use crate::model::*;
 pub use crate::time::IsoTime;
+pub use crate::types::{RUNTIME_TYPES, RuntimeType, runtime_type};
 
 /// `schemaVersion` of every finding Peregrine writes.
 pub const SCHEMA_VERSION: &str = "2.0";

@@ -43,6 +43,8 @@ pub mod attr {
     pub const SEVERITY_LABEL: &str = "severityLabel";
     pub const CLUSTER_NAME: &str = "clusterName";
     pub const ACCOUNT_ID: &str = "accountId";
+    /// The workload's namespace (`byNamespace`); absent for host findings.
+    pub const NAMESPACE: &str = "namespace";
     pub const REGION: &str = "region";
     pub const CREATED_AT: &str = "createdAt";
     pub const UPDATED_AT: &str = "updatedAt";
@@ -127,6 +129,19 @@ pub fn finding_item(f: &StoredFinding) -> Result<Item, serde_json::Error> {
     if let Some(at) = f.outbox.last_imported_at {
         item.insert(attr::SECURITY_HUB_IMPORTED_AT.into(), s(iso(at)));
     }
+    if let Some(at) = f.expires_at {
+        item.insert(attr::EXPIRES_AT.into(), n(at));
+    }
+    if let Some(ns) = finding
+        .resource
+        .kubernetes_details
+        .as_ref()
+        .and_then(|k| k.kubernetes_workload_details.as_ref())
+        .and_then(|w| w.namespace.as_deref())
+        .filter(|ns| !ns.is_empty())
+    {
+        item.insert(attr::NAMESPACE.into(), s(ns));
+    }
     Ok(item)
 }
 
@@ -189,6 +204,10 @@ pub fn stored_finding(item: &Item) -> Result<StoredFinding, StoreError> {
             security_hub,
             last_imported_at: time(attr::SECURITY_HUB_IMPORTED_AT)?,
         },
+        expires_at: item
+            .get(attr::EXPIRES_AT)
+            .and_then(|v| v.as_n().ok())
+            .and_then(|v| v.parse().ok()),
     })
 }
 
@@ -223,6 +242,7 @@ pub struct DynamoFindingStore {
     findings_table: String,
     dedupe_table: String,
     security_hub: bool,
+    filters: Option<crate::filters::DynamoFilterStore>,
 }
 
 impl DynamoFindingStore {
@@ -232,7 +252,16 @@ impl DynamoFindingStore {
             findings_table: findings_table.to_owned(),
             dedupe_table: dedupe_table.to_owned(),
             security_hub: false,
+            filters: None,
         }
+    }
+
+    /// With FiltersTable (`FILTERS_TABLE`), [`FindingStore::filters`] reads it; without, there
+    /// are no filters.
+    pub fn with_filters_table(mut self, table: Option<&str>) -> Self {
+        self.filters =
+            table.map(|t| crate::filters::DynamoFilterStore::new(self.client.clone(), t));
+        self
     }
 
     /// With the Security Hub export on, recording a publish also makes an import due.
@@ -378,6 +407,13 @@ fn chunk_outcome(
 }
 
 impl FindingStore for DynamoFindingStore {
+    async fn filters(&self) -> Result<Vec<peregrine_criteria::Filter>, StoreError> {
+        match &self.filters {
+            None => Ok(Vec::new()),
+            Some(t) => Ok(t.all().await?.into_iter().map(|f| f.filter).collect()),
+        }
+    }
+
     async fn get_many(&self, ids: &[String]) -> Result<HashMap<String, StoredFinding>, StoreError> {
         let mut out = HashMap::with_capacity(ids.len());
         for part in ids.chunks(MAX_TRANSACT_GET) {
@@ -813,6 +849,7 @@ mod tests {
                 }),
                 last_imported_at: parse_iso("2026-11-24T08:00:00Z"),
             },
+            expires_at: Some(1_772_000_000),
         };
         let item = finding_item(&stored).unwrap();
         assert_eq!(get_s(&item, "severityLabel"), Some("Medium"));

@@ -15,6 +15,7 @@
 
 mod dynamo;
 mod eventbridge;
+mod filters;
 mod import;
 pub mod memory;
 mod model;
@@ -28,13 +29,18 @@ pub use crate::dynamo::{
     attr, finding_item, heartbeat_from_item, heartbeat_item, stored_finding,
 };
 pub use crate::eventbridge::EventBridgeBus;
+pub use crate::filters::{
+    DynamoFilterStore, FilterWrite, MAX_FILTER_ITEM_BYTES, StoredFilter, filter_attr, filter_item,
+    stored_filter,
+};
 pub use crate::import::{
     ImportCounts, ImportItem, MAX_IMPORT_CALL_BYTES, import_and_mark, import_ranges,
     import_retry_delay, loggable, set_back,
 };
 pub use crate::model::{
-    ChunkOutcome, ChunkWrite, FindingWrite, HubPending, Outbox, PUBLISH_PENDING,
-    PublishingFrequency, StoredFinding, UnknownFrequency, add, day, epoch_seconds, iso, parse_iso,
+    BadRetention, ChunkOutcome, ChunkWrite, DEFAULT_RETENTION_DAYS, FindingWrite, HubPending,
+    Outbox, PUBLISH_PENDING, PublishingFrequency, StoredFinding, UnknownFrequency, add, day,
+    epoch_seconds, iso, parse_iso, retention_setting, settle_write,
 };
 pub use crate::org::{
     ConfigStore, CoverageStore, DynamoConfigStore, DynamoCoverageStore, KIND_INDEX, OrgConfig,

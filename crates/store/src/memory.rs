@@ -33,9 +33,22 @@ pub struct MemoryFindingStore {
     /// (transactions to let through, then how many to fail as throttled).
     throttle: Mutex<(usize, usize)>,
     security_hub: bool,
+    filters: Mutex<Vec<peregrine_criteria::Filter>>,
+    /// Reads of the filters to fail (as throttled) before they succeed again.
+    fail_filters: Mutex<usize>,
 }
 
 impl MemoryFindingStore {
+    /// Replaces the suppression filters.
+    pub fn set_filters(&self, filters: Vec<peregrine_criteria::Filter>) {
+        *lock(&self.filters) = filters;
+    }
+
+    /// Makes the next `n` reads of the filters fail as DynamoDB throttling would.
+    pub fn fail_filters_next(&self, n: usize) {
+        *lock(&self.fail_filters) = n;
+    }
+
     pub fn new() -> Self {
         Self::default()
     }
@@ -100,6 +113,21 @@ impl MemoryFindingStore {
 }
 
 impl FindingStore for MemoryFindingStore {
+    async fn filters(&self) -> Result<Vec<peregrine_criteria::Filter>, StoreError> {
+        let mut fail = lock(&self.fail_filters);
+        if *fail > 0 {
+            *fail -= 1;
+            return Err(StoreError::Aws {
+                operation: "Scan",
+                failure: Failure::Throttled,
+                message: "throttled (in-memory store)".into(),
+            });
+        }
+        let mut f = lock(&self.filters).clone();
+        f.sort_by(|a, b| (a.rank, &a.name).cmp(&(b.rank, &b.name)));
+        Ok(f)
+    }
+
     async fn get_many(&self, ids: &[String]) -> Result<HashMap<String, StoredFinding>, StoreError> {
         let findings = lock(&self.findings);
         Ok(ids

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use peregrine_criteria::ArchiveRules;
 use peregrine_event::Timestamp;
 use peregrine_finding::Finding;
 use serde::Deserialize;
@@ -20,6 +21,9 @@ pub struct StoredFinding {
     /// Incremented by every write; each write is conditional on the version it read.
     pub version: u64,
     pub outbox: Outbox,
+    /// `expiresAt`, epoch seconds: FindingsTable's TTL attribute. The detector sets it to
+    /// `FindingRetentionDays` after each create or update; `None` never expires.
+    pub expires_at: Option<i64>,
 }
 
 /// The publish state of a finding.
@@ -56,6 +60,22 @@ pub struct FindingWrite {
 }
 
 impl FindingWrite {
+    /// The write of a finding not stored yet: version 1, its publish due `now`.
+    pub fn new_finding(finding: Finding, now: Timestamp) -> FindingWrite {
+        FindingWrite {
+            item: StoredFinding {
+                finding,
+                version: 1,
+                outbox: Outbox {
+                    pending_due: Some(now),
+                    ..Outbox::default()
+                },
+                expires_at: None,
+            },
+            expected_version: None,
+        }
+    }
+
     pub fn is_new(&self) -> bool {
         self.expected_version.is_none()
     }
@@ -131,6 +151,51 @@ impl PublishingFrequency {
             Self::SixHours => 6 * 60 * 60,
         })
     }
+}
+
+/// Applies the suppression filters and the retention to a planned write: the finding expires
+/// `retention` after `now` (FindingsTable's TTL), and when an `ARCHIVE` filter matches it (as
+/// merged), it is stored archived with nothing due: no EventBridge publish, no Security Hub
+/// import, now or later. Returns the name of the filter that archived it.
+pub fn settle_write<'r>(
+    write: &mut FindingWrite,
+    rules: &'r ArchiveRules,
+    now: Timestamp,
+    retention: std::time::Duration,
+) -> Result<Option<&'r str>, serde_json::Error> {
+    write.item.expires_at = Some(epoch_seconds(add(now, retention)));
+    if rules.is_empty() {
+        return Ok(None);
+    }
+    let json = serde_json::to_value(&write.item.finding)?;
+    let Some(name) = rules.first_match(&json) else {
+        return Ok(None);
+    };
+    write.item.finding.service.archived = true;
+    write.item.outbox.pending_due = None;
+    write.item.outbox.security_hub = None;
+    Ok(Some(name))
+}
+
+/// A `FINDING_RETENTION_DAYS` that is not a number of days from 1 to 3650.
+#[derive(Debug, thiserror::Error)]
+#[error("{0:?} is not a number of days from 1 to 3650")]
+pub struct BadRetention(pub String);
+
+/// GuardDuty keeps findings 90 days: the template's `FindingRetentionDays` default.
+pub const DEFAULT_RETENTION_DAYS: u64 = 90;
+
+/// The finding retention from a setting that may be absent (unset or empty: 90 days).
+pub fn retention_setting(value: Option<&str>) -> Result<Duration, BadRetention> {
+    let days = match value.map(str::trim).filter(|v| !v.is_empty()) {
+        None => DEFAULT_RETENTION_DAYS,
+        Some(v) => v
+            .parse::<u64>()
+            .ok()
+            .filter(|d| (1..=3650).contains(d))
+            .ok_or_else(|| BadRetention(v.to_owned()))?,
+    };
+    Ok(Duration::from_secs(days * 24 * 60 * 60))
 }
 
 /// ISO-8601 in UTC with milliseconds, the form every time attribute uses (so they sort as

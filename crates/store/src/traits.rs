@@ -9,6 +9,7 @@ use std::future::Future;
 
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use peregrine_aws::Failure;
+use peregrine_criteria::Filter;
 use peregrine_event::Timestamp;
 use peregrine_finding::asff::AsffFinding;
 use peregrine_finding::eventbridge::PutEventsEntry;
@@ -145,6 +146,12 @@ pub trait FindingStore: Send + Sync {
         id: &str,
         version: u64,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// The suppression filters (FiltersTable), read consistently, in rank order. A store
+    /// without a filters table has none.
+    fn filters(&self) -> impl Future<Output = Result<Vec<Filter>, StoreError>> + Send {
+        async { Ok(Vec::new()) }
+    }
 }
 
 /// A failed BatchImportFindings call (as a whole; per-finding failures are

@@ -111,3 +111,26 @@ pub fn context(request_id: &str, function_arn: &str) -> Context {
     ctx.invoked_function_arn = function_arn.into();
     ctx
 }
+
+/// A function URL request (payload format 2.0) as Lambda hands it to the findings API:
+/// `method` and `path` (with `query`, without `?`), a JSON `body` or none, from account
+/// 123456789012.
+pub fn function_url_request(
+    method: &str,
+    path: &str,
+    query: &str,
+    body: Option<String>,
+) -> aws_lambda_events::lambda_function_urls::LambdaFunctionUrlRequest {
+    let mut r = aws_lambda_events::lambda_function_urls::LambdaFunctionUrlRequest::default();
+    r.version = Some("2.0".into());
+    r.raw_path = Some(path.into());
+    r.raw_query_string = Some(query.into());
+    r.request_context.account_id = Some("123456789012".into());
+    r.request_context.request_id = Some("r-1".into());
+    r.request_context.http.method = Some(method.into());
+    r.request_context.http.path = Some(path.into());
+    r.request_context.http.protocol = Some("HTTP/1.1".into());
+    r.request_context.http.source_ip = Some("127.0.0.1".into());
+    r.body = body;
+    r
+}

@@ -21,6 +21,12 @@ pub enum ApiError {
     Contended(String),
 }
 
+impl From<peregrine_criteria::CriteriaError> for ApiError {
+    fn from(e: peregrine_criteria::CriteriaError) -> ApiError {
+        ApiError::BadRequest(e.0)
+    }
+}
+
 impl ApiError {
     pub fn bad(message: impl Into<String>) -> ApiError {
         ApiError::BadRequest(message.into())

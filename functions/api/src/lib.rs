@@ -3,23 +3,30 @@
 //! client and hands [`handle`] to `lambda_runtime::run`; tests and the local runner
 //! (`tools/local`) call the same function in-process.
 //!
-//! | Route (POST)                            | GuardDuty operation     |
-//! |-----------------------------------------|-------------------------|
-//! | `/detector/{id}/findings`               | ListFindings            |
-//! | `/detector/{id}/findings/get`           | GetFindings             |
-//! | `/detector/{id}/findings/statistics`    | GetFindingsStatistics   |
-//! | `/detector/{id}/findings/archive`       | ArchiveFindings         |
-//! | `/detector/{id}/findings/unarchive`     | UnarchiveFindings       |
-//! | `/detector/{id}/findings/feedback`      | UpdateFindingsFeedback  |
+//! | Route                                        | GuardDuty operation     |
+//! |----------------------------------------------|-------------------------|
+//! | `POST /detector/{id}/findings`               | ListFindings            |
+//! | `POST /detector/{id}/findings/get`           | GetFindings             |
+//! | `POST /detector/{id}/findings/statistics`    | GetFindingsStatistics   |
+//! | `POST /detector/{id}/findings/archive`       | ArchiveFindings         |
+//! | `POST /detector/{id}/findings/unarchive`     | UnarchiveFindings       |
+//! | `POST /detector/{id}/findings/feedback`      | UpdateFindingsFeedback  |
+//! | `POST /detector/{id}/findings/create`        | CreateSampleFindings    |
+//! | `POST /detector/{id}/filter`                 | CreateFilter            |
+//! | `GET /detector/{id}/filter`                  | ListFilters             |
+//! | `GET /detector/{id}/filter/{name}`           | GetFilter               |
+//! | `POST /detector/{id}/filter/{name}`          | UpdateFilter            |
+//! | `DELETE /detector/{id}/filter/{name}`        | DeleteFilter            |
 //!
 //! Every answer is a response (never an invocation error): a client's mistake is a 400
 //! `BadRequestException`, a store failure a 500 `InternalServerErrorException` with no details.
 //! See `docs/api.md`.
 
 mod config;
-mod criteria;
 mod error;
+mod filters;
 mod ops;
+mod samples;
 mod store;
 mod token;
 
@@ -30,10 +37,11 @@ use lambda_runtime::{Diagnostic, LambdaEvent};
 use serde::Serialize;
 use serde_json::Value;
 
-pub use crate::config::Config;
-pub use crate::criteria::{FIELDS, Kind};
+pub use crate::config::{Config, ConfigError};
 pub use crate::error::ApiError;
+pub use crate::samples::{SAMPLE_MARK, sample_finding, sample_problems};
 pub use crate::store::{ApiStore, MAX_CANDIDATES, Plan};
+pub use peregrine_criteria::{FIELDS, Kind};
 
 /// The Lambda binary (`BuildProperties.Binary` in template.yaml).
 pub const BINARY: &str = "peregrine-api";
@@ -46,12 +54,19 @@ pub const MAX_BODY_BYTES: usize = 256 * 1024;
 pub struct ApiDeps {
     pub config: Config,
     pub store: ApiStore,
+    pub filters: peregrine_store::DynamoFilterStore,
 }
 
 impl ApiDeps {
     pub fn from_sdk(sdk: &SdkConfig, config: Config) -> ApiDeps {
-        let store = ApiStore::new(aws_sdk_dynamodb::Client::new(sdk), &config.findings_table);
-        ApiDeps { config, store }
+        let client = aws_sdk_dynamodb::Client::new(sdk);
+        let store = ApiStore::new(client.clone(), &config.findings_table);
+        let filters = peregrine_store::DynamoFilterStore::new(client, &config.filters_table);
+        ApiDeps {
+            config,
+            store,
+            filters,
+        }
     }
 }
 
@@ -88,7 +103,7 @@ impl ApiResponse {
     }
 }
 
-/// The operations, by the path after `/detector/{id}/findings`.
+/// The operations.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Operation {
     List,
@@ -97,6 +112,12 @@ pub enum Operation {
     Archive,
     Unarchive,
     Feedback,
+    CreateSampleFindings,
+    CreateFilter,
+    ListFilters,
+    GetFilter,
+    UpdateFilter,
+    DeleteFilter,
 }
 
 impl Operation {
@@ -108,24 +129,77 @@ impl Operation {
             Operation::Archive => "ArchiveFindings",
             Operation::Unarchive => "UnarchiveFindings",
             Operation::Feedback => "UpdateFindingsFeedback",
+            Operation::CreateSampleFindings => "CreateSampleFindings",
+            Operation::CreateFilter => "CreateFilter",
+            Operation::ListFilters => "ListFilters",
+            Operation::GetFilter => "GetFilter",
+            Operation::UpdateFilter => "UpdateFilter",
+            Operation::DeleteFilter => "DeleteFilter",
         }
     }
 }
 
-/// The detector id and operation a path names.
-pub fn route(path: &str) -> Option<(&str, Operation)> {
-    let rest = path.strip_prefix("/detector/")?;
-    let (detector, rest) = rest.split_once('/')?;
-    let op = match rest.trim_end_matches('/') {
-        "findings" => Operation::List,
-        "findings/get" => Operation::Get,
-        "findings/statistics" => Operation::Statistics,
-        "findings/archive" => Operation::Archive,
-        "findings/unarchive" => Operation::Unarchive,
-        "findings/feedback" => Operation::Feedback,
-        _ => return None,
+/// A routed request: the detector id, the operation and the path's name (`{filterName}`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Route<'a> {
+    pub detector: &'a str,
+    pub op: Operation,
+    pub name: Option<&'a str>,
+}
+
+/// The operation a method and path name. `Err` for an unknown path (404) or a method the
+/// path does not take (400, naming the methods it takes).
+pub fn route<'a>(method: &str, path: &'a str) -> Result<Route<'a>, ApiError> {
+    use Operation as O;
+    let not_found = || {
+        ApiError::NotFound(format!(
+            "No operation at {}.",
+            peregrine_criteria::quoted(path)
+        ))
     };
-    (!detector.is_empty()).then_some((detector, op))
+    let rest = path.strip_prefix("/detector/").ok_or_else(not_found)?;
+    let (detector, rest) = rest.split_once('/').ok_or_else(not_found)?;
+    if detector.is_empty() {
+        return Err(not_found());
+    }
+    let method = method.to_ascii_uppercase();
+    // Each path: the operation per method.
+    let (ops, name): (&[(&str, Operation)], Option<&str>) = match rest.trim_end_matches('/') {
+        "findings" => (&[("POST", O::List)], None),
+        "findings/get" => (&[("POST", O::Get)], None),
+        "findings/statistics" => (&[("POST", O::Statistics)], None),
+        "findings/archive" => (&[("POST", O::Archive)], None),
+        "findings/unarchive" => (&[("POST", O::Unarchive)], None),
+        "findings/feedback" => (&[("POST", O::Feedback)], None),
+        "findings/create" => (&[("POST", O::CreateSampleFindings)], None),
+        "filter" => (&[("POST", O::CreateFilter), ("GET", O::ListFilters)], None),
+        other => match other.strip_prefix("filter/") {
+            Some(name) if !name.is_empty() && !name.contains('/') => (
+                &[
+                    ("GET", O::GetFilter),
+                    ("POST", O::UpdateFilter),
+                    ("DELETE", O::DeleteFilter),
+                ],
+                Some(name),
+            ),
+            _ => return Err(not_found()),
+        },
+    };
+    match ops.iter().find(|(m, _)| *m == method) {
+        Some(&(_, op)) => Ok(Route { detector, op, name }),
+        None => {
+            let takes: Vec<String> = ops
+                .iter()
+                .map(|(m, op)| format!("{m} ({})", op.name()))
+                .collect();
+            Err(ApiError::bad(format!(
+                "{} takes {}, not {}.",
+                peregrine_criteria::quoted(path),
+                takes.join(" or "),
+                peregrine_criteria::quoted(&method)
+            )))
+        }
+    }
 }
 
 /// One request through the API. Never an invocation error: every outcome is a response.
@@ -152,29 +226,48 @@ pub async fn handle(
 
 async fn serve(deps: &ApiDeps, req: &LambdaFunctionUrlRequest) -> Result<Value, ApiError> {
     let path = req.raw_path.as_deref().unwrap_or("/");
-    let Some((detector, op)) = route(path) else {
-        return Err(ApiError::NotFound(format!(
-            "No operation at {}.",
-            criteria::quoted(path)
-        )));
-    };
     let method = req.request_context.http.method.as_deref().unwrap_or("POST");
-    if !method.eq_ignore_ascii_case("POST") {
-        return Err(ApiError::bad(format!(
-            "{} takes POST, not {}.",
-            op.name(),
-            criteria::quoted(method)
-        )));
-    }
+    let Route { detector, op, name } = route(method, path)?;
     if detector != deps.config.detector_id {
         // GuardDuty's answer for a detector that is not the caller's.
         return Err(ApiError::bad(
             "The request is rejected because the input detectorId is not owned by the current account.",
         ));
     }
+    match op {
+        Operation::ListFilters => {
+            tracing::info!(operation = op.name(), "request");
+            return filters::list(deps, req.raw_query_string.as_deref().unwrap_or_default()).await;
+        }
+        // GET and DELETE bodies are ignored.
+        Operation::GetFilter | Operation::DeleteFilter => {
+            tracing::info!(operation = op.name(), "request");
+            let name = name.unwrap_or_default();
+            return if op == Operation::GetFilter {
+                filters::get(deps, name).await
+            } else {
+                filters::delete(deps, name).await
+            };
+        }
+        _ => {}
+    }
     let body = body_bytes(req)?;
     tracing::info!(operation = op.name(), bytes = body.len(), "request");
-    ops::run(deps, op, &body).await
+    match op {
+        Operation::CreateFilter => filters::create(deps, &body).await,
+        Operation::UpdateFilter => filters::update(deps, name.unwrap_or_default(), &body).await,
+        Operation::CreateSampleFindings => {
+            // The function owner's account (the function URL's requestContext.accountId).
+            let account = req
+                .request_context
+                .account_id
+                .as_deref()
+                .filter(|a| a.len() == 12 && a.bytes().all(|b| b.is_ascii_digit()))
+                .unwrap_or("000000000000");
+            samples::create(deps, &body, account).await
+        }
+        _ => ops::run(deps, op, &body).await,
+    }
 }
 
 /// The body, decoded and bounded. An absent body is `{}`.
@@ -213,17 +306,39 @@ mod tests {
 
     #[test]
     fn routes() {
-        assert_eq!(route("/detector/d/findings"), Some(("d", Operation::List)));
+        fn r<'a>(m: &str, p: &'a str) -> Option<(&'a str, Operation, Option<&'a str>)> {
+            route(m, p).map(|r| (r.detector, r.op, r.name)).ok()
+        }
         assert_eq!(
-            route("/detector/d/findings/get"),
-            Some(("d", Operation::Get))
+            r("POST", "/detector/d/findings"),
+            Some(("d", Operation::List, None))
         );
         assert_eq!(
-            route("/detector/d/findings/feedback/"),
-            Some(("d", Operation::Feedback))
+            r("post", "/detector/d/findings/get"),
+            Some(("d", Operation::Get, None))
         );
-        assert_eq!(route("/detector//findings"), None);
-        assert_eq!(route("/detector/d/filter"), None);
-        assert_eq!(route("/"), None);
+        assert_eq!(
+            r("POST", "/detector/d/findings/feedback/"),
+            Some(("d", Operation::Feedback, None))
+        );
+        assert_eq!(
+            r("GET", "/detector/d/filter"),
+            Some(("d", Operation::ListFilters, None))
+        );
+        assert_eq!(
+            r("DELETE", "/detector/d/filter/f1"),
+            Some(("d", Operation::DeleteFilter, Some("f1")))
+        );
+        assert_eq!(
+            r("POST", "/detector/d/filter/f1"),
+            Some(("d", Operation::UpdateFilter, Some("f1")))
+        );
+        let status = |m: &str, p: &str| route(m, p).err().map(|e| e.status());
+        assert_eq!(status("POST", "/detector//findings"), Some(404));
+        assert_eq!(status("POST", "/detector/d/filter/a/b"), Some(404));
+        assert_eq!(status("POST", "/"), Some(404));
+        assert_eq!(status("GET", "/detector/d/findings"), Some(400));
+        assert_eq!(status("DELETE", "/detector/d/filter"), Some(400));
+        assert_eq!(status("PUT", "/detector/d/filter/x"), Some(400));
     }
 }

@@ -8,10 +8,10 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use crate::criteria::{Criteria, FindingCriteria, Sort, SortCriteria, quoted};
 use crate::error::ApiError;
 use crate::store::Plan;
 use crate::{ApiDeps, Operation, token};
+use peregrine_criteria::{Criteria, FindingCriteria, Sort, SortCriteria, quoted};
 
 /// ListFindings' and GetFindings' `maxResults` and id limits, as GuardDuty's.
 pub const MAX_RESULTS: i64 = 50;
@@ -37,6 +37,16 @@ pub async fn run(deps: &ApiDeps, op: Operation, body: &[u8]) -> Result<Value, Ap
             update(deps, &r.finding_ids, |f| set_archived(f, false)).await
         }
         Operation::Feedback => feedback(deps, parse(body)?).await,
+        // Served by `filters` and `samples` (lib.rs dispatches them there).
+        Operation::CreateSampleFindings
+        | Operation::CreateFilter
+        | Operation::ListFilters
+        | Operation::GetFilter
+        | Operation::UpdateFilter
+        | Operation::DeleteFilter => Err(ApiError::NotFound(format!(
+            "{} is not a findings operation.",
+            op.name()
+        ))),
     }
 }
 
@@ -50,7 +60,7 @@ fn sanitize(s: &str) -> String {
     clean
 }
 
-fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+pub(crate) fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|e| {
         ApiError::bad(format!(
             "The request body is not valid: {}",

@@ -10,8 +10,8 @@ use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
 use peregrine_event::Timestamp;
 use peregrine_store::{StoreError, StoredFinding, attr, finding_item, iso, stored_finding};
 
-use crate::criteria::Criteria;
 use crate::error::ApiError;
+use peregrine_criteria::Criteria;
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -52,13 +52,27 @@ impl Plan {
                 updated,
             };
         }
-        if let Some(cluster) = c.single_eq("resource.eksClusterDetails.name") {
-            return Plan::Query {
-                index: "byCluster",
-                hash_attr: attr::CLUSTER_NAME,
-                hash: cluster.to_owned(),
-                updated,
-            };
+        for (field, index, hash_attr) in [
+            (
+                "resource.eksClusterDetails.name",
+                "byCluster",
+                attr::CLUSTER_NAME,
+            ),
+            (
+                "resource.kubernetesDetails.kubernetesWorkloadDetails.namespace",
+                "byNamespace",
+                attr::NAMESPACE,
+            ),
+            ("accountId", "byAccount", attr::ACCOUNT_ID),
+        ] {
+            if let Some(hash) = c.single_eq(field) {
+                return Plan::Query {
+                    index,
+                    hash_attr,
+                    hash: hash.to_owned(),
+                    updated: updated.clone(),
+                };
+            }
         }
         Plan::Scan
     }
@@ -241,6 +255,25 @@ impl ApiStore {
             .await
             .map_err(|e| sdk_error("GetItem", &e))?;
         Ok(r.item.as_ref().and_then(readable))
+    }
+
+    /// Writes a finding that must not exist yet (a sample finding, with its own new id).
+    pub async fn put_new(&self, finding: &StoredFinding) -> Result<(), ApiError> {
+        let item = finding_item(finding).map_err(|e| StoreError::Aws {
+            operation: "PutItem",
+            failure: peregrine_aws::Failure::Invalid,
+            message: e.to_string(),
+        })?;
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(#id)")
+            .expression_attribute_names("#id", attr::ID)
+            .send()
+            .await
+            .map_err(|e| sdk_error("PutItem", &e))?;
+        Ok(())
     }
 
     /// Writes a finding read at `expected` as version `expected + 1`; `false` when it changed

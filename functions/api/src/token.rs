@@ -11,8 +11,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::criteria::{FindingCriteria, SortCriteria, SortKey};
 use crate::error::ApiError;
+use peregrine_criteria::{FindingCriteria, SortCriteria, SortKey};
 
 /// Tokens longer than this are refused unread.
 pub const MAX_TOKEN_BYTES: usize = 2048;
@@ -68,7 +68,7 @@ pub fn decode(token: &str, digest: &str) -> Result<SortKey, ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::criteria::Scalar;
+    use peregrine_criteria::Scalar;
 
     #[test]
     fn tokens_round_trip_and_are_bound_to_their_query() {

@@ -4,7 +4,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test crate: failing loudly is the point
 
-use aws_lambda_events::lambda_function_urls::LambdaFunctionUrlRequest;
 use lambda_runtime::LambdaEvent;
 use peregrine_api::{ApiDeps, ApiResponse, handle};
 use peregrine_event::Timestamp;
@@ -75,25 +74,7 @@ impl Local {
     }
 
     async fn call_raw(&self, method: &str, path: &str, body: Option<String>) -> ApiResponse {
-        let request: LambdaFunctionUrlRequest = serde_json::from_value(json!({
-            "version": "2.0",
-            "rawPath": path,
-            "rawQueryString": "",
-            "headers": {"content-type": "application/json"},
-            "requestContext": {
-                "accountId": "123456789012",
-                "requestId": "r-1",
-                "apiId": "api",
-                "domainName": "api.lambda-url.us-east-1.on.aws",
-                "domainPrefix": "api",
-                "time": "03/Dec/2026:17:00:00 +0000",
-                "timeEpoch": 0,
-                "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "test"},
-            },
-            "body": body,
-            "isBase64Encoded": false,
-        }))
-        .unwrap();
+        let request = lambda::function_url_request(method, path, "", body);
         handle(&self.api, LambdaEvent::new(request, Default::default()))
             .await
             .unwrap()
@@ -628,7 +609,7 @@ async fn a_store_failure_is_a_500_without_details() {
     let l = local().await;
     let config = peregrine_api::Config {
         findings_table: "no-such-table".into(),
-        detector_id: l.detector.clone(),
+        ..function_config(&l.stack, peregrine_api::BINARY).unwrap()
     };
     let broken = Local {
         api: ApiDeps::from_sdk(&l.sdk, config),

@@ -102,16 +102,7 @@ fn timestamp(t: &aws_smithy_types::DateTime) -> Timestamp {
     Timestamp::from_unix_nanos(i64::try_from(t.as_nanos()).unwrap_or(i64::MAX))
 }
 
-/// The partition of a region (`aws`, `aws-cn`, `aws-us-gov`).
-pub fn partition(region: &str) -> &'static str {
-    if region.starts_with("cn-") {
-        "aws-cn"
-    } else if region.starts_with("us-gov-") {
-        "aws-us-gov"
-    } else {
-        "aws"
-    }
-}
+pub use peregrine_aws::partition;
 
 /// Every account of the organization, all pages.
 pub async fn list_accounts(

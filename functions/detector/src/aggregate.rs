@@ -93,17 +93,7 @@ pub fn plan_write(
     frequency: PublishingFrequency,
 ) -> Result<FindingWrite, FindingError> {
     match current {
-        None => Ok(FindingWrite {
-            item: StoredFinding {
-                finding: occurrence.clone(),
-                version: 1,
-                outbox: Outbox {
-                    pending_due: Some(now),
-                    ..Outbox::default()
-                },
-            },
-            expected_version: None,
-        }),
+        None => Ok(FindingWrite::new_finding(occurrence.clone(), now)),
         Some(stored) => {
             let mut merged = stored.finding.clone();
             merged.record_occurrence(occurrence)?;
@@ -118,6 +108,7 @@ pub fn plan_write(
                         pending_due: Some(next_publish_due(&stored.outbox, now, frequency)),
                         ..stored.outbox
                     },
+                    expires_at: stored.expires_at,
                 },
                 expected_version: Some(stored.version),
             })
@@ -284,6 +275,7 @@ mod tests {
                 }),
                 last_imported_at: None,
             },
+            expires_at: None,
         };
         let upd = plan_write(
             &occurrence,

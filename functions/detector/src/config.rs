@@ -4,7 +4,10 @@
 use std::time::Duration;
 
 use peregrine_lambda::env::{self, EnvError, FromEnv};
-use peregrine_store::{BadProductArn, PublishingFrequency, UnknownFrequency, product_arn_setting};
+use peregrine_store::{
+    BadProductArn, BadRetention, PublishingFrequency, UnknownFrequency, product_arn_setting,
+    retention_setting,
+};
 
 use crate::sender::{DEFAULT_SKEW, SenderMap, SenderMapError, SkewWindow};
 
@@ -19,6 +22,8 @@ pub enum ConfigError {
     Senders(#[from] SenderMapError),
     #[error("SECURITY_HUB_PRODUCT_ARN: {0}")]
     SecurityHub(#[from] BadProductArn),
+    #[error("FINDING_RETENTION_DAYS: {0}")]
+    Retention(#[from] BadRetention),
 }
 
 /// The detector's settings.
@@ -49,7 +54,17 @@ pub struct Config {
     /// the detector records also makes an import into Security Hub due, which the publisher
     /// carries out. The detector itself never calls Security Hub.
     pub security_hub_product_arn: Option<String>,
+    /// `FILTERS_TABLE`: the suppression filters the detector applies to each finding it
+    /// creates or updates. Unset: no filters (a stack without FiltersTable).
+    pub filters_table: Option<String>,
+    /// `FINDING_RETENTION_DAYS` (the template's `FindingRetentionDays`): a finding expires
+    /// (FindingsTable's TTL) this long after it was last created or updated.
+    pub finding_retention: Duration,
 }
+
+/// GuardDuty keeps findings 90 days.
+pub const DEFAULT_FINDING_RETENTION: Duration =
+    Duration::from_secs(peregrine_store::DEFAULT_RETENTION_DAYS * 24 * 60 * 60);
 
 /// Heartbeat rows expire a week after the agent last reported.
 pub const HEARTBEAT_TTL: Duration = Duration::from_secs(7 * 24 * 60 * 60);
@@ -88,6 +103,8 @@ impl FromEnv for Config {
             security_hub_product_arn: product_arn_setting(
                 get("SECURITY_HUB_PRODUCT_ARN").as_deref(),
             )?,
+            filters_table: env::optional(&get, "FILTERS_TABLE"),
+            finding_retention: retention_setting(get("FINDING_RETENTION_DAYS").as_deref())?,
         })
     }
 }

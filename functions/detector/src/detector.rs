@@ -7,6 +7,7 @@ use aws_config::SdkConfig;
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::LambdaEvent;
 use peregrine_aws::backoff::RetryPolicy;
+use peregrine_criteria::ArchiveRules;
 use peregrine_detect::{Catalog, Engine, Match, RuleError, agent_blinded_finding, to_finding};
 use peregrine_event::{Event, Timestamp};
 use peregrine_finding::{Finding, FindingEnv, FindingError, flag_additional_info};
@@ -14,7 +15,7 @@ use peregrine_lambda::{InvocationError, partial_batch_until, stop_before};
 use peregrine_store::{
     ChunkOutcome, ChunkWrite, Coverage, DynamoFindingStore, DynamoHeartbeatStore, EventBridgeBus,
     FindingBus, FindingStore, FindingWrite, HeartbeatRecord, HeartbeatStore, PublishCounts,
-    PublishItem, StoreError, add, epoch_seconds, iso, send_and_mark,
+    PublishItem, StoreError, add, epoch_seconds, iso, send_and_mark, settle_write,
 };
 use peregrine_wire::{Header, Heartbeat, Message, ProbeState, WireError};
 use serde::Serialize;
@@ -70,7 +71,8 @@ impl AwsDeps {
         let dynamo = aws_sdk_dynamodb::Client::new(sdk);
         Deps::new(
             DynamoFindingStore::new(dynamo.clone(), &config.findings_table, &config.dedupe_table)
-                .with_security_hub_export(config.security_hub_product_arn.is_some()),
+                .with_security_hub_export(config.security_hub_product_arn.is_some())
+                .with_filters_table(config.filters_table.as_deref()),
             EventBridgeBus::new(
                 aws_sdk_eventbridge::Client::new(sdk),
                 &config.event_bus_name,
@@ -131,6 +133,10 @@ pub enum MessageError {
     Rejected(Rejection),
     #[error("chunk {chunk} still conflicted with concurrent writers after {attempts} attempts")]
     Contended { chunk: usize, attempts: u32 },
+    /// The suppression filters could not be read or compiled: nothing is written, so no
+    /// finding a filter suppresses is published; the message is redelivered.
+    #[error("suppression filters unavailable: {0}")]
+    Filters(String),
 }
 
 /// The kind of a wire error, for logs and metrics.
@@ -221,6 +227,8 @@ pub struct StoreReport {
     pub publish: PublishCounts,
     /// Retries after version conflicts or throttling.
     pub retries: u32,
+    /// Findings an ARCHIVE filter matched: stored archived, not published.
+    pub suppressed: usize,
 }
 
 /// The detector Lambda's handler.
@@ -246,10 +254,21 @@ pub async fn handle_at<S: FindingStore, B: FindingBus, H: HeartbeatStore>(
     let inv = &inv;
     // Records not started by then are returned for redelivery rather than lost to a timeout.
     let stop_at = stop_before(event.context.deadline, deps.config.deadline_margin);
+    // The filters are read once per invocation. If they cannot be, every record fails and is
+    // redelivered (SQS partial failure): nothing is written, so nothing a filter suppresses
+    // is published, and nothing is lost.
+    let rules = load_archive_rules(deps).await;
+    if let Err(e) = &rules {
+        tracing::error!(error = %e, records = total, "suppression filters unavailable; the batch is retried");
+    }
+    let rules = &rules;
     let response = partial_batch_until(records, stop_at, |record| async move {
+        let rules = rules
+            .as_ref()
+            .map_err(|e| MessageError::Filters(e.to_string()))?;
         let body = record.body.as_deref().ok_or(MessageError::NoBody)?;
         let sender = record.attributes.get("SenderId").map(String::as_str);
-        let report = process_message(deps, inv, body, sender, now).await?;
+        let report = process_message_with(deps, inv, body, sender, now, rules).await?;
         tracing::info!(
             heartbeat = report.heartbeat,
             sequence = report.sequence,
@@ -263,6 +282,7 @@ pub async fn handle_at<S: FindingStore, B: FindingBus, H: HeartbeatStore>(
             published = report.store.publish.published,
             publish_failed = report.store.publish.failed,
             retries = report.store.retries,
+            suppressed = report.store.suppressed,
             clamped = report.clamped,
             "message processed"
         );
@@ -277,13 +297,49 @@ pub async fn handle_at<S: FindingStore, B: FindingBus, H: HeartbeatStore>(
     Ok(response)
 }
 
+/// The ARCHIVE filters, read from the store (retrying throttling with the detector's backoff)
+/// and compiled. A filter that does not compile is an error, never skipped.
+pub async fn load_archive_rules<S: FindingStore, B, H>(
+    deps: &Deps<S, B, H>,
+) -> Result<ArchiveRules, MessageError> {
+    let mut attempt = 0;
+    let filters = loop {
+        attempt += 1;
+        match deps.store.filters().await {
+            Ok(f) => break f,
+            Err(e) if e.is_transient() && attempt < deps.retry.max_attempts => {
+                tracing::info!(attempt, error = %e, "reading the filters failed; backing off");
+                tokio::time::sleep(deps.retry.delay(attempt)).await;
+            }
+            Err(e) => return Err(MessageError::Filters(e.to_string())),
+        }
+    };
+    ArchiveRules::new(&filters)
+        .map_err(|(name, e)| MessageError::Filters(format!("filter {name:?}: {e}")))
+}
+
 /// Decodes and processes one message body. `sender` is the record's `SenderId` attribute.
+/// Reads the filters itself; [`handle`] reads them once per invocation and calls
+/// [`process_message_with`].
 pub async fn process_message<S: FindingStore, B: FindingBus, H: HeartbeatStore>(
     deps: &Deps<S, B, H>,
     inv: &Invocation,
     body: &str,
     sender: Option<&str>,
     now: Timestamp,
+) -> Result<MessageReport, MessageError> {
+    let rules = load_archive_rules(deps).await?;
+    process_message_with(deps, inv, body, sender, now, &rules).await
+}
+
+/// [`process_message`] with the ARCHIVE filters already read.
+pub async fn process_message_with<S: FindingStore, B: FindingBus, H: HeartbeatStore>(
+    deps: &Deps<S, B, H>,
+    inv: &Invocation,
+    body: &str,
+    sender: Option<&str>,
+    now: Timestamp,
+    rules: &ArchiveRules,
 ) -> Result<MessageReport, MessageError> {
     let mut message = peregrine_wire::decode(body).map_err(|source| {
         let kind = wire_error_kind(&source);
@@ -342,7 +398,14 @@ pub async fn process_message<S: FindingStore, B: FindingBus, H: HeartbeatStore>(
                 if clamped > 0 {
                     flag_additional_info(&mut finding, "clockSkewClamped");
                 }
-                store_findings(deps, &heartbeat_key(inv, &header), vec![finding], now).await?
+                store_findings_with(
+                    deps,
+                    &heartbeat_key(inv, &header),
+                    vec![finding],
+                    now,
+                    rules,
+                )
+                .await?
             };
             Ok(MessageReport {
                 heartbeat: true,
@@ -369,7 +432,7 @@ pub async fn process_message<S: FindingStore, B: FindingBus, H: HeartbeatStore>(
             let (matches, findings) =
                 detect_flagged(&deps.engine, &events, &skewed.events, &env, now);
             let key = batch_key(inv, &header);
-            let store = store_findings(deps, &key, findings, now).await?;
+            let store = store_findings_with(deps, &key, findings, now, rules).await?;
             Ok(MessageReport {
                 heartbeat: false,
                 sequence: header.sequence,
@@ -515,12 +578,25 @@ pub fn detect_flagged(
 
 /// Aggregates a batch's findings into the store exactly once per batch key, and publishes the
 /// new ones. Safe to call again with the same key and findings (a redelivery): chunks already
-/// written are skipped.
+/// written are skipped. Reads the filters itself (see [`store_findings_with`]).
 pub async fn store_findings<S: FindingStore, B: FindingBus, H>(
     deps: &Deps<S, B, H>,
     batch_key: &str,
     findings: Vec<Finding>,
     now: Timestamp,
+) -> Result<StoreReport, MessageError> {
+    let rules = load_archive_rules(deps).await?;
+    store_findings_with(deps, batch_key, findings, now, &rules).await
+}
+
+/// [`store_findings`] with the ARCHIVE filters already read: each finding created or updated
+/// is checked against them, and one they match is stored archived and not published.
+pub async fn store_findings_with<S: FindingStore, B: FindingBus, H>(
+    deps: &Deps<S, B, H>,
+    batch_key: &str,
+    findings: Vec<Finding>,
+    now: Timestamp,
+    rules: &ArchiveRules,
 ) -> Result<StoreReport, MessageError> {
     let grouped = group_findings(findings)?;
     let mut report = StoreReport {
@@ -532,7 +608,7 @@ pub async fn store_findings<S: FindingStore, B: FindingBus, H>(
     });
     for (index, findings) in chunks.into_iter().enumerate() {
         let key = format!("{batch_key}#{index}");
-        match apply_chunk(deps, &key, index, &findings, now, &mut report).await? {
+        match apply_chunk(deps, &key, index, &findings, now, rules, &mut report).await? {
             None => {
                 report.chunks_skipped += 1;
                 tracing::info!(batch_key = %key, "chunk already applied by an earlier delivery; skipped");
@@ -544,9 +620,10 @@ pub async fn store_findings<S: FindingStore, B: FindingBus, H>(
                 report.new_findings += new.len();
                 report.updated_findings += updated.len();
                 // New findings are published at once; if that fails they stay pending (due
-                // now) and the publisher picks them up.
+                // now) and the publisher picks them up. Suppressed ones have nothing due.
                 let items: Vec<PublishItem> = new
                     .iter()
+                    .filter(|w| w.item.outbox.pending_due.is_some())
                     .filter_map(|w| match PublishItem::new(&w.item) {
                         Ok(i) => Some(i),
                         Err(e) => {
@@ -572,6 +649,7 @@ async fn apply_chunk<S: FindingStore, B, H>(
     index: usize,
     findings: &[Finding],
     now: Timestamp,
+    rules: &ArchiveRules,
     report: &mut StoreReport,
 ) -> Result<Option<Vec<FindingWrite>>, MessageError> {
     let ids: Vec<String> = findings.iter().map(|f| f.id.clone()).collect();
@@ -582,9 +660,20 @@ async fn apply_chunk<S: FindingStore, B, H>(
         attempt += 1;
         let result = async {
             let current = deps.store.get_many(&ids).await?;
+            let mut suppressed = 0;
             let writes = findings
                 .iter()
-                .map(|f| plan_write(f, current.get(&f.id), now, deps.config.publishing_frequency))
+                .map(|f| {
+                    let mut w =
+                        plan_write(f, current.get(&f.id), now, deps.config.publishing_frequency)?;
+                    if let Some(filter) =
+                        settle_write(&mut w, rules, now, deps.config.finding_retention)?
+                    {
+                        suppressed += 1;
+                        tracing::info!(finding_id = %w.item.finding.id, filter, "finding suppressed by an ARCHIVE filter");
+                    }
+                    Ok(w)
+                })
                 .collect::<Result<Vec<_>, FindingError>>()?;
             let chunk = ChunkWrite {
                 dedupe_key: dedupe_key.to_owned(),
@@ -592,6 +681,9 @@ async fn apply_chunk<S: FindingStore, B, H>(
                 writes,
             };
             let outcome = deps.store.transact_chunk(&chunk).await?;
+            if outcome == ChunkOutcome::Applied {
+                report.suppressed += suppressed;
+            }
             Ok::<_, MessageError>((outcome, chunk.writes))
         }
         .await;

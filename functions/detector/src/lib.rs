@@ -21,12 +21,14 @@ pub use crate::aggregate::{
 pub const BINARY: &str = "peregrine-detector";
 
 pub use crate::config::{
-    Config, ConfigError, DEFAULT_DEADLINE_MARGIN, DEFAULT_DEDUPE_TTL, HEARTBEAT_TTL,
+    Config, ConfigError, DEFAULT_DEADLINE_MARGIN, DEFAULT_DEDUPE_TTL, DEFAULT_FINDING_RETENTION,
+    HEARTBEAT_TTL,
 };
 pub use crate::detector::{
     AwsDeps, Clamped, Deps, DetectorError, Invocation, MessageError, MessageReport, StoreReport,
     batch_key, clamp_times, detect, detect_flagged, finding_env, handle, handle_at, heartbeat_key,
-    heartbeat_record, process_message, store_findings, wire_error_kind,
+    heartbeat_record, load_archive_rules, process_message, process_message_with, store_findings,
+    store_findings_with, wire_error_kind,
 };
 pub use crate::sender::{
     Bound, DEFAULT_SKEW, Rejection, SenderMap, SenderMapError, SkewWindow, authorize,

@@ -384,3 +384,115 @@ async fn a_sender_bound_to_a_cluster_arn_places_its_agents_findings_and_heartbea
     let r = handle_at(&d, event, now).await.unwrap();
     assert_eq!(failures(&r), ["f"]);
 }
+
+const RELEASE_AGENT: &str = "PrivilegeEscalation:Runtime/CGroupsReleaseAgentModified";
+
+fn archive_release_agent() -> peregrine_criteria::Filter {
+    peregrine_criteria::Filter {
+        name: "release-agent".into(),
+        description: String::new(),
+        action: peregrine_criteria::Action::Archive,
+        rank: 1,
+        finding_criteria: serde_json::json!({"criterion": {"type": {"eq": [RELEASE_AGENT]}}}),
+        tags: Default::default(),
+    }
+}
+
+fn published_types(bus: &MemoryBus) -> Vec<String> {
+    let mut t: Vec<String> = bus
+        .events()
+        .iter()
+        .map(|e| {
+            let f: serde_json::Value = serde_json::from_str(&e.detail).unwrap();
+            f["type"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    t.sort();
+    t
+}
+
+#[tokio::test]
+async fn archive_filters_suppress_at_create_and_update_and_a_failed_read_retries_the_batch() {
+    let d = deps();
+    d.store.set_filters(vec![archive_release_agent()]);
+    let now = Timestamp::now();
+    let first = body(1, &samples::attack(0, samples::T0));
+
+    // The filters cannot be read (throttled past the retries): the message fails and is
+    // redelivered; nothing is written, so nothing is published.
+    d.store.fail_filters_next(10);
+    let r = handle_at(&d, sqs(&[("m1", &first)]), now).await.unwrap();
+    assert_eq!(failures(&r), ["m1"]);
+    assert!(d.store.is_empty() && d.bus.events().is_empty());
+
+    // Redelivered once they can: the release_agent finding is stored archived and never
+    // published; the two others are published as usual.
+    d.store.fail_filters_next(0);
+    let r = handle_at(&d, sqs(&[("m1", &first)]), now).await.unwrap();
+    assert!(failures(&r).is_empty());
+    assert_eq!(d.store.len(), 3);
+    let published = published_types(&d.bus);
+    assert_eq!(published.len(), 2);
+    assert!(
+        !published.iter().any(|t| t == RELEASE_AGENT),
+        "{published:?}"
+    );
+    let all = d.store.all();
+    let suppressed = all
+        .iter()
+        .find(|f| f.finding.finding_type == RELEASE_AGENT)
+        .unwrap();
+    assert!(suppressed.finding.service.archived);
+    assert_eq!(suppressed.outbox.pending_due, None);
+    assert_eq!(suppressed.outbox.last_published_at, None);
+    // Every finding expires FindingRetentionDays (90 by default) after its write.
+    for f in &all {
+        assert_eq!(
+            f.expires_at,
+            Some(peregrine_store::epoch_seconds(now) + 90 * 24 * 3600)
+        );
+    }
+
+    // A later occurrence updates it, still archived and still not published, even once the
+    // publishing frequency has passed; the others' updates are.
+    let later = Timestamp::from_unix_nanos(now.unix_nanos() + 20 * MINUTE);
+    let second = body(2, &samples::attack(0, samples::T0 + MINUTE));
+    let r = handle_at(&d, sqs(&[("m2", &second)]), later).await.unwrap();
+    assert!(failures(&r).is_empty());
+    let again = d.store.get(&suppressed.finding.id).unwrap();
+    assert_eq!(again.finding.service.count, 2);
+    assert!(again.finding.service.archived);
+    assert_eq!(again.outbox.pending_due, None);
+    let publisher = PublisherDeps {
+        store: d.store,
+        bus: d.bus,
+        hub: None::<MemoryHub>,
+        config: peregrine_publisher::Config::from_lookup(lookup).unwrap(),
+        retry: RetryPolicy::default(),
+    };
+    let late = Timestamp::from_unix_nanos(later.unix_nanos() + 20 * MINUTE);
+    publish_due(&publisher, late, None).await.unwrap();
+    let published = published_types(&publisher.bus);
+    assert_eq!(published.len(), 4, "{published:?}");
+    assert!(
+        !published.iter().any(|t| t == RELEASE_AGENT),
+        "{published:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_filter_that_does_not_compile_fails_the_batch_rather_than_being_skipped() {
+    let d = deps();
+    let mut bad = archive_release_agent();
+    bad.finding_criteria = serde_json::json!({"criterion": {"nope": {"eq": ["x"]}}});
+    d.store.set_filters(vec![bad]);
+    let r = handle_at(
+        &d,
+        sqs(&[("m", &body(1, &samples::attack(0, samples::T0)))]),
+        Timestamp::now(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(failures(&r), ["m"]);
+    assert!(d.store.is_empty() && d.bus.events().is_empty());
+}

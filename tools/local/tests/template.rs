@@ -69,7 +69,7 @@ async fn provisioned_resources_match_the_template() {
 
     // Tables: name, keys, attribute definitions, every GSI, billing, TTL.
     let tables = resources_of(&raw, "AWS::DynamoDB::Table");
-    assert_eq!(tables.len(), 5);
+    assert_eq!(tables.len(), 6, "{tables:?}");
     for id in &tables {
         let props = &raw["Resources"][id.as_str()]["Properties"];
         let name = format!("{prefix}-{id}");
@@ -167,7 +167,7 @@ async fn provisioned_resources_match_the_template() {
             );
         }
     }
-    // FindingsTable has the six GSIs, and the two outbox indexes the code queries are among
+    // FindingsTable has the eight GSIs, and the two outbox indexes the code queries are among
     // them, keyed by the attributes the code writes.
     let findings = &raw["Resources"]["FindingsTable"]["Properties"]["GlobalSecondaryIndexes"];
     let names: Vec<String> = findings
@@ -176,7 +176,17 @@ async fn provisioned_resources_match_the_template() {
         .iter()
         .map(|g| text(&g["IndexName"]))
         .collect();
-    assert_eq!(names.len(), 6);
+    assert_eq!(names.len(), 8);
+    for index in ["byNamespace", "byAccount"] {
+        assert!(names.iter().any(|n| n == index), "{names:?}");
+    }
+    // Findings expire (FindingRetentionDays) through the TTL the detector sets.
+    assert_eq!(
+        text(
+            &raw["Resources"]["FindingsTable"]["Properties"]["TimeToLiveSpecification"]["AttributeName"]
+        ),
+        peregrine_store::attr::EXPIRES_AT
+    );
     for (index, state, due) in [
         (
             peregrine_store::PUBLISH_INDEX,
@@ -307,6 +317,8 @@ async fn provisioned_resources_match_the_template() {
         ("AGENT_SENDERS", String::new()),
         ("CLOCK_SKEW_FUTURE_SECONDS", "600".to_owned()),
         ("CLOCK_SKEW_PAST_SECONDS", "86400".to_owned()),
+        ("FILTERS_TABLE", format!("{prefix}-FiltersTable")),
+        ("FINDING_RETENTION_DAYS", "90".to_owned()),
         // SecurityHubExport is Disabled by default.
         ("SECURITY_HUB_PRODUCT_ARN", String::new()),
         ("RUST_LOG", "info".to_owned()),
@@ -706,8 +718,8 @@ fn the_security_hub_export_is_a_parameter_wired_to_both_functions_and_one_grant(
 }
 
 /// The findings API: reachable only through IAM (its function URL's AuthType), and its role
-/// reads findings and rewrites them (archive, feedback) but deletes nothing and touches no
-/// other table.
+/// reads findings and rewrites them (archive, feedback, samples) but deletes none, manages
+/// FiltersTable, and touches no other table. The detector only reads FiltersTable.
 #[tokio::test]
 async fn the_api_is_iam_only_and_its_role_touches_only_findings() {
     let raw = raw();
@@ -732,6 +744,7 @@ async fn the_api_is_iam_only_and_its_role_touches_only_findings() {
         panic!("no statements: {policy:?}");
     };
     let mut dynamo = BTreeSet::new();
+    let mut filters = BTreeSet::new();
     for s in statements {
         let actions: Vec<String> = match &s["Action"] {
             Yaml::Sequence(a) => a.iter().map(text).collect(),
@@ -739,6 +752,11 @@ async fn the_api_is_iam_only_and_its_role_touches_only_findings() {
         };
         let resources = format!("{:?}", s["Resource"]);
         for a in actions.iter().filter(|a| a.starts_with("dynamodb:")) {
+            if resources.contains("FiltersTable") {
+                assert!(!resources.contains("FindingsTable"), "{resources}");
+                filters.insert(a.clone());
+                continue;
+            }
             dynamo.insert(a.clone());
             assert!(
                 resources.contains("FindingsTable") && !resources.contains("*\""),
@@ -757,6 +775,22 @@ async fn the_api_is_iam_only_and_its_role_touches_only_findings() {
     .map(str::to_owned)
     .collect();
     assert_eq!(dynamo, want);
+    let want: BTreeSet<String> = [
+        "dynamodb:ConditionCheckItem",
+        "dynamodb:DeleteItem",
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+        "dynamodb:Scan",
+    ]
+    .into_iter()
+    .map(str::to_owned)
+    .collect();
+    assert_eq!(filters, want);
+    let detector =
+        &raw["Resources"]["DetectorFunctionRole"]["Properties"]["Policies"][0]["PolicyDocument"];
+    let read = statement(detector, "ReadFilters").unwrap();
+    assert_eq!(text(&read["Action"]), "dynamodb:Scan");
+    assert!(format!("{:?}", read["Resource"]).contains("FiltersTable"));
     let query = statement(policy, "QueryFindingIndexes").unwrap();
     let indexes = format!("{:?}", query["Resource"]);
     assert!(

@@ -1,6 +1,14 @@
 //! GuardDuty's `FindingCriteria` and `SortCriteria`: parsed strictly (an unknown field, operator
-//! or value is a 400), compiled once per request, and evaluated on each finding's JSON. The
-//! DynamoDB index a query may use is only a pre-filter: every criterion is checked here.
+//! or value is a [`CriteriaError`], which the API answers as a 400), compiled once, and
+//! evaluated on a finding's JSON. One implementation serves the findings API (ListFindings,
+//! statistics, CreateFilter/UpdateFilter) and the detector (ARCHIVE filters applied when a
+//! finding is created or updated), so a filter matches in the detector exactly what the same
+//! criteria list in the API. A DynamoDB index the API may query is only a pre-filter: every
+//! criterion is checked here.
+//!
+//! Filters (`CreateFilter`) may also use GuardDuty's `matches` and `notMatches`: wildcard
+//! patterns where `*` is any run of characters and `?` one character, compiled once to a
+//! linear-time regex so an attacker-chosen string cannot make matching slow.
 
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
@@ -8,7 +16,36 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::error::ApiError;
+mod filter;
+
+pub use crate::filter::{
+    Action, ArchiveRules, Filter, MAX_DESCRIPTION_CHARS, MAX_FILTERS, MAX_RANK, MAX_TAGS,
+    check_description, check_name, check_tags,
+};
+
+/// A criterion, sort or filter that is not valid; the message says what is wrong and is safe
+/// to return to the client (client strings in it are bounded and escaped by [`quoted`]).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct CriteriaError(pub String);
+
+impl CriteriaError {
+    pub fn bad(message: impl Into<String>) -> CriteriaError {
+        CriteriaError(message.into())
+    }
+}
+
+/// Where criteria are used: `matches`/`notMatches` are filter-only, as in GuardDuty.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Use {
+    /// ListFindings and GetFindingsStatistics.
+    Listing,
+    /// CreateFilter and UpdateFilter (and the detector evaluating them).
+    Filter,
+}
+
+/// At most this many patterns in one `matches` or `notMatches`.
+pub const MAX_PATTERNS: usize = 10;
 
 /// At most this many fields in one `criterion`.
 pub const MAX_CRITERIA: usize = 50;
@@ -112,6 +149,17 @@ pub const FIELDS: &[(&str, &str, Kind)] = &[
         "/service/runtimeDetails/process/executableSha256",
         Kind::Str,
     ),
+    ("service.featureName", "/service/featureName", Kind::Str),
+    (
+        "service.runtimeDetails.context.filePath",
+        "/service/runtimeDetails/context/filePath",
+        Kind::Str,
+    ),
+    (
+        "service.runtimeDetails.context.commandLineExample",
+        "/service/runtimeDetails/context/commandLineExample",
+        Kind::Str,
+    ),
 ];
 
 /// A field by its GuardDuty name.
@@ -181,9 +229,9 @@ impl Field {
     }
 
     /// A value of an `eq`/`neq` list, read as this field's kind.
-    fn parse(&self, s: &str) -> Result<Scalar, ApiError> {
+    fn parse(&self, s: &str) -> Result<Scalar, CriteriaError> {
         let bad = |what: &str| {
-            ApiError::bad(format!(
+            CriteriaError::bad(format!(
                 "The value {} of criterion {} is not {what}.",
                 quoted(s),
                 self.name
@@ -260,6 +308,12 @@ pub struct Condition {
     pub less_than: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub less_than_or_equal: Option<f64>,
+    /// Filters only: wildcard patterns (`*`, `?`); the value must match one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub matches: Option<Vec<String>>,
+    /// Filters only: wildcard patterns; the value must match none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_matches: Option<Vec<String>>,
 }
 
 /// One field's compiled condition: all of its parts must hold.
@@ -271,6 +325,54 @@ pub struct Compiled {
     /// (bound, inclusive)
     pub lower: Option<(f64, bool)>,
     pub upper: Option<(f64, bool)>,
+    /// `matches`: the value must match one of these (none given: no constraint).
+    pub matches: Option<Wildcards>,
+    /// `notMatches`: the value must match none of these.
+    pub not_matches: Option<Wildcards>,
+}
+
+/// `matches`/`notMatches` patterns compiled to one anchored, linear-time regex.
+#[derive(Clone, Debug)]
+pub struct Wildcards(regex::Regex);
+
+impl Wildcards {
+    fn compile(name: &str, op: &str, patterns: &[String]) -> Result<Wildcards, CriteriaError> {
+        if patterns.is_empty() || patterns.len() > MAX_PATTERNS {
+            return Err(CriteriaError::bad(format!(
+                "Criterion {name} {op} needs 1 to {MAX_PATTERNS} patterns."
+            )));
+        }
+        let mut alternatives = Vec::with_capacity(patterns.len());
+        for p in patterns {
+            if p.is_empty() || p.len() > MAX_VALUE_BYTES {
+                return Err(CriteriaError::bad(format!(
+                    "A pattern of criterion {name} {op} is empty or longer than {MAX_VALUE_BYTES} bytes."
+                )));
+            }
+            let mut re = String::with_capacity(p.len() + 8);
+            for c in p.chars() {
+                match c {
+                    '*' => re.push_str(".*"),
+                    '?' => re.push('.'),
+                    c => re.push_str(&regex::escape(c.encode_utf8(&mut [0; 4]))),
+                }
+            }
+            alternatives.push(format!("(?:{re})"));
+        }
+        regex::RegexBuilder::new(&format!("^(?s:{})$", alternatives.join("|")))
+            .size_limit(1 << 20)
+            .build()
+            .map(Wildcards)
+            .map_err(|_| {
+                CriteriaError::bad(format!(
+                    "The patterns of criterion {name} {op} are too complex."
+                ))
+            })
+    }
+
+    fn is_match(&self, s: &str) -> bool {
+        self.0.is_match(s)
+    }
 }
 
 /// Every criterion of a request, compiled.
@@ -285,9 +387,9 @@ fn both<T>(
     a: Option<T>,
     long: &'static str,
     b: Option<T>,
-) -> Result<Option<T>, ApiError> {
+) -> Result<Option<T>, CriteriaError> {
     match (a, b) {
-        (Some(_), Some(_)) => Err(ApiError::bad(format!(
+        (Some(_), Some(_)) => Err(CriteriaError::bad(format!(
             "Criterion {name} gives both {short} and {long}; they are the same operator."
         ))),
         (a, b) => Ok(a.or(b)),
@@ -295,12 +397,27 @@ fn both<T>(
 }
 
 impl Criteria {
-    pub fn compile(criteria: Option<&FindingCriteria>) -> Result<Criteria, ApiError> {
+    /// Criteria for ListFindings and statistics (no `matches`/`notMatches`).
+    pub fn compile(criteria: Option<&FindingCriteria>) -> Result<Criteria, CriteriaError> {
+        Criteria::compile_for(criteria, Use::Listing)
+    }
+
+    /// Criteria for their use; an empty `criterion` map is refused for a filter (it would
+    /// match, and with ARCHIVE suppress, every finding).
+    pub fn compile_for(
+        criteria: Option<&FindingCriteria>,
+        usage: Use,
+    ) -> Result<Criteria, CriteriaError> {
+        if usage == Use::Filter && criteria.is_none_or(|c| c.criterion.is_empty()) {
+            return Err(CriteriaError::bad(
+                "findingCriteria.criterion needs at least one criterion.",
+            ));
+        }
         let Some(criteria) = criteria else {
             return Ok(Criteria::default());
         };
         if criteria.criterion.len() > MAX_CRITERIA {
-            return Err(ApiError::bad(format!(
+            return Err(CriteriaError::bad(format!(
                 "findingCriteria has {} criteria; at most {MAX_CRITERIA} are allowed.",
                 criteria.criterion.len()
             )));
@@ -308,7 +425,7 @@ impl Criteria {
         let mut parts = Vec::with_capacity(criteria.criterion.len());
         for (name, c) in &criteria.criterion {
             let field = field(name).ok_or_else(|| {
-                ApiError::bad(format!(
+                CriteriaError::bad(format!(
                     "The criterion {} is not a field findings can be filtered on.",
                     quoted(name)
                 ))
@@ -326,37 +443,65 @@ impl Criteria {
             )?;
             let lt = both(n, "lt", c.lt, "lessThan", c.less_than)?;
             let lte = both(n, "lte", c.lte, "lessThanOrEqual", c.less_than_or_equal)?;
-            if eq.is_none() && neq.is_none() && [gt, gte, lt, lte].iter().all(Option::is_none) {
-                return Err(ApiError::bad(format!("Criterion {n} has no operator.")));
+            if usage == Use::Listing && (c.matches.is_some() || c.not_matches.is_some()) {
+                return Err(CriteriaError::bad(format!(
+                    "Criterion {n} uses matches or notMatches, which only filters take."
+                )));
+            }
+            if (c.matches.is_some() || c.not_matches.is_some()) && field.kind != Kind::Str {
+                return Err(CriteriaError::bad(format!(
+                    "Criterion {n} takes matches and notMatches only on text fields."
+                )));
+            }
+            let matches = c
+                .matches
+                .as_deref()
+                .map(|p| Wildcards::compile(n, "matches", p))
+                .transpose()?;
+            let not_matches = c
+                .not_matches
+                .as_deref()
+                .map(|p| Wildcards::compile(n, "notMatches", p))
+                .transpose()?;
+            if eq.is_none()
+                && neq.is_none()
+                && matches.is_none()
+                && not_matches.is_none()
+                && [gt, gte, lt, lte].iter().all(Option::is_none)
+            {
+                return Err(CriteriaError::bad(format!(
+                    "Criterion {n} has no operator."
+                )));
             }
             let ranged = [gt, gte, lt, lte].iter().any(Option::is_some);
             if ranged && !matches!(field.kind, Kind::Num | Kind::Time) {
-                return Err(ApiError::bad(format!(
+                return Err(CriteriaError::bad(format!(
                     "Criterion {n} takes only eq and neq; gt, gte, lt and lte apply to numbers and times."
                 )));
             }
             if [gt, gte, lt, lte].iter().flatten().any(|v| !v.is_finite()) {
-                return Err(ApiError::bad(format!(
+                return Err(CriteriaError::bad(format!(
                     "Criterion {n} has a bound that is not a number."
                 )));
             }
             if gt.is_some() && gte.is_some() || lt.is_some() && lte.is_some() {
-                return Err(ApiError::bad(format!(
+                return Err(CriteriaError::bad(format!(
                     "Criterion {n} gives two lower or two upper bounds."
                 )));
             }
-            let values =
-                |list: Option<Vec<String>>, op: &str| -> Result<Option<Vec<Scalar>>, ApiError> {
-                    let Some(list) = list else { return Ok(None) };
-                    if list.is_empty() || list.len() > MAX_VALUES {
-                        return Err(ApiError::bad(format!(
-                            "Criterion {n} {op} needs 1 to {MAX_VALUES} values."
-                        )));
-                    }
-                    list.iter()
+            let values = |list: Option<Vec<String>>,
+                          op: &str|
+             -> Result<Option<Vec<Scalar>>, CriteriaError> {
+                let Some(list) = list else { return Ok(None) };
+                if list.is_empty() || list.len() > MAX_VALUES {
+                    return Err(CriteriaError::bad(format!(
+                        "Criterion {n} {op} needs 1 to {MAX_VALUES} values."
+                    )));
+                }
+                list.iter()
                     .map(|v| {
                         if v.len() > MAX_VALUE_BYTES {
-                            return Err(ApiError::bad(format!(
+                            return Err(CriteriaError::bad(format!(
                                 "A value of criterion {n} is longer than {MAX_VALUE_BYTES} bytes."
                             )));
                         }
@@ -364,13 +509,15 @@ impl Criteria {
                     })
                     .collect::<Result<Vec<_>, _>>()
                     .map(Some)
-                };
+            };
             parts.push(Compiled {
                 field,
                 eq: values(eq, "eq")?,
                 neq: values(neq, "neq")?.unwrap_or_default(),
                 lower: gt.map(|v| (v, false)).or(gte.map(|v| (v, true))),
                 upper: lt.map(|v| (v, false)).or(lte.map(|v| (v, true))),
+                matches,
+                not_matches,
             });
         }
         Ok(Criteria { parts })
@@ -429,6 +576,17 @@ impl Compiled {
         {
             return false;
         }
+        if let Some(m) = &self.matches {
+            match &value {
+                Some(Scalar::Str(v)) if m.is_match(v) => {}
+                _ => return false,
+            }
+        }
+        if let (Some(m), Some(Scalar::Str(v))) = (&self.not_matches, &value)
+            && m.is_match(v)
+        {
+            return false;
+        }
         if self.lower.is_some() || self.upper.is_some() {
             let Some(Scalar::Num(v)) = value else {
                 return false;
@@ -467,12 +625,12 @@ pub struct Sort {
 
 impl Sort {
     /// The default is `updatedAt`; `orderBy` defaults to `DESC` (newest, most severe first).
-    pub fn compile(sort: Option<&SortCriteria>) -> Result<Sort, ApiError> {
+    pub fn compile(sort: Option<&SortCriteria>) -> Result<Sort, CriteriaError> {
         let name = sort
             .and_then(|s| s.attribute_name.as_deref())
             .unwrap_or("updatedAt");
         let field = field(name).ok_or_else(|| {
-            ApiError::bad(format!(
+            CriteriaError::bad(format!(
                 "sortCriteria.attributeName {} is not a field findings can be sorted by.",
                 quoted(name)
             ))
@@ -481,7 +639,7 @@ impl Sort {
             None | Some("DESC") => true,
             Some("ASC") => false,
             Some(other) => {
-                return Err(ApiError::bad(format!(
+                return Err(CriteriaError::bad(format!(
                     "sortCriteria.orderBy {} is not ASC or DESC.",
                     quoted(other)
                 )));
