@@ -1,25 +1,34 @@
-//! Peregrine's findings API Lambda, as a library: GuardDuty's findings operations over
-//! FindingsTable, behind a function URL with `AuthType: AWS_IAM`. `main.rs` only builds the
-//! client and hands [`handle`] to `lambda_runtime::run`; tests and the local runner
-//! (`tools/local`) call the same function in-process.
+//! Peregrine's findings API Lambda, as a library: GuardDuty's findings, entity-set, coverage and
+//! organization operations over Peregrine's tables, behind a function URL with `AuthType:
+//! AWS_IAM`. `main.rs` only builds the clients and hands [`handle`] to `lambda_runtime::run`;
+//! tests and the local runner (`tools/local`) call the same function in-process.
 //!
-//! | Route (POST)                            | GuardDuty operation     |
-//! |-----------------------------------------|-------------------------|
-//! | `/detector/{id}/findings`               | ListFindings            |
-//! | `/detector/{id}/findings/get`           | GetFindings             |
-//! | `/detector/{id}/findings/statistics`    | GetFindingsStatistics   |
-//! | `/detector/{id}/findings/archive`       | ArchiveFindings         |
-//! | `/detector/{id}/findings/unarchive`     | UnarchiveFindings       |
-//! | `/detector/{id}/findings/feedback`      | UpdateFindingsFeedback  |
+//! | Route                                         | GuardDuty operation     |
+//! |-----------------------------------------------|-------------------------|
+//! | `POST /detector/{id}/findings`                | ListFindings            |
+//! | `POST /detector/{id}/findings/get`            | GetFindings             |
+//! | `POST /detector/{id}/findings/statistics`     | GetFindingsStatistics   |
+//! | `POST /detector/{id}/findings/archive`        | ArchiveFindings         |
+//! | `POST /detector/{id}/findings/unarchive`      | UnarchiveFindings       |
+//! | `POST /detector/{id}/findings/feedback`       | UpdateFindingsFeedback  |
+//! | `POST`, `GET /detector/{id}/threatentityset`  | CreateThreatEntitySet, ListThreatEntitySets |
+//! | `GET`, `POST`, `DELETE /detector/{id}/threatentityset/{setId}` | Get, Update, DeleteThreatEntitySet |
+//! | the same five under `trustedentityset`        | the *TrustedEntitySet operations |
+//! | `POST /detector/{id}/coverage`                | ListCoverage            |
+//! | `POST /detector/{id}/coverage/statistics`     | GetCoverageStatistics   |
+//! | `GET`, `POST /detector/{id}/admin`            | Describe, UpdateOrganizationConfiguration |
 //!
 //! Every answer is a response (never an invocation error): a client's mistake is a 400
 //! `BadRequestException`, a store failure a 500 `InternalServerErrorException` with no details.
 //! See `docs/api.md`.
 
 mod config;
+mod coverage;
 mod criteria;
 mod error;
 mod ops;
+mod org;
+mod sets;
 mod store;
 mod token;
 
@@ -27,12 +36,18 @@ use aws_config::SdkConfig;
 use aws_lambda_events::lambda_function_urls::LambdaFunctionUrlRequest;
 use base64::Engine;
 use lambda_runtime::{Diagnostic, LambdaEvent};
+use peregrine_store::{
+    DynamoConfigStore, DynamoCoverageStore, DynamoEntitySetStore, EntitySetKind,
+};
 use serde::Serialize;
 use serde_json::Value;
 
-pub use crate::config::Config;
+pub use crate::config::{Config, ConfigError};
 pub use crate::criteria::{FIELDS, Kind};
 pub use crate::error::ApiError;
+pub use crate::sets::{
+    MAX_OBJECT_BYTES, MAX_THREAT_SETS, MAX_TRUSTED_SETS, S3Object, parse_location,
+};
 pub use crate::store::{ApiStore, MAX_CANDIDATES, Plan};
 
 /// The Lambda binary (`BuildProperties.Binary` in template.yaml).
@@ -46,12 +61,29 @@ pub const MAX_BODY_BYTES: usize = 256 * 1024;
 pub struct ApiDeps {
     pub config: Config,
     pub store: ApiStore,
+    pub sets: DynamoEntitySetStore,
+    pub org: DynamoConfigStore,
+    pub coverage: DynamoCoverageStore,
+    /// HeadObject on entity-set objects.
+    pub s3: aws_sdk_s3::Client,
 }
 
 impl ApiDeps {
     pub fn from_sdk(sdk: &SdkConfig, config: Config) -> ApiDeps {
-        let store = ApiStore::new(aws_sdk_dynamodb::Client::new(sdk), &config.findings_table);
-        ApiDeps { config, store }
+        let dynamo = aws_sdk_dynamodb::Client::new(sdk);
+        // A stand-in endpoint (AWS_ENDPOINT_URL: moto, the local stack) serves buckets by path,
+        // not by a DNS name per bucket.
+        let s3 = aws_sdk_s3::config::Builder::from(sdk)
+            .force_path_style(sdk.endpoint_url().is_some())
+            .build();
+        ApiDeps {
+            store: ApiStore::new(dynamo.clone(), &config.findings_table),
+            sets: DynamoEntitySetStore::new(dynamo.clone(), &config.entity_sets_table),
+            org: DynamoConfigStore::new(dynamo.clone(), &config.config_table),
+            coverage: DynamoCoverageStore::new(dynamo, &config.coverage_table),
+            s3: aws_sdk_s3::Client::from_conf(s3),
+            config,
+        }
     }
 }
 
@@ -88,7 +120,7 @@ impl ApiResponse {
     }
 }
 
-/// The operations, by the path after `/detector/{id}/findings`.
+/// The operations.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Operation {
     List,
@@ -97,10 +129,20 @@ pub enum Operation {
     Archive,
     Unarchive,
     Feedback,
+    CreateEntitySet(EntitySetKind),
+    ListEntitySets(EntitySetKind),
+    GetEntitySet(EntitySetKind),
+    UpdateEntitySet(EntitySetKind),
+    DeleteEntitySet(EntitySetKind),
+    ListCoverage,
+    GetCoverageStatistics,
+    DescribeOrganizationConfiguration,
+    UpdateOrganizationConfiguration,
 }
 
 impl Operation {
     pub fn name(self) -> &'static str {
+        use EntitySetKind::{Threat, Trusted};
         match self {
             Operation::List => "ListFindings",
             Operation::Get => "GetFindings",
@@ -108,24 +150,121 @@ impl Operation {
             Operation::Archive => "ArchiveFindings",
             Operation::Unarchive => "UnarchiveFindings",
             Operation::Feedback => "UpdateFindingsFeedback",
+            Operation::CreateEntitySet(Threat) => "CreateThreatEntitySet",
+            Operation::CreateEntitySet(Trusted) => "CreateTrustedEntitySet",
+            Operation::ListEntitySets(Threat) => "ListThreatEntitySets",
+            Operation::ListEntitySets(Trusted) => "ListTrustedEntitySets",
+            Operation::GetEntitySet(Threat) => "GetThreatEntitySet",
+            Operation::GetEntitySet(Trusted) => "GetTrustedEntitySet",
+            Operation::UpdateEntitySet(Threat) => "UpdateThreatEntitySet",
+            Operation::UpdateEntitySet(Trusted) => "UpdateTrustedEntitySet",
+            Operation::DeleteEntitySet(Threat) => "DeleteThreatEntitySet",
+            Operation::DeleteEntitySet(Trusted) => "DeleteTrustedEntitySet",
+            Operation::ListCoverage => "ListCoverage",
+            Operation::GetCoverageStatistics => "GetCoverageStatistics",
+            Operation::DescribeOrganizationConfiguration => "DescribeOrganizationConfiguration",
+            Operation::UpdateOrganizationConfiguration => "UpdateOrganizationConfiguration",
         }
     }
 }
 
-/// The detector id and operation a path names.
-pub fn route(path: &str) -> Option<(&str, Operation)> {
-    let rest = path.strip_prefix("/detector/")?;
-    let (detector, rest) = rest.split_once('/')?;
-    let op = match rest.trim_end_matches('/') {
-        "findings" => Operation::List,
-        "findings/get" => Operation::Get,
-        "findings/statistics" => Operation::Statistics,
-        "findings/archive" => Operation::Archive,
-        "findings/unarchive" => Operation::Unarchive,
-        "findings/feedback" => Operation::Feedback,
-        _ => return None,
+/// What a request's method and path name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Route<'a> {
+    pub detector: &'a str,
+    pub op: Operation,
+    /// The path's last segment when it names one resource (`{setId}`).
+    pub resource: Option<&'a str>,
+}
+
+/// The operation at a method and path: `NotFound` for no path, a 400 for a path that does
+/// not take the method.
+pub fn route<'a>(method: &str, path: &'a str) -> Result<Route<'a>, ApiError> {
+    use EntitySetKind::{Threat, Trusted};
+    use Operation::*;
+    let not_found = || ApiError::NotFound(format!("No operation at {}.", criteria::quoted(path)));
+    let rest = path.strip_prefix("/detector/").ok_or_else(not_found)?;
+    let (detector, rest) = rest.split_once('/').ok_or_else(not_found)?;
+    if detector.is_empty() {
+        return Err(not_found());
+    }
+    let parts: Vec<&str> = rest.trim_end_matches('/').split('/').collect();
+    // Each path and the methods it takes.
+    let (methods, resource): (&[(&str, Operation)], Option<&str>) = match parts.as_slice() {
+        ["findings"] => (&[("POST", List)], None),
+        ["findings", "get"] => (&[("POST", Get)], None),
+        ["findings", "statistics"] => (&[("POST", Statistics)], None),
+        ["findings", "archive"] => (&[("POST", Archive)], None),
+        ["findings", "unarchive"] => (&[("POST", Unarchive)], None),
+        ["findings", "feedback"] => (&[("POST", Feedback)], None),
+        ["threatentityset"] => (
+            &[
+                ("POST", CreateEntitySet(Threat)),
+                ("GET", ListEntitySets(Threat)),
+            ],
+            None,
+        ),
+        ["threatentityset", id] if !id.is_empty() => (
+            &[
+                ("GET", GetEntitySet(Threat)),
+                ("POST", UpdateEntitySet(Threat)),
+                ("DELETE", DeleteEntitySet(Threat)),
+            ],
+            Some(*id),
+        ),
+        ["trustedentityset"] => (
+            &[
+                ("POST", CreateEntitySet(Trusted)),
+                ("GET", ListEntitySets(Trusted)),
+            ],
+            None,
+        ),
+        ["trustedentityset", id] if !id.is_empty() => (
+            &[
+                ("GET", GetEntitySet(Trusted)),
+                ("POST", UpdateEntitySet(Trusted)),
+                ("DELETE", DeleteEntitySet(Trusted)),
+            ],
+            Some(*id),
+        ),
+        ["coverage"] => (&[("POST", ListCoverage)], None),
+        ["coverage", "statistics"] => (&[("POST", GetCoverageStatistics)], None),
+        ["admin"] => (
+            &[
+                ("GET", DescribeOrganizationConfiguration),
+                ("POST", UpdateOrganizationConfiguration),
+            ],
+            None,
+        ),
+        _ => return Err(not_found()),
     };
-    (!detector.is_empty()).then_some((detector, op))
+    match methods.iter().find(|(m, _)| method.eq_ignore_ascii_case(m)) {
+        Some((_, op)) => Ok(Route {
+            detector,
+            op: *op,
+            resource,
+        }),
+        None => {
+            let takes: Vec<String> = methods
+                .iter()
+                .map(|(m, op)| format!("{m} ({})", op.name()))
+                .collect();
+            Err(ApiError::bad(format!(
+                "This path takes {}, not {}.",
+                takes.join(" or "),
+                criteria::quoted(method)
+            )))
+        }
+    }
+}
+
+/// A request as an operation sees it.
+pub(crate) struct Request<'a> {
+    /// The decoded body (`{}` when absent; not read for GET and DELETE).
+    pub body: Vec<u8>,
+    /// The query string's parameters.
+    pub query: &'a std::collections::HashMap<String, String>,
+    pub resource: Option<&'a str>,
 }
 
 /// One request through the API. Never an invocation error: every outcome is a response.
@@ -152,29 +291,42 @@ pub async fn handle(
 
 async fn serve(deps: &ApiDeps, req: &LambdaFunctionUrlRequest) -> Result<Value, ApiError> {
     let path = req.raw_path.as_deref().unwrap_or("/");
-    let Some((detector, op)) = route(path) else {
-        return Err(ApiError::NotFound(format!(
-            "No operation at {}.",
-            criteria::quoted(path)
-        )));
-    };
     let method = req.request_context.http.method.as_deref().unwrap_or("POST");
-    if !method.eq_ignore_ascii_case("POST") {
-        return Err(ApiError::bad(format!(
-            "{} takes POST, not {}.",
-            op.name(),
-            criteria::quoted(method)
-        )));
-    }
+    let Route {
+        detector,
+        op,
+        resource,
+    } = route(method, path)?;
     if detector != deps.config.detector_id {
         // GuardDuty's answer for a detector that is not the caller's.
         return Err(ApiError::bad(
             "The request is rejected because the input detectorId is not owned by the current account.",
         ));
     }
-    let body = body_bytes(req)?;
+    let body = if method.eq_ignore_ascii_case("POST") {
+        body_bytes(req)?
+    } else {
+        b"{}".to_vec()
+    };
     tracing::info!(operation = op.name(), bytes = body.len(), "request");
-    ops::run(deps, op, &body).await
+    let request = Request {
+        body,
+        query: &req.query_string_parameters,
+        resource,
+    };
+    match op {
+        Operation::CreateEntitySet(_)
+        | Operation::ListEntitySets(_)
+        | Operation::GetEntitySet(_)
+        | Operation::UpdateEntitySet(_)
+        | Operation::DeleteEntitySet(_) => sets::run(deps, op, &request).await,
+        Operation::ListCoverage | Operation::GetCoverageStatistics => {
+            coverage::run(deps, op, &request).await
+        }
+        Operation::DescribeOrganizationConfiguration
+        | Operation::UpdateOrganizationConfiguration => org::run(deps, op, &request).await,
+        _ => ops::run(deps, op, &request.body).await,
+    }
 }
 
 /// The body, decoded and bounded. An absent body is `{}`.
@@ -211,19 +363,57 @@ fn body_bytes(req: &LambdaFunctionUrlRequest) -> Result<Vec<u8>, ApiError> {
 mod tests {
     use super::*;
 
+    fn op(method: &str, path: &str) -> Option<(String, Operation, Option<String>)> {
+        route(method, path)
+            .ok()
+            .map(|r| (r.detector.to_owned(), r.op, r.resource.map(str::to_owned)))
+    }
+
     #[test]
     fn routes() {
-        assert_eq!(route("/detector/d/findings"), Some(("d", Operation::List)));
+        let d = || "d".to_owned();
         assert_eq!(
-            route("/detector/d/findings/get"),
-            Some(("d", Operation::Get))
+            op("POST", "/detector/d/findings"),
+            Some((d(), Operation::List, None))
         );
         assert_eq!(
-            route("/detector/d/findings/feedback/"),
-            Some(("d", Operation::Feedback))
+            op("POST", "/detector/d/findings/get"),
+            Some((d(), Operation::Get, None))
         );
-        assert_eq!(route("/detector//findings"), None);
-        assert_eq!(route("/detector/d/filter"), None);
-        assert_eq!(route("/"), None);
+        assert_eq!(
+            op("post", "/detector/d/findings/feedback/"),
+            Some((d(), Operation::Feedback, None))
+        );
+        assert_eq!(op("POST", "/detector//findings"), None);
+        assert_eq!(op("POST", "/detector/d/filterx"), None);
+        assert_eq!(op("POST", "/"), None);
+        let threat = EntitySetKind::Threat;
+        assert_eq!(
+            op("GET", "/detector/d/threatentityset"),
+            Some((d(), Operation::ListEntitySets(threat), None))
+        );
+        assert_eq!(
+            op("DELETE", "/detector/d/trustedentityset/abc"),
+            Some((
+                d(),
+                Operation::DeleteEntitySet(EntitySetKind::Trusted),
+                Some("abc".into())
+            ))
+        );
+        assert_eq!(
+            op("GET", "/detector/d/admin"),
+            Some((d(), Operation::DescribeOrganizationConfiguration, None))
+        );
+        assert_eq!(op("POST", "/detector/d/threatentityset/a/b"), None);
+        // A path that does not take the method is a 400 that says which it takes.
+        let e = route("GET", "/detector/d/findings").unwrap_err();
+        assert_eq!(e.status(), 400);
+        let e = route("PUT", "/detector/d/threatentityset").unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("POST (CreateThreatEntitySet) or GET (ListThreatEntitySets)"),
+            "{e}"
+        );
+        assert_eq!(route("GET", "/nope").unwrap_err().status(), 404);
     }
 }

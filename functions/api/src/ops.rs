@@ -37,11 +37,15 @@ pub async fn run(deps: &ApiDeps, op: Operation, body: &[u8]) -> Result<Value, Ap
             update(deps, &r.finding_ids, |f| set_archived(f, false)).await
         }
         Operation::Feedback => feedback(deps, parse(body)?).await,
+        other => Err(ApiError::NotFound(format!(
+            "{} is not a findings operation.",
+            other.name()
+        ))),
     }
 }
 
 /// A client's text in a message: printable, bounded.
-fn sanitize(s: &str) -> String {
+pub(crate) fn sanitize(s: &str) -> String {
     let clean: String = s
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
@@ -50,7 +54,7 @@ fn sanitize(s: &str) -> String {
     clean
 }
 
-fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+pub(crate) fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|e| {
         ApiError::bad(format!(
             "The request body is not valid: {}",

@@ -628,7 +628,7 @@ async fn a_store_failure_is_a_500_without_details() {
     let l = local().await;
     let config = peregrine_api::Config {
         findings_table: "no-such-table".into(),
-        detector_id: l.detector.clone(),
+        ..l.api.config.clone()
     };
     let broken = Local {
         api: ApiDeps::from_sdk(&l.sdk, config),
