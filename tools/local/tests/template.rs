@@ -562,7 +562,7 @@ fn condition_of(v: &Yaml, sid: &str) -> Option<String> {
 /// The arguments of a `!If`.
 fn tagged_if(v: &Yaml) -> Option<&Yaml> {
     match v {
-        Yaml::Tagged(t) if t.tag.to_string() == "!If" => Some(&t.value),
+        Yaml::Tagged(t) if t.tag == "!If" => Some(&t.value),
         _ => None,
     }
 }
