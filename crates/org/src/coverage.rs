@@ -207,6 +207,22 @@ pub struct ClusterCoverage {
     pub updated_at: Timestamp,
 }
 
+/// Reads an agent version (`0.1.0`, `v0.1.0`, `0.1.0-rc.1+sha`).
+pub fn parse_version(v: &str) -> Option<semver::Version> {
+    semver::Version::parse(v.trim().trim_start_matches('v')).ok()
+}
+
+/// The oldest agent version among a cluster's (GuardDuty's `addonVersion`).
+pub fn oldest_version(c: &ClusterCoverage) -> Option<String> {
+    c.agent_versions
+        .keys()
+        .min_by(|a, b| match (parse_version(a), parse_version(b)) {
+            (Some(x), Some(y)) => x.cmp(&y),
+            _ => a.cmp(b),
+        })
+        .cloned()
+}
+
 /// A node's row.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -11,7 +11,8 @@
 //! record the import. See `docs/pipeline.md` and `docs/securityhub.md`.
 //!
 //! The organization's tables ([`ConfigStore`], [`CoverageStore`]) keep `peregrine-org`'s
-//! values; see `docs/coverage.md`.
+//! values; see `docs/coverage.md`. EntitySetsTable ([`DynamoEntitySetStore`]) keeps the threat
+//! and trusted entity sets the API manages and the detector loads; see `docs/api.md`.
 
 mod dynamo;
 mod eventbridge;
@@ -22,6 +23,7 @@ mod model;
 mod org;
 mod outbox;
 mod securityhub;
+mod sets;
 mod traits;
 
 pub use crate::dynamo::{
@@ -53,6 +55,10 @@ pub use crate::outbox::{
 pub use crate::securityhub::{
     BadProductArn, SecurityHubImporter, hub_failure, product_account, product_arn_setting,
     sdk_finding,
+};
+pub use crate::sets::{
+    DynamoEntitySetStore, EntitySet, EntitySetFormat, EntitySetKind, EntitySetStatus, SET_KEY,
+    entity_set_from_item, entity_set_item,
 };
 pub use crate::traits::{
     BusError, Coverage, Cursor, DuePage, EntryResult, FindingBus, FindingHub, FindingStore,

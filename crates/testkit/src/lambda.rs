@@ -112,25 +112,47 @@ pub fn context(request_id: &str, function_arn: &str) -> Context {
     ctx
 }
 
-/// A function URL request (payload format 2.0) as Lambda hands it to the findings API:
-/// `method` and `path` (with `query`, without `?`), a JSON `body` or none, from account
-/// 123456789012.
+/// A function URL request (payload format 2.0) as Lambda hands it to the function: `method`
+/// and `path`, the query string both raw and as parameters, and a JSON body.
 pub fn function_url_request(
     method: &str,
     path: &str,
-    query: &str,
+    query: &[(&str, &str)],
     body: Option<String>,
 ) -> aws_lambda_events::lambda_function_urls::LambdaFunctionUrlRequest {
-    let mut r = aws_lambda_events::lambda_function_urls::LambdaFunctionUrlRequest::default();
-    r.version = Some("2.0".into());
-    r.raw_path = Some(path.into());
-    r.raw_query_string = Some(query.into());
-    r.request_context.account_id = Some("123456789012".into());
-    r.request_context.request_id = Some("r-1".into());
-    r.request_context.http.method = Some(method.into());
-    r.request_context.http.path = Some(path.into());
-    r.request_context.http.protocol = Some("HTTP/1.1".into());
-    r.request_context.http.source_ip = Some("127.0.0.1".into());
-    r.body = body;
-    r
+    use aws_lambda_events::lambda_function_urls::{
+        LambdaFunctionUrlRequest, LambdaFunctionUrlRequestContext,
+        LambdaFunctionUrlRequestContextHttpDescription,
+    };
+    let mut http = LambdaFunctionUrlRequestContextHttpDescription::default();
+    http.method = Some(method.to_owned());
+    http.path = Some(path.to_owned());
+    http.protocol = Some("HTTP/1.1".into());
+    http.source_ip = Some("127.0.0.1".into());
+    http.user_agent = Some("peregrine-testkit".into());
+    let mut context = LambdaFunctionUrlRequestContext::default();
+    context.account_id = Some("123456789012".into());
+    context.request_id = Some("r-1".into());
+    context.http = http;
+    let mut request = LambdaFunctionUrlRequest::default();
+    request.version = Some("2.0".into());
+    request.raw_path = Some(path.to_owned());
+    request.raw_query_string = Some(
+        query
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("&"),
+    );
+    request.query_string_parameters = query
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    request.headers.insert(
+        "content-type",
+        aws_lambda_events::http::HeaderValue::from_static("application/json"),
+    );
+    request.request_context = context;
+    request.body = body;
+    request
 }

@@ -2,6 +2,19 @@
 //! (`Globals.Function.Environment` plus the ApiFunction's own `Environment`).
 
 use peregrine_lambda::env::{self, EnvError, FromEnv};
+use peregrine_org::UnknownValue;
+use peregrine_org::config::{AutoEnable, Management};
+
+/// Why the environment is not a configuration (reported at cold start).
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error(transparent)]
+    Env(#[from] EnvError),
+    #[error(transparent)]
+    Value(#[from] UnknownValue),
+    #[error("FINDING_RETENTION_DAYS: {0}")]
+    Retention(#[from] peregrine_store::BadRetention),
+}
 
 /// The API's settings.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -18,15 +31,16 @@ pub struct Config {
     pub finding_retention: std::time::Duration,
     /// `AWS_REGION` (the Lambda runtime sets it): the region of sample findings.
     pub region: String,
-}
-
-/// Why the configuration is unusable (reported at cold start).
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error(transparent)]
-    Env(#[from] EnvError),
-    #[error("FINDING_RETENTION_DAYS: {0}")]
-    Retention(#[from] peregrine_store::BadRetention),
+    /// `ENTITY_SETS_TABLE`: the threat and trusted entity sets.
+    pub entity_sets_table: String,
+    /// `CONFIG_TABLE`: the organization's configuration (read and updated).
+    pub config_table: String,
+    /// `COVERAGE_TABLE`: what the coverage sweeper found (read only).
+    pub coverage_table: String,
+    /// `DEFAULT_AUTO_ENABLE` and `DEFAULT_AGENT_MANAGEMENT`, the sweeper's: what the
+    /// organization's configuration is until its row is written.
+    pub default_auto_enable: AutoEnable,
+    pub default_management: Management,
 }
 
 impl FromEnv for Config {
@@ -41,6 +55,17 @@ impl FromEnv for Config {
                 get("FINDING_RETENTION_DAYS").as_deref(),
             )?,
             region: env::optional(&get, "AWS_REGION").unwrap_or_else(|| "us-east-1".to_owned()),
+            entity_sets_table: env::required(&get, "ENTITY_SETS_TABLE")?,
+            config_table: env::required(&get, "CONFIG_TABLE")?,
+            coverage_table: env::required(&get, "COVERAGE_TABLE")?,
+            default_auto_enable: env::optional(&get, "DEFAULT_AUTO_ENABLE")
+                .map(|v| v.parse())
+                .transpose()?
+                .unwrap_or(AutoEnable::All),
+            default_management: env::optional(&get, "DEFAULT_AGENT_MANAGEMENT")
+                .map(|v| v.parse())
+                .transpose()?
+                .unwrap_or(Management::Manual),
         })
     }
 }

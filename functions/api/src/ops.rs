@@ -37,21 +37,15 @@ pub async fn run(deps: &ApiDeps, op: Operation, body: &[u8]) -> Result<Value, Ap
             update(deps, &r.finding_ids, |f| set_archived(f, false)).await
         }
         Operation::Feedback => feedback(deps, parse(body)?).await,
-        // Served by `filters` and `samples` (lib.rs dispatches them there).
-        Operation::CreateSampleFindings
-        | Operation::CreateFilter
-        | Operation::ListFilters
-        | Operation::GetFilter
-        | Operation::UpdateFilter
-        | Operation::DeleteFilter => Err(ApiError::NotFound(format!(
+        other => Err(ApiError::NotFound(format!(
             "{} is not a findings operation.",
-            op.name()
+            other.name()
         ))),
     }
 }
 
 /// A client's text in a message: printable, bounded.
-fn sanitize(s: &str) -> String {
+pub(crate) fn sanitize(s: &str) -> String {
     let clean: String = s
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })

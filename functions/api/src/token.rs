@@ -28,8 +28,13 @@ struct Token {
 
 /// The digest of a listing's criteria and sort, as the token carries it.
 pub fn query_digest(criteria: Option<&FindingCriteria>, sort: Option<&SortCriteria>) -> String {
-    let canonical = serde_json::json!({"c": criteria, "s": sort}).to_string();
-    hex::encode(&Sha256::digest(canonical.as_bytes())[..16])
+    digest_of(&serde_json::json!({"c": criteria, "s": sort}))
+}
+
+/// The digest of any listing's query (its criteria and sort as JSON), for [`encode`] and
+/// [`decode`]: ListCoverage's, the entity-set listings'.
+pub fn digest_of(query: &serde_json::Value) -> String {
+    hex::encode(&Sha256::digest(query.to_string().as_bytes())[..16])
 }
 
 pub fn encode(digest: &str, after: &SortKey) -> String {

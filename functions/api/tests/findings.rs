@@ -74,7 +74,7 @@ impl Local {
     }
 
     async fn call_raw(&self, method: &str, path: &str, body: Option<String>) -> ApiResponse {
-        let request = lambda::function_url_request(method, path, "", body);
+        let request = lambda::function_url_request(method, path, &[], body);
         handle(&self.api, LambdaEvent::new(request, Default::default()))
             .await
             .unwrap()
@@ -609,7 +609,7 @@ async fn a_store_failure_is_a_500_without_details() {
     let l = local().await;
     let config = peregrine_api::Config {
         findings_table: "no-such-table".into(),
-        ..function_config(&l.stack, peregrine_api::BINARY).unwrap()
+        ..l.api.config.clone()
     };
     let broken = Local {
         api: ApiDeps::from_sdk(&l.sdk, config),

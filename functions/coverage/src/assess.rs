@@ -42,10 +42,8 @@ pub struct Thresholds {
     pub minimum_version: Option<semver::Version>,
 }
 
-/// Reads an agent version (`0.1.0`, `v0.1.0`, `0.1.0-rc.1+sha`).
-pub fn parse_version(v: &str) -> Option<semver::Version> {
-    semver::Version::parse(v.trim().trim_start_matches('v')).ok()
-}
+// In peregrine-org, which the API shares.
+pub use peregrine_org::coverage::{oldest_version, parse_version};
 
 /// One node's findings.
 struct NodeState {
@@ -376,17 +374,6 @@ fn cluster_node_compatible(cluster: &ClusterInventory, instance: &str) -> bool {
         .nodes
         .iter()
         .any(|n| n.instance_id == instance && n.is_compatible())
-}
-
-/// The oldest agent version among a cluster's (GuardDuty's `addonVersion`).
-pub fn oldest_version(c: &ClusterCoverage) -> Option<String> {
-    c.agent_versions
-        .keys()
-        .min_by(|a, b| match (parse_version(a), parse_version(b)) {
-            (Some(x), Some(y)) => x.cmp(&y),
-            _ => a.cmp(b),
-        })
-        .cloned()
 }
 
 #[cfg(test)]

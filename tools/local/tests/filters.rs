@@ -118,7 +118,11 @@ impl Env {
         body: Option<Value>,
     ) -> (u16, Value) {
         let path = format!("/detector/{}{path}", self.detector_id);
-        let request = function_url_request(method, &path, query, body.map(|b| b.to_string()));
+        let query: Vec<(&str, &str)> = query
+            .split('&')
+            .filter_map(|kv| kv.split_once('='))
+            .collect();
+        let request = function_url_request(method, &path, &query, body.map(|b| b.to_string()));
         let r = api(&self.api, LambdaEvent::new(request, Default::default()))
             .await
             .unwrap();

@@ -69,7 +69,7 @@ async fn provisioned_resources_match_the_template() {
 
     // Tables: name, keys, attribute definitions, every GSI, billing, TTL.
     let tables = resources_of(&raw, "AWS::DynamoDB::Table");
-    assert_eq!(tables.len(), 6, "{tables:?}");
+    assert_eq!(tables.len(), 7, "{tables:?}");
     for id in &tables {
         let props = &raw["Resources"][id.as_str()]["Properties"];
         let name = format!("{prefix}-{id}");
@@ -571,6 +571,14 @@ fn condition_of(v: &Yaml, sid: &str) -> Option<String> {
 }
 
 /// The text of a `!Ref` (or `!Join`…) tag: (tag, value as YAML).
+/// The arguments of a `!If`.
+fn tagged_if(v: &Yaml) -> Option<&Yaml> {
+    match v {
+        Yaml::Tagged(t) if t.tag == "!If" => Some(&t.value),
+        _ => None,
+    }
+}
+
 fn tagged(v: &Yaml) -> (String, String) {
     match v {
         Yaml::Tagged(t) => (
@@ -718,10 +726,12 @@ fn the_security_hub_export_is_a_parameter_wired_to_both_functions_and_one_grant(
 }
 
 /// The findings API: reachable only through IAM (its function URL's AuthType), and its role
-/// reads findings and rewrites them (archive, feedback, samples) but deletes none, manages
-/// FiltersTable, and touches no other table. The detector only reads FiltersTable.
+/// reads findings and rewrites them (archive, feedback, samples) but deletes none; manages
+/// FiltersTable and entity sets; reads coverage; reads and writes the organization's
+/// configuration; touches no other table; and reads S3 objects only in the buckets of
+/// EntitySetBuckets (none by default). The detector only reads FiltersTable.
 #[tokio::test]
-async fn the_api_is_iam_only_and_its_role_touches_only_findings() {
+async fn the_api_is_iam_only_and_its_role_touches_only_its_tables() {
     let raw = raw();
     let api = &raw["Resources"]["ApiFunction"];
     assert_eq!(
@@ -744,48 +754,64 @@ async fn the_api_is_iam_only_and_its_role_touches_only_findings() {
         panic!("no statements: {policy:?}");
     };
     let mut dynamo = BTreeSet::new();
-    let mut filters = BTreeSet::new();
+    let mut s3 = Vec::new();
     for s in statements {
+        // The S3 statement is `!If [HasEntitySetBuckets, statement, NoValue]`.
+        let s = match s.get("Fn::If").or_else(|| tagged_if(s)) {
+            Some(Yaml::Sequence(branches)) => {
+                assert_eq!(text(&branches[0]), "HasEntitySetBuckets", "{s:?}");
+                s3.push(branches[1].clone());
+                continue;
+            }
+            _ => s,
+        };
         let actions: Vec<String> = match &s["Action"] {
             Yaml::Sequence(a) => a.iter().map(text).collect(),
             a => vec![text(a)],
         };
         let resources = format!("{:?}", s["Resource"]);
+        assert!(
+            !actions.iter().any(|a| a.starts_with("s3:")),
+            "S3 only under HasEntitySetBuckets: {actions:?}"
+        );
         for a in actions.iter().filter(|a| a.starts_with("dynamodb:")) {
-            if resources.contains("FiltersTable") {
-                assert!(!resources.contains("FindingsTable"), "{resources}");
-                filters.insert(a.clone());
-                continue;
-            }
-            dynamo.insert(a.clone());
-            assert!(
-                resources.contains("FindingsTable") && !resources.contains("*\""),
-                "{a} on {resources}"
-            );
+            let table = [
+                "FindingsTable",
+                "FiltersTable",
+                "EntitySetsTable",
+                "ConfigTable",
+                "CoverageTable",
+            ]
+            .into_iter()
+            .find(|t| resources.contains(t))
+            .unwrap_or_else(|| panic!("{a} on {resources}"));
+            assert!(!resources.contains("*\""), "{a} on {resources}");
+            dynamo.insert(format!("{table} {a}"));
         }
     }
     let want: BTreeSet<String> = [
-        "dynamodb:BatchGetItem",
-        "dynamodb:GetItem",
-        "dynamodb:PutItem",
-        "dynamodb:Query",
-        "dynamodb:Scan",
+        "FindingsTable dynamodb:BatchGetItem",
+        "FindingsTable dynamodb:GetItem",
+        "FindingsTable dynamodb:PutItem",
+        "FindingsTable dynamodb:Query",
+        "FindingsTable dynamodb:Scan",
+        "FiltersTable dynamodb:ConditionCheckItem",
+        "FiltersTable dynamodb:DeleteItem",
+        "FiltersTable dynamodb:GetItem",
+        "FiltersTable dynamodb:PutItem",
+        "FiltersTable dynamodb:Scan",
+        "EntitySetsTable dynamodb:GetItem",
+        "EntitySetsTable dynamodb:Scan",
+        "EntitySetsTable dynamodb:PutItem",
+        "EntitySetsTable dynamodb:DeleteItem",
+        "ConfigTable dynamodb:Scan",
+        "ConfigTable dynamodb:PutItem",
+        "CoverageTable dynamodb:Query",
     ]
     .into_iter()
     .map(str::to_owned)
     .collect();
     assert_eq!(dynamo, want);
-    let want: BTreeSet<String> = [
-        "dynamodb:ConditionCheckItem",
-        "dynamodb:DeleteItem",
-        "dynamodb:GetItem",
-        "dynamodb:PutItem",
-        "dynamodb:Scan",
-    ]
-    .into_iter()
-    .map(str::to_owned)
-    .collect();
-    assert_eq!(filters, want);
     let detector =
         &raw["Resources"]["DetectorFunctionRole"]["Properties"]["Policies"][0]["PolicyDocument"];
     let read = statement(detector, "ReadFilters").unwrap();
@@ -796,5 +822,24 @@ async fn the_api_is_iam_only_and_its_role_touches_only_findings() {
     assert!(
         indexes.contains("/index/byType") && indexes.contains("/index/byCluster"),
         "{indexes}"
+    );
+    let coverage = format!(
+        "{:?}",
+        statement(policy, "ReadCoverage").unwrap()["Resource"]
+    );
+    assert!(coverage.contains("/index/byKind"), "{coverage}");
+    // s3:GetObject (HeadObject) on the objects of the listed buckets, and nothing else.
+    assert_eq!(s3.len(), 1, "one S3 statement");
+    assert_eq!(text(&s3[0]["Action"]), "s3:GetObject");
+    let resource = format!("{:?}", s3[0]["Resource"]);
+    assert!(
+        resource.contains("EntitySetBuckets") && resource.contains("/*"),
+        "{resource}"
+    );
+    assert!(
+        raw["Parameters"]["EntitySetBuckets"]["Default"]
+            .as_str()
+            .is_some_and(str::is_empty),
+        "no bucket by default"
     );
 }
