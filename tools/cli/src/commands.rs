@@ -101,20 +101,29 @@ impl Request {
                 Request::CoverageStatistics { body }
             }
             Command::Org(OrgCommand::Show) => Request::ShowOrg,
-            Command::Org(OrgCommand::Update { auto_enable, body }) => {
+            Command::Org(OrgCommand::Update {
+                auto_enable,
+                default_agent_management,
+                cluster_scope,
+                body,
+            }) => {
                 let mut b = match body {
                     Some(text) => json_object(&text, "--body")?,
                     None => Map::new(),
                 };
-                if let Some(a) = auto_enable {
-                    b.insert(
-                        "autoEnableOrganizationMembers".into(),
-                        json!(a.to_ascii_uppercase()),
-                    );
+                for (field, value) in [
+                    ("autoEnableOrganizationMembers", auto_enable),
+                    ("defaultAgentManagement", default_agent_management),
+                    ("clusterScope", cluster_scope),
+                ] {
+                    if let Some(v) = value {
+                        b.insert(field.into(), json!(v.to_ascii_uppercase()));
+                    }
                 }
                 if b.is_empty() {
                     return Err(CliError::Usage(
-                        "org update: nothing to change (--auto-enable or --body)".into(),
+                        "org update: nothing to change (--auto-enable, --default-agent-management, --cluster-scope or --body)"
+                            .into(),
                     ));
                 }
                 Request::UpdateOrg {

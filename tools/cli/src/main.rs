@@ -288,6 +288,12 @@ enum OrgCommand {
         /// Which accounts are monitored as they join: NEW, ALL or NONE.
         #[arg(long, value_name = "MODE", value_parser = ["NEW", "ALL", "NONE"], ignore_case = true)]
         auto_enable: Option<String>,
+        /// Whether new accounts' clusters get agents installed: AUTO or MANUAL.
+        #[arg(long, value_name = "MODE", value_parser = ["AUTO", "MANUAL"], ignore_case = true)]
+        default_agent_management: Option<String>,
+        /// Which clusters are swept: ALL or INCLUDED_ONLY (tagged peregrine:managed).
+        #[arg(long, value_name = "SCOPE", value_parser = ["ALL", "INCLUDED_ONLY"], ignore_case = true)]
+        cluster_scope: Option<String>,
         /// More fields of the request, as JSON (e.g. the agent management settings); the
         /// flags above are added to it.
         #[arg(long, value_name = "JSON")]

@@ -111,6 +111,12 @@ fn flatten(prefix: &str, v: &Value, out: &mut Vec<(String, String)>) {
                 flatten(&key, v, out);
             }
         }
+        // Lists of objects (an organization's accounts) as `key.0.field` rows.
+        Value::Array(items) if !prefix.is_empty() && items.iter().any(Value::is_object) => {
+            for (i, v) in items.iter().enumerate() {
+                flatten(&format!("{prefix}.{i}"), v, out);
+            }
+        }
         _ if prefix.is_empty() => {}
         other => out.push((prefix.to_owned(), text(other))),
     }
@@ -152,10 +158,11 @@ mod tests {
 
     #[test]
     fn objects_flatten_to_key_values() {
-        let t = key_values(&json!({"name": "f", "findingCriteria": {"criterion": {"type": {"eq": ["A", "B"]}}}, "tags": {}, "n": null}));
+        let t = key_values(&json!({"name": "f", "findingCriteria": {"criterion": {"type": {"eq": ["A", "B"]}}}, "tags": {}, "n": null, "accounts": [{"accountId": "1"}]}));
         let s = render(&t);
         assert!(s.contains("findingCriteria.criterion.type.eq  A,B"), "{s}");
         assert!(s.contains("tags                               {}"), "{s}");
         assert!(s.contains("n                                  -"), "{s}");
+        assert!(s.contains("accounts.0.accountId               1"), "{s}");
     }
 }
