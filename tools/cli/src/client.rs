@@ -48,15 +48,12 @@ pub struct Settings {
 impl Client {
     /// Checks the settings, then loads the region and credentials from the default chain.
     pub async fn new(settings: Settings) -> Result<Client, CliError> {
-        let endpoint = settings
-            .endpoint
-            .filter(|e| !e.is_empty())
-            .ok_or_else(|| {
-                CliError::Usage(
-                    "no endpoint: pass --endpoint or set PEREGRINE_API_URL (the stack's ApiUrl output)"
-                        .into(),
-                )
-            })?;
+        let endpoint = settings.endpoint.filter(|e| !e.is_empty()).ok_or_else(|| {
+            CliError::Usage(
+                "no endpoint: pass --endpoint or set PEREGRINE_API_URL (the stack's ApiUrl output)"
+                    .into(),
+            )
+        })?;
         let endpoint = endpoint.trim_end_matches('/').to_owned();
         let uri: Uri = endpoint
             .parse()
@@ -81,12 +78,10 @@ impl Client {
             .filter(|r| !r.is_empty())
             .or_else(|| sdk.region().map(|r| r.to_string()))
             .or_else(|| uri.host().and_then(region_of_function_url))
-            .ok_or_else(|| {
-                CliError::Usage("no region: pass --region or set AWS_REGION".into())
-            })?;
-        let provider = sdk.credentials_provider().ok_or_else(|| {
-            CliError::Credentials("no credentials provider is configured".into())
-        })?;
+            .ok_or_else(|| CliError::Usage("no region: pass --region or set AWS_REGION".into()))?;
+        let provider = sdk
+            .credentials_provider()
+            .ok_or_else(|| CliError::Credentials("no credentials provider is configured".into()))?;
         let credentials = provider
             .provide_credentials()
             .await
@@ -102,7 +97,11 @@ impl Client {
 
     /// `/detector/{id}` followed by `path` (already percent-encoded), plus a query string.
     fn uri(&self, path: &str, query: &[(&str, String)]) -> Result<Uri, CliError> {
-        let mut s = format!("{}/detector/{}{path}", self.endpoint, segment(&self.detector));
+        let mut s = format!(
+            "{}/detector/{}{path}",
+            self.endpoint,
+            segment(&self.detector)
+        );
         for (i, (k, v)) in query.iter().enumerate() {
             s.push(if i == 0 { '?' } else { '&' });
             s.push_str(k);
@@ -311,7 +310,12 @@ mod tests {
         let e = reply(400, br#"{"message":"bad","__type":"BadRequestException"}"#).unwrap_err();
         assert_eq!(e.exit_code(), 1);
         assert!(e.to_string().contains("BadRequestException"), "{e}");
-        assert_eq!(reply(403, br#"{"Message":"Forbidden"}"#).unwrap_err().exit_code(), 3);
+        assert_eq!(
+            reply(403, br#"{"Message":"Forbidden"}"#)
+                .unwrap_err()
+                .exit_code(),
+            3
+        );
         assert_eq!(reply(500, b"oops").unwrap_err().exit_code(), 5);
         assert_eq!(reply(502, b"").unwrap_err().exit_code(), 5);
         assert_eq!(reply(200, b"<html>").unwrap_err().exit_code(), 5);

@@ -40,26 +40,75 @@ impl SetKind {
 
 /// A command, checked, with its request body built.
 pub enum Request {
-    ListFindings { body: Map<String, Value>, all: bool },
-    GetFindings { ids: Vec<Value> },
-    Statistics { body: Value, group: Option<String> },
-    Archive { ids: Vec<String>, archive: bool },
-    Feedback { body: Value },
-    CreateFilter { body: Value },
-    ListFilters { paging: Paging },
-    GetFilter { name: String },
-    UpdateFilter { name: String, body: Value },
-    DeleteFilter { name: String },
-    CreateSet { kind: SetKind, body: Value },
-    ListSets { kind: SetKind, paging: Paging },
-    GetSet { kind: SetKind, id: String },
-    UpdateSet { kind: SetKind, id: String, body: Value },
-    DeleteSet { kind: SetKind, id: String },
-    ListCoverage { body: Map<String, Value>, all: bool },
-    CoverageStatistics { body: Value },
+    ListFindings {
+        body: Map<String, Value>,
+        all: bool,
+    },
+    GetFindings {
+        ids: Vec<Value>,
+    },
+    Statistics {
+        body: Value,
+        group: Option<String>,
+    },
+    Archive {
+        ids: Vec<String>,
+        archive: bool,
+    },
+    Feedback {
+        body: Value,
+    },
+    CreateFilter {
+        body: Value,
+    },
+    ListFilters {
+        paging: Paging,
+    },
+    GetFilter {
+        name: String,
+    },
+    UpdateFilter {
+        name: String,
+        body: Value,
+    },
+    DeleteFilter {
+        name: String,
+    },
+    CreateSet {
+        kind: SetKind,
+        body: Value,
+    },
+    ListSets {
+        kind: SetKind,
+        paging: Paging,
+    },
+    GetSet {
+        kind: SetKind,
+        id: String,
+    },
+    UpdateSet {
+        kind: SetKind,
+        id: String,
+        body: Value,
+    },
+    DeleteSet {
+        kind: SetKind,
+        id: String,
+    },
+    ListCoverage {
+        body: Map<String, Value>,
+        all: bool,
+    },
+    CoverageStatistics {
+        body: Value,
+    },
     ShowOrg,
-    UpdateOrg { body: Value },
-    SampleFindings { types: Vec<String> },
+    UpdateOrg {
+        body: Value,
+    },
+    SampleFindings {
+        types: Vec<String>,
+    },
 }
 
 impl Request {
@@ -209,7 +258,9 @@ impl Request {
                         ("DESCRIPTION", 60),
                     ]);
                     for name in names.iter().filter_map(Value::as_str) {
-                        let f = client.get(&format!("/filter/{}", segment(name)), &[]).await?;
+                        let f = client
+                            .get(&format!("/filter/{}", segment(name)), &[])
+                            .await?;
                         t.row(&[
                             name.to_owned(),
                             at(&f, "/action"),
@@ -224,7 +275,9 @@ impl Request {
                 }
             }
             Request::GetFilter { name } => {
-                let v = client.get(&format!("/filter/{}", segment(&name)), &[]).await?;
+                let v = client
+                    .get(&format!("/filter/{}", segment(&name)), &[])
+                    .await?;
                 shown(out, table, &v)?;
             }
             Request::UpdateFilter { name, body } => {
@@ -234,7 +287,9 @@ impl Request {
                 shown(out, table, &v)?;
             }
             Request::DeleteFilter { name } => {
-                let v = client.delete(&format!("/filter/{}", segment(&name))).await?;
+                let v = client
+                    .delete(&format!("/filter/{}", segment(&name)))
+                    .await?;
                 done(out, table, &v, "deleted")?;
             }
             Request::CreateSet { kind, body } => {
@@ -430,10 +485,7 @@ fn findings(c: FindingsCommand) -> Result<Request, CliError> {
                     }
                 }
                 None => {
-                    body.insert(
-                        "findingStatisticTypes".into(),
-                        json!(["COUNT_BY_SEVERITY"]),
-                    );
+                    body.insert("findingStatisticTypes".into(), json!(["COUNT_BY_SEVERITY"]));
                 }
             }
             if let Some(fc) = criteria.finding_criteria()? {
@@ -832,7 +884,11 @@ fn statistics_table(v: &Value, group: Option<&str>) -> Table {
     let mut columns: Vec<(&'static str, usize)> = keys.iter().map(|k| (k.0, k.2)).collect();
     columns.extend([("TOTAL", 10), ("LAST", 24)]);
     let mut t = Table::new(&columns);
-    for row in stats[field].as_array().map(Vec::as_slice).unwrap_or_default() {
+    for row in stats[field]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+    {
         let mut cells: Vec<String> = keys.iter().map(|k| at(row, k.1)).collect();
         cells.extend([at(row, "/totalFindings"), at(row, "/lastGeneratedAt")]);
         t.row(&cells);

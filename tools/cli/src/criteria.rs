@@ -149,12 +149,13 @@ fn severity_range(levels: &[String]) -> Result<(f64, Option<f64>), CliError> {
 fn epoch_ms(s: &str, now: OffsetDateTime, flag: &str) -> Result<i64, CliError> {
     let at = match age(s) {
         Some(age) => now - age,
-        None => OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
-            .map_err(|_| {
+        None => OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).map_err(
+            |_| {
                 CliError::Usage(format!(
                     "{flag} {s:?}: expected an age (30s, 15m, 1h, 7d, 2w) or an RFC 3339 time"
                 ))
-            })?,
+            },
+        )?,
     };
     i64::try_from(at.unix_timestamp_nanos() / 1_000_000)
         .map_err(|_| CliError::Usage(format!("{flag} {s:?}: out of range")))
@@ -223,7 +224,9 @@ mod tests {
     #[test]
     fn the_json_escape_hatch_is_merged_under_the_flags() {
         let a = CriteriaArgs {
-            criteria: Some(r#"{"criterion": {"service.count": {"gt": 3}, "type": {"eq": ["A"]}}}"#.into()),
+            criteria: Some(
+                r#"{"criterion": {"service.count": {"gt": 3}, "type": {"eq": ["A"]}}}"#.into(),
+            ),
             types: vec!["B".into()],
             ..args()
         };

@@ -137,7 +137,11 @@ enum FindingsCommand {
     Feedback {
         #[arg(required = true, value_name = "ID")]
         ids: Vec<String>,
-        #[arg(long, conflicts_with = "not_useful", required_unless_present = "not_useful")]
+        #[arg(
+            long,
+            conflicts_with = "not_useful",
+            required_unless_present = "not_useful"
+        )]
         useful: bool,
         #[arg(long)]
         not_useful: bool,

@@ -150,7 +150,11 @@ mod tests {
         assert_eq!(lines[1], "a     web-1             short");
         assert_eq!(
             lines[2],
-            format!("bbbb  \\x1b]0;pwned\\x07  {}…{}", "x".repeat(13), "x".repeat(6))
+            format!(
+                "bbbb  \\x1b]0;pwned\\x07  {}…{}",
+                "x".repeat(13),
+                "x".repeat(6)
+            )
         );
         assert_eq!(lines[3], "c     -                 z");
         assert!(!s.contains('\u{1b}') && !s.contains('\u{7}'));
@@ -158,7 +162,9 @@ mod tests {
 
     #[test]
     fn objects_flatten_to_key_values() {
-        let t = key_values(&json!({"name": "f", "findingCriteria": {"criterion": {"type": {"eq": ["A", "B"]}}}, "tags": {}, "n": null, "accounts": [{"accountId": "1"}]}));
+        let t = key_values(
+            &json!({"name": "f", "findingCriteria": {"criterion": {"type": {"eq": ["A", "B"]}}}, "tags": {}, "n": null, "accounts": [{"accountId": "1"}]}),
+        );
         let s = render(&t);
         assert!(s.contains("findingCriteria.criterion.type.eq  A,B"), "{s}");
         assert!(s.contains("tags                               {}"), "{s}");

@@ -162,7 +162,10 @@ impl Stack {
         let v: Value = serde_json::from_slice(&out.stdout)
             .unwrap_or_else(|e| panic!("{args:?}: {e}: {}", describe(&out)));
         let explicit = self.run(&[args, &["--output", "json"]].concat());
-        assert_eq!(explicit.stdout, out.stdout, "--output json is the default off a terminal");
+        assert_eq!(
+            explicit.stdout, out.stdout,
+            "--output json is the default off a terminal"
+        );
         v
     }
 
@@ -259,12 +262,23 @@ fn findings_commands_in_json_and_table_output() {
     let second = stack.json(&["findings", "list", "--max", "2", "--next-token", next]);
     assert_eq!(strings(&second["findingIds"]), ids[2..4]);
     let paged = stack.json(&["findings", "list", "--max", "1", "--all"]);
-    assert_eq!(strings(&paged["findingIds"]), ids, "9 pages of one, in order");
+    assert_eq!(
+        strings(&paged["findingIds"]),
+        ids,
+        "9 pages of one, in order"
+    );
 
     // Criteria flags.
     let high = stack.json(&["findings", "list", "--severity", "high"]);
     assert_eq!(strings(&high["findingIds"]).len(), 3, "{high}");
-    let b = stack.json(&["findings", "list", "--cluster", "cluster-b", "--archived", "false"]);
+    let b = stack.json(&[
+        "findings",
+        "list",
+        "--cluster",
+        "cluster-b",
+        "--archived",
+        "false",
+    ]);
     assert_eq!(strings(&b["findingIds"]).len(), 3, "{b}");
     let typed = stack.json(&[
         "findings",
@@ -285,7 +299,11 @@ fn findings_commands_in_json_and_table_output() {
         "--criteria",
         r#"{"criterion": {"severity": {"gte": 7}, "resource.eksClusterDetails.name": {"eq": ["cluster-a"]}}}"#,
     ]);
-    assert_eq!(strings(&escape_hatch["findingIds"]).len(), 2, "{escape_hatch}");
+    assert_eq!(
+        strings(&escape_hatch["findingIds"]).len(),
+        2,
+        "{escape_hatch}"
+    );
 
     // get: the API's findings, in the order asked for.
     let got = stack.json(&["findings", "get", &ids[1], &ids[0]]);
@@ -315,8 +333,16 @@ fn findings_commands_in_json_and_table_output() {
     assert_eq!(
         heads,
         [
-            "ID", "SEVERITY", "TYPE", "CLUSTER", "NAMESPACE", "POD", "PROCESS", "COUNT",
-            "ARCHIVED", "UPDATED"
+            "ID",
+            "SEVERITY",
+            "TYPE",
+            "CLUSTER",
+            "NAMESPACE",
+            "POD",
+            "PROCESS",
+            "COUNT",
+            "ARCHIVED",
+            "UPDATED"
         ]
     );
     assert_eq!(rows.len(), FINDINGS, "{table}");
@@ -334,7 +360,12 @@ fn findings_commands_in_json_and_table_output() {
     // A page of a longer list says how to go on, on stderr.
     let out = stack.run(&["findings", "list", "--max", "2", "--output", "table"]);
     assert!(out.status.success(), "{}", describe(&out));
-    assert_eq!(columns(&String::from_utf8(out.stdout.clone()).unwrap()).1.len(), 2);
+    assert_eq!(
+        columns(&String::from_utf8(out.stdout.clone()).unwrap())
+            .1
+            .len(),
+        2
+    );
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("--next-token"),
         "{}",
@@ -361,7 +392,14 @@ fn findings_commands_in_json_and_table_output() {
     let (heads, rows) = columns(&table);
     assert_eq!(heads, ["SEVERITY", "COUNT"]);
     assert_eq!(rows, [["MEDIUM 5", "6"], ["HIGH 8", "3"]], "{table}");
-    let by_ns = stack.json(&["findings", "stats", "--group-by", "cluster", "--severity", "high"]);
+    let by_ns = stack.json(&[
+        "findings",
+        "stats",
+        "--group-by",
+        "cluster",
+        "--severity",
+        "high",
+    ]);
     let groups = by_ns["findingStatistics"]["groupedByCluster"]
         .as_array()
         .unwrap();
@@ -378,22 +416,41 @@ fn findings_commands_in_json_and_table_output() {
     let archived = |id: &str| {
         stack.json(&["findings", "get", id])["findings"][0]["service"]["archived"].clone()
     };
-    assert_eq!(stack.json(&["findings", "archive", &ids[0], &ids[1]]), serde_json::json!({}));
+    assert_eq!(
+        stack.json(&["findings", "archive", &ids[0], &ids[1]]),
+        serde_json::json!({})
+    );
     assert_eq!(archived(&ids[0]), true);
     assert_eq!(archived(&ids[1]), true);
     let open = stack.json(&["findings", "list", "--archived", "false"]);
     assert_eq!(strings(&open["findingIds"]).len(), FINDINGS - 2);
-    assert_eq!(stack.json(&["findings", "unarchive", &ids[1]]), serde_json::json!({}));
+    assert_eq!(
+        stack.json(&["findings", "unarchive", &ids[1]]),
+        serde_json::json!({})
+    );
     assert_eq!(archived(&ids[1]), false);
-    assert_eq!(stack.table(&["findings", "archive", &ids[2]]), "archived: 1 finding(s)\n");
+    assert_eq!(
+        stack.table(&["findings", "archive", &ids[2]]),
+        "archived: 1 finding(s)\n"
+    );
     assert_eq!(archived(&ids[2]), true);
-    assert_eq!(stack.table(&["findings", "unarchive", &ids[2], &ids[0]]), "unarchived: 2 finding(s)\n");
+    assert_eq!(
+        stack.table(&["findings", "unarchive", &ids[2], &ids[0]]),
+        "unarchived: 2 finding(s)\n"
+    );
     assert_eq!(archived(&ids[0]), false);
     assert_eq!(archived(&ids[2]), false);
 
     // feedback: set, then read back, in both outputs.
     assert_eq!(
-        stack.json(&["findings", "feedback", &ids[3], "--not-useful", "--comment", "test pod, expected"]),
+        stack.json(&[
+            "findings",
+            "feedback",
+            &ids[3],
+            "--not-useful",
+            "--comment",
+            "test pod, expected"
+        ]),
         serde_json::json!({})
     );
     let service = &stack.json(&["findings", "get", &ids[3]])["findings"][0]["service"];
@@ -419,7 +476,10 @@ fn exit_codes_say_what_failed() {
     let out = stack.run(&["findings", "list", "--max", "0"]);
     assert_eq!(code(&out), 1, "{}", describe(&out));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("BadRequestException") && err.contains("maxResults"), "{err}");
+    assert!(
+        err.contains("BadRequestException") && err.contains("maxResults"),
+        "{err}"
+    );
     assert!(out.stdout.is_empty());
     let out = stack.run(&["findings", "list", "--sort", "nonsense:asc"]);
     assert_eq!(code(&out), 1, "{}", describe(&out));
@@ -428,7 +488,14 @@ fn exit_codes_say_what_failed() {
     for args in [
         &["findings", "list", "--bogus"][..],
         &["findings", "feedback", "some-id"],
-        &["findings", "list", "--severity", "low", "--severity", "high"],
+        &[
+            "findings",
+            "list",
+            "--severity",
+            "low",
+            "--severity",
+            "high",
+        ],
         &["findings", "list", "--since", "yesterday"],
         &["nothing"],
         &["findings", "get"],
@@ -437,7 +504,11 @@ fn exit_codes_say_what_failed() {
         assert_eq!(code(&out), 2, "{args:?}: {}", describe(&out));
         assert!(!out.stderr.is_empty());
     }
-    let out = stack.command(&["findings", "list"]).env_remove("PEREGRINE_API_URL").output().unwrap();
+    let out = stack
+        .command(&["findings", "list"])
+        .env_remove("PEREGRINE_API_URL")
+        .output()
+        .unwrap();
     assert_eq!(code(&out), 2, "{}", describe(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("PEREGRINE_API_URL"));
 
@@ -472,4 +543,308 @@ fn exit_codes_say_what_failed() {
     let out = stack.run(&["findings", "get", "\u{1b}]0;pwned\u{7}"]);
     assert_eq!(code(&out), 1, "{}", describe(&out));
     assert_terminal_safe(String::from_utf8_lossy(&out.stderr).trim_end());
+}
+
+/// The value of `key` in a KEY/VALUE table.
+fn value_of(table: &str, key: &str) -> Option<String> {
+    let (heads, rows) = columns(table);
+    assert_eq!(heads, ["KEY", "VALUE"], "{table}");
+    rows.into_iter().find(|r| r[0] == key).map(|r| r[1].clone())
+}
+
+#[test]
+fn filter_commands_in_json_and_table_output() {
+    let stack = Stack::start();
+    let ssh = "Persistence:Runtime/SensitiveFileModified";
+
+    let created = stack.json(&[
+        "filters",
+        "create",
+        "--name",
+        "suppress-ssh",
+        "--action",
+        "ARCHIVE",
+        "--rank",
+        "1",
+        "--description",
+        "test pods",
+        "--type",
+        ssh,
+        "--cluster",
+        "cluster-a",
+    ]);
+    assert_eq!(created, serde_json::json!({"name": "suppress-ssh"}));
+    let table = stack.table(&[
+        "filters",
+        "create",
+        "--name",
+        "noop-high",
+        "--severity",
+        "high",
+    ]);
+    assert_eq!(
+        value_of(&table, "name").as_deref(),
+        Some("noop-high"),
+        "{table}"
+    );
+    // A filter without criteria is refused before any request.
+    let out = stack.run(&["filters", "create", "--name", "nothing"]);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+
+    let list = stack.json(&["filters", "list"]);
+    assert_eq!(
+        strings(&list["filterNames"]),
+        ["suppress-ssh", "noop-high"],
+        "{list}"
+    );
+    let paged = stack.json(&["filters", "list", "--max", "1", "--all"]);
+    assert_eq!(
+        strings(&paged["filterNames"]),
+        ["suppress-ssh", "noop-high"],
+        "{paged}"
+    );
+    let one = stack.json(&["filters", "list", "--max", "1"]);
+    assert_eq!(strings(&one["filterNames"]), ["suppress-ssh"], "{one}");
+    assert!(
+        !one["nextToken"].as_str().unwrap_or_default().is_empty(),
+        "{one}"
+    );
+
+    let got = stack.json(&["filters", "get", "suppress-ssh"]);
+    assert_eq!(got["name"], "suppress-ssh");
+    assert_eq!(got["action"], "ARCHIVE");
+    assert_eq!(got["rank"], 1);
+    assert_eq!(got["description"], "test pods");
+    assert_eq!(
+        got["findingCriteria"]["criterion"]["type"]["eq"],
+        serde_json::json!([ssh])
+    );
+    let table = stack.table(&["filters", "get", "noop-high"]);
+    assert_eq!(
+        value_of(&table, "action").as_deref(),
+        Some("NOOP"),
+        "{table}"
+    );
+    assert_eq!(
+        value_of(&table, "findingCriteria.criterion.severity.gte").as_deref(),
+        Some("7.0"),
+        "{table}"
+    );
+
+    // update: JSON, then a hostile description shown escaped in the tables.
+    let updated = stack.json(&["filters", "update", "noop-high", "--rank", "1"]);
+    assert_eq!(updated["name"], "noop-high", "{updated}");
+    let hostile = "ok\u{1b}[2J\u{202e}gnp.exe";
+    stack.table(&[
+        "filters",
+        "update",
+        "suppress-ssh",
+        "--description",
+        hostile,
+    ]);
+    assert_eq!(
+        stack.json(&["filters", "get", "suppress-ssh"])["description"],
+        hostile
+    );
+    let table = stack.table(&["filters", "get", "suppress-ssh"]);
+    assert_eq!(
+        value_of(&table, "description").as_deref(),
+        Some("ok\\x1b[2J\\u{202e}gnp.exe"),
+        "{table}"
+    );
+    let table = stack.table(&["filters", "list"]);
+    let (heads, rows) = columns(&table);
+    assert_eq!(heads, ["NAME", "ACTION", "RANK", "DESCRIPTION"]);
+    assert_eq!(rows[0][..3], ["noop-high", "NOOP", "1"], "{table}");
+    assert_eq!(rows[1][..3], ["suppress-ssh", "ARCHIVE", "2"], "{table}");
+    assert_eq!(rows[1][3], "ok\\x1b[2J\\u{202e}gnp.exe", "{table}");
+
+    // delete, in both outputs.
+    assert_eq!(
+        stack.json(&["filters", "delete", "noop-high"]),
+        serde_json::json!({})
+    );
+    assert_eq!(
+        stack.table(&["filters", "delete", "suppress-ssh"]),
+        "deleted\n"
+    );
+    assert_eq!(
+        stack.json(&["filters", "list"])["filterNames"],
+        serde_json::json!([])
+    );
+    let out = stack.run(&["filters", "get", "noop-high"]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+}
+
+#[test]
+fn entity_set_commands_in_json_and_table_output() {
+    let stack = Stack::start();
+    for (command, id_field, list_field) in [
+        ("threat-sets", "threatEntitySetId", "threatEntitySetIds"),
+        ("trusted-sets", "trustedEntitySetId", "trustedEntitySetIds"),
+    ] {
+        let created = stack.json(&[
+            command,
+            "create",
+            "--name",
+            "lists",
+            "--format",
+            "TXT",
+            "--location",
+            "s3://peregrine-sets/lists.txt",
+            "--tag",
+            "team=sec",
+        ]);
+        let id = created[id_field]
+            .as_str()
+            .unwrap_or_else(|| panic!("{created}"))
+            .to_owned();
+        assert_eq!(
+            stack.json(&[command, "list"])[list_field],
+            serde_json::json!([id])
+        );
+        let (heads, rows) = columns(&stack.table(&[command, "list"]));
+        assert_eq!(heads, ["ID", "NAME", "FORMAT", "STATUS", "LOCATION"]);
+        assert_eq!(
+            rows,
+            [[
+                id.as_str(),
+                "lists",
+                "TXT",
+                "INACTIVE",
+                "s3://peregrine-sets/lists.txt"
+            ]]
+        );
+
+        let got = stack.json(&[command, "get", &id]);
+        assert_eq!(got["name"], "lists", "{got}");
+        assert_eq!(got["status"], "INACTIVE", "{got}");
+        assert_eq!(got["tags"]["team"], "sec", "{got}");
+        assert_eq!(
+            stack.json(&[command, "update", &id, "--name", "renamed"]),
+            serde_json::json!({})
+        );
+        assert_eq!(
+            stack.table(&[command, "update", &id, "--activate", "false"]),
+            "updated\n"
+        );
+        let table = stack.table(&[command, "get", &id]);
+        assert_eq!(
+            value_of(&table, "name").as_deref(),
+            Some("renamed"),
+            "{table}"
+        );
+        assert_eq!(
+            value_of(&table, "location").as_deref(),
+            Some("s3://peregrine-sets/lists.txt")
+        );
+
+        if command == "threat-sets" {
+            let table = stack.table(&[
+                command,
+                "create",
+                "--name",
+                "more",
+                "--location",
+                "s3://peregrine-sets/more.txt",
+            ]);
+            let second = value_of(&table, id_field).unwrap_or_else(|| panic!("{table}"));
+            assert_eq!(
+                strings(&stack.json(&[command, "list", "--max", "1", "--all"])[list_field]).len(),
+                2
+            );
+            assert_eq!(
+                stack.json(&[command, "delete", &second]),
+                serde_json::json!({})
+            );
+        }
+        assert_eq!(stack.table(&[command, "delete", &id]), "deleted\n");
+        assert_eq!(
+            stack.json(&[command, "list"])[list_field],
+            serde_json::json!([])
+        );
+    }
+}
+
+#[test]
+fn coverage_org_and_sample_commands_in_json_and_table_output() {
+    let stack = Stack::start();
+
+    // coverage: no sweep has run, so nothing is covered yet; both outputs still answer.
+    let list = stack.json(&[
+        "coverage",
+        "list",
+        "--cluster",
+        "cluster-a",
+        "--sort",
+        "UPDATED_AT:desc",
+        "--all",
+    ]);
+    assert!(list["resources"].is_array(), "{list}");
+    let table = stack.table(&["coverage", "list", "--status", "HEALTHY", "--max", "10"]);
+    assert_eq!(
+        columns(&table).0,
+        [
+            "RESOURCE", "ACCOUNT", "CLUSTER", "STATUS", "NODES", "ISSUE", "UPDATED"
+        ]
+    );
+    let stats = stack.json(&["coverage", "stats"]);
+    assert!(stats["coverageStatistics"].is_object(), "{stats}");
+    let table = stack.table(&["coverage", "stats", "--filter", "ACCOUNT_ID=123456789012"]);
+    assert_eq!(columns(&table).0, ["STATISTIC", "KEY", "COUNT"]);
+    let out = stack.run(&["coverage", "list", "--filter", "NO_SUCH_KEY=1"]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+
+    // org: show, update, read back.
+    let org = stack.json(&["org", "show"]);
+    assert!(org["autoEnableOrganizationMembers"].is_string(), "{org}");
+    assert_eq!(
+        stack.json(&[
+            "org",
+            "update",
+            "--auto-enable",
+            "NONE",
+            "--cluster-scope",
+            "INCLUDED_ONLY"
+        ]),
+        serde_json::json!({})
+    );
+    let org = stack.json(&["org", "show"]);
+    assert_eq!(org["autoEnableOrganizationMembers"], "NONE", "{org}");
+    assert_eq!(org["clusterScope"], "INCLUDED_ONLY", "{org}");
+    assert_eq!(
+        stack.table(&["org", "update", "--auto-enable", "new"]),
+        "updated\n"
+    );
+    let table = stack.table(&["org", "show"]);
+    assert_eq!(
+        value_of(&table, "autoEnableOrganizationMembers").as_deref(),
+        Some("NEW"),
+        "{table}"
+    );
+    let out = stack.run(&["org", "update"]);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+
+    // sample findings: one type, then every type; they are listed like real findings.
+    let before = strings(&stack.json(&["findings", "list", "--all"])["findingIds"]).len();
+    assert_eq!(
+        stack.json(&[
+            "sample-findings",
+            "--type",
+            "Execution:Runtime/NewBinaryExecuted"
+        ]),
+        serde_json::json!({})
+    );
+    let after_one = strings(&stack.json(&["findings", "list", "--all"])["findingIds"]).len();
+    assert_eq!(after_one, before + 1);
+    assert_eq!(
+        stack.table(&["sample-findings"]),
+        "sample findings created: every type\n"
+    );
+    let ids = strings(&stack.json(&["findings", "list", "--max", "7", "--all"])["findingIds"]);
+    assert_eq!(ids.len(), after_one + 46);
+    let table = stack.table(&["findings", "list", "--all"]);
+    assert_eq!(columns(&table).1.len(), ids.len(), "{table}");
+    let out = stack.run(&["sample-findings", "--type", "NoSuch:Type/AtAll"]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
 }
