@@ -767,7 +767,7 @@ fn entity_set_commands_in_json_and_table_output() {
 }
 
 #[test]
-fn coverage_org_and_sample_commands_in_json_and_table_output() {
+fn coverage_and_org_commands_in_json_and_table_output() {
     let stack = Stack::start();
 
     // coverage: no sweep has run, so nothing is covered yet; both outputs still answer.
@@ -824,7 +824,11 @@ fn coverage_org_and_sample_commands_in_json_and_table_output() {
     );
     let out = stack.run(&["org", "update"]);
     assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+}
 
+#[test]
+fn sample_findings_command_in_json_and_table_output() {
+    let stack = Stack::start();
     // sample findings: one type, then every type; they are listed like real findings.
     let before = strings(&stack.json(&["findings", "list", "--all"])["findingIds"]).len();
     assert_eq!(
