@@ -127,14 +127,7 @@ impl Request {
                 if let Some(f) = coverage_filter(&filter)? {
                     body.insert("filterCriteria".into(), f);
                 }
-                if let Some(s) = sort {
-                    let (attribute, order) = sort_spec(&s, "--sort")?;
-                    body.insert(
-                        "sortCriteria".into(),
-                        json!({"attributeName": attribute, "orderBy": order}),
-                    );
-                }
-                page_fields(&mut body, &paging);
+                list_fields(&mut body, sort.as_deref(), &paging)?;
                 Request::ListCoverage {
                     body,
                     all: paging.all,
@@ -447,14 +440,7 @@ fn findings(c: FindingsCommand) -> Result<Request, CliError> {
             if let Some(fc) = criteria.finding_criteria()? {
                 body.insert("findingCriteria".into(), fc);
             }
-            if let Some(s) = sort {
-                let (attribute, order) = sort_spec(&s, "--sort")?;
-                body.insert(
-                    "sortCriteria".into(),
-                    json!({"attributeName": attribute, "orderBy": order}),
-                );
-            }
-            page_fields(&mut body, &paging);
+            list_fields(&mut body, sort.as_deref(), &paging)?;
             Request::ListFindings {
                 body,
                 all: paging.all,
@@ -698,6 +684,23 @@ fn sort_spec(s: &str, flag: &str) -> Result<(String, &'static str), CliError> {
         return Err(CliError::Usage(format!("{flag} {s:?}: no field")));
     }
     Ok((attribute.to_owned(), order))
+}
+
+/// `sortCriteria` from `--sort`, and the paging fields.
+fn list_fields(
+    body: &mut Map<String, Value>,
+    sort: Option<&str>,
+    paging: &Paging,
+) -> Result<(), CliError> {
+    if let Some(s) = sort {
+        let (attribute, order) = sort_spec(s, "--sort")?;
+        body.insert(
+            "sortCriteria".into(),
+            json!({"attributeName": attribute, "orderBy": order}),
+        );
+    }
+    page_fields(body, paging);
+    Ok(())
 }
 
 fn page_fields(body: &mut Map<String, Value>, paging: &Paging) {
