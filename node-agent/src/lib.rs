@@ -24,5 +24,6 @@ pub mod sink;
 pub mod spool;
 pub mod standalone;
 pub mod starts;
-pub mod termsafe;
+// Escaping for the terminal lives in a crate the CLI shares; the path stays `crate::termsafe`.
+pub use peregrine_termsafe as termsafe;
 pub mod tick;

@@ -131,7 +131,15 @@ enum Command {
 
 fn exports(stack: &LocalStack) -> String {
     let mut out = String::new();
-    for (k, v) in stack.exports() {
+    let mut vars = stack.exports();
+    // The API's detector id (the stack's name), which the `peregrine` CLI reads.
+    if let Some(id) = stack
+        .function_env("ApiFunction")
+        .and_then(|env| env.get("DETECTOR_ID").cloned())
+    {
+        vars.push(("PEREGRINE_DETECTOR_ID".to_owned(), id));
+    }
+    for (k, v) in vars {
         out.push_str(&format!("export {k}='{}'\n", v.replace('\'', "'\\''")));
     }
     out
