@@ -12,10 +12,10 @@ use peregrine_store::{CoverageStore, iso};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use peregrine_criteria::{Scalar, SortKey, quoted};
 use crate::error::ApiError;
 use crate::ops::parse;
 use crate::{ApiDeps, Operation, Request, token};
+use peregrine_criteria::{Scalar, SortKey, quoted};
 
 /// `maxResults`: 1 to this (the default).
 pub const MAX_RESULTS: i64 = 50;

@@ -201,7 +201,12 @@ pub struct Route<'a> {
 pub fn route<'a>(method: &str, path: &'a str) -> Result<Route<'a>, ApiError> {
     use EntitySetKind::{Threat, Trusted};
     use Operation::*;
-    let not_found = || ApiError::NotFound(format!("No operation at {}.", peregrine_criteria::quoted(path)));
+    let not_found = || {
+        ApiError::NotFound(format!(
+            "No operation at {}.",
+            peregrine_criteria::quoted(path)
+        ))
+    };
     let rest = path.strip_prefix("/detector/").ok_or_else(not_found)?;
     let (detector, rest) = rest.split_once('/').ok_or_else(not_found)?;
     if detector.is_empty() {
@@ -469,8 +474,14 @@ mod tests {
             Some((d(), Operation::CreateSampleFindings, None))
         );
         assert_eq!(op("POST", "/detector/d/filter/a/b"), None);
-        assert_eq!(route("DELETE", "/detector/d/filter").unwrap_err().status(), 400);
-        assert_eq!(route("PUT", "/detector/d/filter/x").unwrap_err().status(), 400);
+        assert_eq!(
+            route("DELETE", "/detector/d/filter").unwrap_err().status(),
+            400
+        );
+        assert_eq!(
+            route("PUT", "/detector/d/filter/x").unwrap_err().status(),
+            400
+        );
         // A path that does not take the method is a 400 that says which it takes.
         let e = route("GET", "/detector/d/findings").unwrap_err();
         assert_eq!(e.status(), 400);

@@ -20,10 +20,10 @@ use peregrine_store::{ConfigStore, iso};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use peregrine_criteria::quoted;
 use crate::error::ApiError;
 use crate::ops::parse;
 use crate::{ApiDeps, Operation, Request};
+use peregrine_criteria::quoted;
 
 /// Most account rows one update changes.
 pub const MAX_ACCOUNTS_PER_UPDATE: usize = 50;

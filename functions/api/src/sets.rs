@@ -20,10 +20,10 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use peregrine_criteria::{Scalar, SortKey, quoted};
 use crate::error::ApiError;
 use crate::ops::parse;
 use crate::{ApiDeps, Operation, Request, token};
+use peregrine_criteria::{Scalar, SortKey, quoted};
 
 /// GuardDuty's limits per detector.
 pub const MAX_THREAT_SETS: usize = 6;
